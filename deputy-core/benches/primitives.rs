@@ -1,0 +1,2 @@
+//! Benchmarks (placeholder while writing).
+fn main() {}

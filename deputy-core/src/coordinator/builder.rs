@@ -1,0 +1,217 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ShutdownCoordinator;
+use super::phase::{Phase, phases};
+use super::report::ExitCodes;
+use super::shared::{Plan, Shared};
+use crate::error::BuildError;
+use crate::runtime::Runtime;
+
+/// Configures a [`ShutdownCoordinator`]; made by [`ShutdownCoordinator::builder`].
+///
+/// The defaults suit a Kubernetes pod with the default `terminationGracePeriodSeconds: 30`:
+///
+/// | setting | default |
+/// |---|---|
+/// | grace period (whole budget, from the first trigger) | 30 s |
+/// | drain delay (keep serving while endpoints propagate) | 5 s |
+/// | drain timeout (after the delay) | 15 s |
+/// | phases | [`stop-accepting`](phases::STOP_ACCEPTING), [`flush`](phases::FLUSH), [`close`](phases::CLOSE), 3 s each |
+///
+/// # Budget check
+///
+/// [`build`](Self::build) adds up drain delay, drain timeout and every phase's timeout. If the
+/// sum exceeds the grace period it returns [`BuildError::OverBudget`], because such a plan can
+/// be cut short (and, in Kubernetes, SIGKILLed) before it finishes. Call
+/// [`allow_over_budget`](Self::allow_over_budget) to accept it anyway; `build` then logs a
+/// warning, and the grace period still bounds the whole shutdown at run time.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{Phase, ShutdownCoordinator, ManualClock};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .grace_period(Duration::from_secs(30))
+///     .drain_delay(Duration::from_secs(5))
+///     .drain_timeout(Duration::from_secs(10))
+///     .phase_before("flush", Phase::new("stop-workers").timeout(Duration::from_secs(4)))
+///     .phase(Phase::new("flush").timeout(Duration::from_secs(5))) // adjusts a default phase
+///     .build(ManualClock::new())
+///     .unwrap();
+/// assert_eq!(
+///     coordinator.handle().phases().collect::<Vec<_>>(),
+///     ["stop-accepting", "stop-workers", "flush", "close"]
+/// );
+///
+/// let too_long = ShutdownCoordinator::builder()
+///     .grace_period(Duration::from_secs(10))
+///     .build(ManualClock::new());
+/// assert!(too_long.is_err());
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct Builder {
+    grace_period: Duration,
+    drain_delay: Duration,
+    drain_timeout: Duration,
+    phases: Vec<Phase>,
+    exit_codes: ExitCodes,
+    allow_over_budget: bool,
+    error: Option<BuildError>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(15),
+            phases: phases::DEFAULTS
+                .iter()
+                .map(|name| Phase::new(*name))
+                .collect(),
+            exit_codes: ExitCodes::default(),
+            allow_over_budget: false,
+            error: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The whole budget from the first trigger to `Done`, like Kubernetes'
+    /// `terminationGracePeriodSeconds` (set that a little higher, so the process can exit).
+    pub fn grace_period(mut self, grace_period: Duration) -> Self {
+        self.grace_period = grace_period;
+        self
+    }
+
+    /// How long to keep serving after the trigger before waiting for work in flight to end,
+    /// so that load balancers stop sending traffic first.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// How long, after the drain delay, to wait for work in flight to end.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Appends a phase; if a phase of that name exists (a default one, say), sets its timeout
+    /// instead, keeping its place.
+    pub fn phase(mut self, phase: Phase) -> Self {
+        if !self.check_name(&phase) {
+            return self;
+        }
+        match self.phases.iter_mut().find(|p| p.name() == phase.name()) {
+            Some(existing) => *existing = phase,
+            None => self.phases.push(phase),
+        }
+        self
+    }
+
+    /// Inserts a new phase just before the phase named `existing`.
+    pub fn phase_before(self, existing: &str, phase: Phase) -> Self {
+        self.insert(existing, phase, 0)
+    }
+
+    /// Inserts a new phase just after the phase named `existing`.
+    pub fn phase_after(self, existing: &str, phase: Phase) -> Self {
+        self.insert(existing, phase, 1)
+    }
+
+    /// Removes the default phases; only the phases added afterwards exist.
+    pub fn without_default_phases(mut self) -> Self {
+        self.phases
+            .retain(|p| !phases::DEFAULTS.contains(&p.name()));
+        self
+    }
+
+    /// The exit codes the report maps outcomes to.
+    pub fn exit_codes(mut self, codes: ExitCodes) -> Self {
+        self.exit_codes = codes;
+        self
+    }
+
+    /// Accepts a plan whose timeouts add up to more than the grace period (see
+    /// [Budget check](Self#budget-check)); `build` logs a warning instead of failing.
+    pub fn allow_over_budget(mut self) -> Self {
+        self.allow_over_budget = true;
+        self
+    }
+
+    /// Checks the plan and builds the coordinator on `runtime`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for a zero grace period, an empty or duplicate phase name, a
+    /// `phase_before`/`phase_after` naming no phase, or a plan over budget.
+    pub fn build(self, runtime: impl Runtime) -> Result<ShutdownCoordinator, BuildError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.grace_period.is_zero() {
+            return Err(BuildError::ZeroGracePeriod);
+        }
+        let planned = self.drain_delay
+            + self.drain_timeout
+            + self
+                .phases
+                .iter()
+                .map(Phase::timeout_duration)
+                .sum::<Duration>();
+        if planned > self.grace_period {
+            if !self.allow_over_budget {
+                return Err(BuildError::OverBudget {
+                    planned,
+                    grace_period: self.grace_period,
+                });
+            }
+            tracing::warn!(
+                planned_ms = planned.as_millis() as u64,
+                grace_period_ms = self.grace_period.as_millis() as u64,
+                "shutdown plan exceeds the grace period; the end of it may be abandoned"
+            );
+        }
+        let plan = Plan {
+            grace_period: self.grace_period,
+            drain_delay: self.drain_delay,
+            drain_timeout: self.drain_timeout,
+            phases: self.phases,
+            exit_codes: self.exit_codes,
+        };
+        Ok(ShutdownCoordinator {
+            shared: Arc::new(Shared::new(Arc::new(runtime), plan)),
+        })
+    }
+
+    fn check_name(&mut self, phase: &Phase) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        if phase.name().is_empty() {
+            self.error = Some(BuildError::EmptyPhaseName);
+            return false;
+        }
+        true
+    }
+
+    fn insert(mut self, existing: &str, phase: Phase, offset: usize) -> Self {
+        if !self.check_name(&phase) {
+            return self;
+        }
+        if self.phases.iter().any(|p| p.name() == phase.name()) {
+            self.error = Some(BuildError::DuplicatePhase(phase.name().to_owned()));
+            return self;
+        }
+        match self.phases.iter().position(|p| p.name() == existing) {
+            Some(index) => self.phases.insert(index + offset, phase),
+            None => self.error = Some(BuildError::UnknownPhase(existing.to_owned())),
+        }
+        self
+    }
+}

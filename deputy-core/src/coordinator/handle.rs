@@ -1,0 +1,293 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::hook::{Hook, HookContext, HookOutput};
+use super::report::{ShutdownReport, TriggerKind};
+use super::shared::Shared;
+use super::watch::{Status, Transitions};
+use crate::error::HookError;
+use crate::{CancellationToken, DrainGuard, InFlight, Reason, State, Track};
+
+/// A cheap, cloneable handle to a coordinator: trigger shutdown, read its state, take guards,
+/// add hooks, watch progress. Made by [`ShutdownCoordinator::handle`](crate::ShutdownCoordinator::handle);
+/// hand clones to every part of the program (and to libraries) that takes part in shutdown.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, ShutdownCoordinator, State};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// shutdown.ready();
+/// assert!(shutdown.is_ready());
+///
+/// let request = shutdown.guard();          // a request in flight
+/// assert!(shutdown.trigger("deploy"));     // this call started shutdown
+/// assert!(!shutdown.trigger("again"));     // the second does nothing
+/// assert!(!shutdown.is_ready());           // readiness is off at once
+/// assert_eq!(shutdown.state(), State::Draining);
+///
+/// drop(request);
+/// let report = futures::executor::block_on(coordinator.run());
+/// assert_eq!(shutdown.state(), State::Done);
+/// assert_eq!(report.exit_code, 0);
+/// ```
+#[derive(Clone)]
+pub struct Shutdown {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Shutdown {
+    /// Starts shutting down. Returns `true` if this call started it, `false` if shutdown was
+    /// already triggered (a repeated trigger never forces; see [`force`](Self::force)).
+    pub fn trigger(&self, reason: impl Into<Reason>) -> bool {
+        self.shared.request(TriggerKind::Trigger, reason.into())
+    }
+
+    /// Skips the rest of the drain (delay and waiting for work in flight) and goes on to the
+    /// stopping phases. Returns whether it changed anything: `false` before a trigger or once
+    /// draining is over.
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator, State};
+    /// # let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(!shutdown.force("impatient"));
+    /// shutdown.trigger("deploy");
+    /// assert!(shutdown.force("impatient"));
+    /// assert_eq!(shutdown.state(), State::Stopping);
+    /// ```
+    pub fn force(&self, reason: impl Into<Reason>) -> bool {
+        self.shared.request(TriggerKind::Force, reason.into())
+    }
+
+    /// Stops now: what has not finished is recorded as abandoned and the coordinator reaches
+    /// `Done` as soon as its future is polled. Returns whether it changed anything.
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator, State, Outcome};
+    /// # let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.trigger("deploy");
+    /// assert!(shutdown.abandon("third ctrl-c"));
+    /// let report = futures::executor::block_on(coordinator.run());
+    /// assert_eq!(report.outcome, Outcome::Abandoned);
+    /// ```
+    pub fn abandon(&self, reason: impl Into<Reason>) -> bool {
+        self.shared.request(TriggerKind::Abandon, reason.into())
+    }
+
+    /// The rule for signals from a person or a supervisor: the first call triggers, the
+    /// second forces, the third and later abandon. Counts only its own calls, so a signal
+    /// after a trigger from elsewhere (say a preStop hook) does not force.
+    ///
+    /// ```
+    /// use deputy_core::{Escalation, ManualClock, Reason, ShutdownCoordinator};
+    /// # let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert_eq!(shutdown.escalate(Reason::Signal(2)), Escalation::Triggered);
+    /// assert_eq!(shutdown.escalate(Reason::Signal(2)), Escalation::Forced);
+    /// assert_eq!(shutdown.escalate(Reason::Signal(2)), Escalation::Abandoned);
+    /// ```
+    pub fn escalate(&self, reason: impl Into<Reason>) -> Escalation {
+        match self.shared.escalate(reason.into()) {
+            (1, true) => Escalation::Triggered,
+            (2, true) => Escalation::Forced,
+            (n, true) if n >= 3 => Escalation::Abandoned,
+            (n, _) => Escalation::Ignored { count: n },
+        }
+    }
+
+    /// The current state: one atomic load.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// Whether shutdown has been triggered.
+    pub fn is_triggered(&self) -> bool {
+        self.state() > State::Running
+    }
+
+    /// Says the service is ready to receive traffic (K8sDeputy.jl's `readied!`). Readiness
+    /// stays false until this is called, and turns false again from the first trigger on.
+    pub fn ready(&self) {
+        self.shared.set_ready(true);
+    }
+
+    /// Says the service cannot take traffic for now (it may call [`ready`](Self::ready)
+    /// again later).
+    pub fn not_ready(&self) {
+        self.shared.set_ready(false);
+    }
+
+    /// Readiness for a `/health/ready` probe: [`ready`](Self::ready) was called and shutdown
+    /// has not been triggered.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
+    }
+
+    /// Liveness for a `/health/live` probe: true until `Done`.
+    pub fn is_live(&self) -> bool {
+        self.state() != State::Done
+    }
+
+    /// A token cancelled at the first trigger: stop taking new long-lived work.
+    ///
+    /// It is a child of the coordinator's own token, so cancelling it affects only its holders.
+    pub fn draining_token(&self) -> CancellationToken {
+        self.shared.draining.child()
+    }
+
+    /// A token cancelled when the drain ends and the stopping phases begin: stop what is
+    /// still running.
+    pub fn stopping_token(&self) -> CancellationToken {
+        self.shared.stopping.child()
+    }
+
+    /// Marks one unit of work as in flight; the drain waits for it (see [`InFlight::guard`]).
+    #[inline]
+    pub fn guard(&self) -> DrainGuard {
+        self.shared.in_flight.guard()
+    }
+
+    /// Wraps a future so it counts as in flight until it ends (see [`InFlight::track`]).
+    pub fn track<F: Future>(&self, future: F) -> Track<F> {
+        self.shared.in_flight.track(future)
+    }
+
+    /// Work in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.count()
+    }
+
+    /// The in-flight counter itself, to hand to code that knows nothing of shutdown.
+    pub fn in_flight_counter(&self) -> InFlight {
+        self.shared.in_flight.clone()
+    }
+
+    /// Adds a hook to the phase named `phase`; it runs when that phase starts, concurrently
+    /// with the phase's other hooks. Libraries call this on a handle they were given, without
+    /// owning `main`; the [default phases](crate::phases) are there for them.
+    ///
+    /// # Errors
+    ///
+    /// [`HookError::UnknownPhase`] if no phase has that name, [`HookError::PhaseStarted`] if it
+    /// has started already.
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator};
+    /// # let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.hook("flush", "producer", |_ctx| async { Ok::<(), std::io::Error>(()) }).unwrap();
+    /// assert!(shutdown.hook("no-such-phase", "x", |_| async {}).is_err());
+    /// ```
+    pub fn hook<F, Fut>(&self, phase: &str, name: &str, hook: F) -> Result<(), HookError>
+    where
+        F: FnOnce(HookContext) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.shared.add_hook(phase, Hook::new(name, hook))
+    }
+
+    /// The phases, in the order they run.
+    pub fn phases(&self) -> impl Iterator<Item = &str> + '_ {
+        self.shared.phase_names.iter().map(|p| &**p)
+    }
+
+    /// Every state entered and phase started, in order, from the first trigger to `Done`.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator, State};
+    /// # let coordinator = ShutdownCoordinator::builder()
+    /// #     .drain_delay(std::time::Duration::ZERO)
+    /// #     .without_default_phases()
+    /// #     .phase(deputy_core::Phase::new("close"))
+    /// #     .build(ManualClock::new())
+    /// #     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.trigger("test");
+    /// futures::executor::block_on(coordinator.run());
+    /// let seen: Vec<_> = futures::executor::block_on(shutdown.transitions().collect::<Vec<_>>())
+    ///     .into_iter()
+    ///     .map(|t| (t.state, t.phase))
+    ///     .collect();
+    /// assert_eq!(seen, [
+    ///     (State::Draining, None),
+    ///     (State::Stopping, Some("close".to_string())),
+    ///     (State::Done, None),
+    /// ]);
+    /// ```
+    pub fn transitions(&self) -> Transitions {
+        Transitions::new(self.shared.clone())
+    }
+
+    /// A snapshot for status endpoints.
+    pub fn status(&self) -> Status {
+        let now = self.shared.runtime.now();
+        let (state, phase) = self.shared.position();
+        Status {
+            state,
+            phase: phase.map(|i| self.shared.phase_names[i].to_string()),
+            in_flight: self.in_flight(),
+            ready: self.is_ready(),
+            live: state != State::Done,
+            elapsed: self.shared.since_trigger(now),
+        }
+    }
+
+    /// The report, once shutdown is done.
+    pub fn report(&self) -> Option<Arc<ShutdownReport>> {
+        self.shared.report()
+    }
+
+    /// Waits for the report.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    pub async fn done(&self) -> Arc<ShutdownReport> {
+        loop {
+            if let Some(report) = self.shared.report() {
+                return report;
+            }
+            let listener = self.shared.listen();
+            if let Some(report) = self.shared.report() {
+                return report;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// What a call to [`Shutdown::escalate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Escalation {
+    /// The first call: shutdown started.
+    Triggered,
+    /// The second call: the rest of the drain was skipped.
+    Forced,
+    /// The third or a later call: shutdown was abandoned; a signal handler should exit now.
+    Abandoned,
+    /// The call changed nothing (shutdown was already further along); `count` is its number.
+    Ignored {
+        /// Which call this was, from 1.
+        count: u32,
+    },
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("state", &self.state())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}

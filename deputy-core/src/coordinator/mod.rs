@@ -1,0 +1,119 @@
+//! The coordinator: plan, handle, hooks, and the future that drives a shutdown.
+
+mod builder;
+mod handle;
+mod hook;
+mod phase;
+mod report;
+mod run;
+mod shared;
+mod watch;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+pub use self::builder::Builder;
+pub use self::handle::{Escalation, Shutdown};
+pub use self::hook::{HookContext, HookOutput};
+pub use self::phase::{DEFAULT_PHASE_TIMEOUT, Phase, phases};
+pub use self::report::{
+    DrainReport, ExitCodes, HookOutcome, HookReport, Outcome, PhaseReport, ShutdownReport,
+    TriggerKind, TriggerRecord,
+};
+use self::shared::Shared;
+pub use self::watch::{Status, Transition, Transitions};
+use crate::error::HookError;
+
+/// Runs a graceful shutdown: drain, then ordered phases of hooks, all within a grace period,
+/// ending in a [`ShutdownReport`].
+///
+/// Build it with [`builder`](Self::builder), hand out [`handle`](Self::handle)s, and drive
+/// [`run`](Self::run) (spawn it on your runtime; the adapters do this for you). `run` waits
+/// for the first trigger, then:
+///
+/// 1. **Draining**: readiness turns false and the draining token is cancelled; the service
+///    keeps serving for the drain delay, then until nothing is in flight or the drain timeout
+///    passes.
+/// 2. **Stopping**: the stopping token is cancelled; each phase's hooks run concurrently,
+///    phases one after another, each bounded by its timeout.
+/// 3. **Done**: the report is ready; liveness turns false.
+///
+/// The grace period bounds all of it: `Done` is reached by its end even if every hook hangs.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, Phase, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .grace_period(Duration::from_secs(30))
+///     .drain_delay(Duration::ZERO)
+///     .phase(Phase::new("flush").timeout(Duration::from_secs(5)))
+///     .build(ManualClock::new())
+///     .unwrap();
+/// coordinator
+///     .hook("flush", "kafka", |_ctx| async { Ok::<(), String>(()) })
+///     .unwrap();
+///
+/// let shutdown = coordinator.handle();
+/// shutdown.trigger("test");
+/// let report = futures::executor::block_on(coordinator.run());
+/// assert_eq!(report.exit_code, 0);
+/// ```
+pub struct ShutdownCoordinator {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownCoordinator {
+    /// Starts configuring a coordinator.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A handle for triggering, guards, hooks and readiness; cheap to clone.
+    pub fn handle(&self) -> Shutdown {
+        Shutdown {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Adds a hook to a phase; see [`Shutdown::hook`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Shutdown::hook`].
+    pub fn hook<F, Fut>(&self, phase: &str, name: &str, hook: F) -> Result<(), HookError>
+    where
+        F: FnOnce(HookContext) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.handle().hook(phase, name, hook)
+    }
+
+    /// Drives the shutdown: waits for the first trigger, then runs it to `Done` and returns
+    /// the report (also available from [`Shutdown::report`] and [`Shutdown::done`]).
+    ///
+    /// Nothing past `Draining` happens unless this future is polled. Hooks run inside it, so
+    /// a hook must not block its thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping it before `Done` drops the hooks that are running, and no
+    /// report is made.
+    pub async fn run(self) -> ShutdownReport {
+        let report = run::run(self.shared).await;
+        ShutdownReport::clone(&report)
+    }
+}
+
+impl fmt::Debug for ShutdownCoordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownCoordinator")
+            .field("state", &self.shared.state())
+            .field("phases", &self.shared.phase_names)
+            .finish_non_exhaustive()
+    }
+}

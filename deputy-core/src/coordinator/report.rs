@@ -1,0 +1,290 @@
+use std::fmt;
+use std::time::Duration;
+
+use crate::Reason;
+use crate::state::{DrainOutcome, Ending, PhaseOutcome};
+
+/// The exit codes a [`ShutdownReport`] maps its [`Outcome`] to. Configurable with
+/// [`Builder::exit_codes`](crate::Builder::exit_codes).
+///
+/// ```
+/// let codes = deputy_core::ExitCodes::default();
+/// assert_eq!((codes.clean, codes.failed, codes.timed_out, codes.abandoned), (0, 1, 2, 3));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitCodes {
+    /// Everything completed. Default 0.
+    pub clean: i32,
+    /// A hook returned an error or panicked. Default 1.
+    pub failed: i32,
+    /// The drain or a phase timed out, so work may have been cut off. Default 2.
+    pub timed_out: i32,
+    /// Shutdown was abandoned (third trigger, grace period used up, or a forced drain that
+    /// left work in flight). Default 3.
+    pub abandoned: i32,
+}
+
+impl Default for ExitCodes {
+    fn default() -> Self {
+        Self {
+            clean: 0,
+            failed: 1,
+            timed_out: 2,
+            abandoned: 3,
+        }
+    }
+}
+
+/// How a shutdown went, as a whole: the worst of its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// Drained, and every hook completed.
+    Clean,
+    /// A hook returned an error or panicked.
+    Failed,
+    /// The drain or a phase timed out.
+    TimedOut,
+    /// Shutdown was cut short.
+    Abandoned,
+}
+
+impl Outcome {
+    /// The lower-case name used in logs and in the wire protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed out",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one hook ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// It returned `()` or `Ok(())`.
+    Completed,
+    /// It returned an error, with its message.
+    Failed(String),
+    /// It panicked, with the panic's message.
+    Panicked(String),
+    /// It was still running at the phase's timeout and was dropped.
+    TimedOut,
+    /// Shutdown was abandoned before it finished (or started).
+    Abandoned,
+}
+
+impl fmt::Display for HookOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookOutcome::Completed => f.write_str("completed"),
+            HookOutcome::Failed(e) => write!(f, "failed: {e}"),
+            HookOutcome::Panicked(e) => write!(f, "panicked: {e}"),
+            HookOutcome::TimedOut => f.write_str("timed out"),
+            HookOutcome::Abandoned => f.write_str("abandoned"),
+        }
+    }
+}
+
+/// One hook's line in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HookReport {
+    /// The hook's name.
+    pub name: String,
+    /// How it ended.
+    pub outcome: HookOutcome,
+    /// From the phase's start to the hook's end.
+    pub duration: Duration,
+}
+
+/// One phase's part of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PhaseReport {
+    /// The phase's name.
+    pub name: String,
+    /// Its configured timeout.
+    pub timeout: Duration,
+    /// How it ended.
+    pub outcome: PhaseOutcome,
+    /// How long it ran (zero if it never started).
+    pub duration: Duration,
+    /// Its hooks, in the order they were added.
+    pub hooks: Vec<HookReport>,
+}
+
+/// The drain's part of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// How it ended.
+    pub outcome: DrainOutcome,
+    /// From the trigger to the end of the drain (drain delay included).
+    pub duration: Duration,
+    /// Work still in flight when the drain ended.
+    pub in_flight_at_end: usize,
+}
+
+/// One trigger, force or abandon request, in the order they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TriggerRecord {
+    /// What was asked.
+    pub kind: TriggerKind,
+    /// Who asked.
+    pub reason: Reason,
+    /// Time since the first trigger.
+    pub at: Duration,
+    /// Whether it changed anything (a repeated trigger does not).
+    pub accepted: bool,
+}
+
+/// The kind of a [`TriggerRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TriggerKind {
+    /// Start shutting down.
+    Trigger,
+    /// Skip the rest of the drain.
+    Force,
+    /// Stop now.
+    Abandon,
+}
+
+/// What happened during a shutdown, from the trigger to `Done`.
+///
+/// ```
+/// use deputy_core::{ManualClock, Outcome, ShutdownCoordinator};
+/// use std::time::Duration;
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// coordinator.hook("flush", "cache", |_| async {}).unwrap();
+/// coordinator.handle().trigger("test");
+/// let report = futures::executor::block_on(coordinator.run());
+/// assert_eq!(report.outcome, Outcome::Clean);
+/// assert_eq!(report.exit_code, 0);
+/// assert_eq!(report.phases.len(), 3); // the default phases, each accounted for
+/// println!("{report}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The reason of the first trigger.
+    pub reason: Reason,
+    /// Every trigger, force and abandon request, first one first.
+    pub triggers: Vec<TriggerRecord>,
+    /// The drain.
+    pub drain: DrainReport,
+    /// Every phase, in order, whether it ran or not.
+    pub phases: Vec<PhaseReport>,
+    /// How `Done` was reached.
+    pub ending: Ending,
+    /// The worst outcome of the parts.
+    pub outcome: Outcome,
+    /// The exit code for `outcome`, from the configured [`ExitCodes`].
+    pub exit_code: i32,
+    /// From the first trigger to `Done`.
+    pub duration: Duration,
+}
+
+impl ShutdownReport {
+    /// Every hook that did not complete, with its phase.
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator};
+    /// # let coordinator = ShutdownCoordinator::builder()
+    /// #     .drain_delay(std::time::Duration::ZERO)
+    /// #     .build(ManualClock::new())
+    /// #     .unwrap();
+    /// coordinator
+    ///     .hook("close", "db", |_| async { Err::<(), _>("connection reset") })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("test");
+    /// let report = futures::executor::block_on(coordinator.run());
+    /// let problems: Vec<_> = report.problems().map(|(phase, hook)| (phase, hook.name.as_str())).collect();
+    /// assert_eq!(problems, [("close", "db")]);
+    /// ```
+    pub fn problems(&self) -> impl Iterator<Item = (&str, &HookReport)> {
+        self.phases.iter().flat_map(|phase| {
+            phase
+                .hooks
+                .iter()
+                .filter(|hook| hook.outcome != HookOutcome::Completed)
+                .map(move |hook| (phase.name.as_str(), hook))
+        })
+    }
+
+    pub(crate) fn outcome_of(
+        ending: Ending,
+        drain: &DrainReport,
+        phases: &[PhaseReport],
+    ) -> Outcome {
+        if ending != Ending::Finished
+            || (drain.outcome == DrainOutcome::Forced && drain.in_flight_at_end > 0)
+        {
+            return Outcome::Abandoned;
+        }
+        let mut outcome = match drain.outcome {
+            DrainOutcome::TimedOut => Outcome::TimedOut,
+            _ => Outcome::Clean,
+        };
+        for phase in phases {
+            outcome = outcome.max(match phase.outcome {
+                PhaseOutcome::Completed => Outcome::Clean,
+                PhaseOutcome::Failed => Outcome::Failed,
+                PhaseOutcome::TimedOut => Outcome::TimedOut,
+                PhaseOutcome::Abandoned => Outcome::Abandoned,
+            });
+        }
+        outcome
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "shutdown {} in {} ms (reason: {}, exit code {})",
+            self.outcome,
+            self.duration.as_millis(),
+            self.reason,
+            self.exit_code
+        )?;
+        writeln!(
+            f,
+            "  drain: {} in {} ms, {} in flight at the end",
+            self.drain.outcome,
+            self.drain.duration.as_millis(),
+            self.drain.in_flight_at_end
+        )?;
+        for phase in &self.phases {
+            writeln!(
+                f,
+                "  phase {}: {} in {} ms",
+                phase.name,
+                phase.outcome,
+                phase.duration.as_millis()
+            )?;
+            for hook in &phase.hooks {
+                writeln!(
+                    f,
+                    "    hook {}: {} in {} ms",
+                    hook.name,
+                    hook.outcome,
+                    hook.duration.as_millis()
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! Error values. Each is a small hand-written type with a lower-case message.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why [`Builder::build`](crate::Builder::build) refused a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The grace period is zero.
+    ZeroGracePeriod,
+    /// A phase has an empty name.
+    EmptyPhaseName,
+    /// Two phases have the same name.
+    DuplicatePhase(String),
+    /// `phase_before` / `phase_after` named a phase that does not exist.
+    UnknownPhase(String),
+    /// Drain delay, drain timeout and phase timeouts add up to more than the grace period,
+    /// so a slow shutdown would be killed before it could finish.
+    /// [`Builder::allow_over_budget`](crate::Builder::allow_over_budget) turns this into a
+    /// logged warning.
+    OverBudget {
+        /// Drain delay + drain timeout + the sum of the phase timeouts.
+        planned: Duration,
+        /// The grace period.
+        grace_period: Duration,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroGracePeriod => f.write_str("the grace period must be longer than zero"),
+            BuildError::EmptyPhaseName => f.write_str("a phase name must not be empty"),
+            BuildError::DuplicatePhase(name) => write!(f, "phase `{name}` is defined twice"),
+            BuildError::UnknownPhase(name) => write!(f, "no phase is named `{name}`"),
+            BuildError::OverBudget {
+                planned,
+                grace_period,
+            } => write!(
+                f,
+                "drain delay, drain timeout and phase timeouts add up to {planned:?}, more than the grace period of {grace_period:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Why a hook could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HookError {
+    /// No phase has this name.
+    UnknownPhase {
+        /// The name asked for.
+        phase: String,
+        /// The phases that exist, in order.
+        known: Vec<String>,
+    },
+    /// The phase has already started (or shutdown is done), so the hook would never run.
+    PhaseStarted {
+        /// The phase asked for.
+        phase: String,
+    },
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookError::UnknownPhase { phase, known } => {
+                write!(
+                    f,
+                    "no phase is named `{phase}` (phases: {})",
+                    known.join(", ")
+                )
+            }
+            HookError::PhaseStarted { phase } => {
+                write!(f, "phase `{phase}` has already started")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HookError {}

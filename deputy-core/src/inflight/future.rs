@@ -1,0 +1,96 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use event_listener::EventListener;
+use pin_project_lite::pin_project;
+
+use super::DrainGuard;
+use super::counter::HandleRef;
+
+/// The future returned by [`InFlight::drained`](super::InFlight::drained).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Drained {
+    counter: HandleRef,
+    listener: Option<EventListener>,
+}
+
+impl Drained {
+    pub(super) fn new(counter: HandleRef) -> Self {
+        Self {
+            counter,
+            listener: None,
+        }
+    }
+}
+
+impl Future for Drained {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            if this.counter.guards() == 0 {
+                this.listener = None;
+                return Poll::Ready(());
+            }
+            match &mut this.listener {
+                // Counter invariant 4: register, then loop to re-check.
+                None => this.listener = Some(this.counter.listen()),
+                Some(listener) => {
+                    ready!(Pin::new(listener).poll(cx));
+                    this.listener = None;
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Drained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drained")
+            .field("in_flight", &self.counter.guards())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// A future that counts as in flight until it completes or is dropped; made by
+    /// [`InFlight::track`](super::InFlight::track).
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Track<F> {
+        #[pin]
+        future: F,
+        guard: Option<DrainGuard>,
+    }
+}
+
+impl<F> Track<F> {
+    pub(super) fn new(future: F, guard: DrainGuard) -> Self {
+        Self {
+            future,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<F: Future> Future for Track<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = ready!(this.future.poll(cx));
+        // Finished: stop counting now, not when the caller gets round to dropping us.
+        this.guard.take();
+        Poll::Ready(output)
+    }
+}
+
+impl<F> fmt::Debug for Track<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Track")
+            .field("done", &self.guard.is_none())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,56 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use event_listener::EventListener;
+
+use super::tree::Node;
+
+/// The future returned by [`CancellationToken::cancelled`](super::CancellationToken::cancelled).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Cancelled {
+    node: Arc<Node>,
+    listener: Option<EventListener>,
+}
+
+impl Cancelled {
+    pub(super) fn new(node: Arc<Node>) -> Self {
+        Self {
+            node,
+            listener: None,
+        }
+    }
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            if this.node.is_cancelled() {
+                this.listener = None;
+                return Poll::Ready(());
+            }
+            match &mut this.listener {
+                // Register, then loop to re-check the flag: a cancellation that happened
+                // before the registration notified nobody.
+                None => this.listener = Some(this.node.listen()),
+                Some(listener) => {
+                    ready!(Pin::new(listener).poll(cx));
+                    this.listener = None;
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancelled")
+            .field("cancelled", &self.node.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}

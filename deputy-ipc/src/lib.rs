@@ -1,0 +1,34 @@
+//! Out-of-process control for deputy: how another process (a Kubernetes preStop hook, the
+//! `deputy` binary, the kubelet's probes) asks a service to shut down and watches it happen.
+//!
+//! This crate is where the UNIX-socket control protocol, the HTTP health endpoints
+//! (`/health/live`, `/health/ready`) and the `deputy` binary (`terminate`, `status`, `run`)
+//! live. For now it holds the names both ends must agree on; see the crate's issue for the
+//! rest.
+//!
+//! # Examples
+//!
+//! ```
+//! assert_eq!(deputy_ipc::DEFAULT_IPC_DIR, "/run");
+//! assert_eq!(deputy_ipc::DEFAULT_HEALTH_CHECK_PORT, 8081);
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+/// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
+pub const DEFAULT_IPC_DIR: &str = "/run";
+
+/// The environment variable naming the control-socket directory.
+pub const IPC_DIR_ENV: &str = "DEPUTY_IPC_DIR";
+
+/// The health endpoints' port when `DEPUTY_HEALTH_CHECK_PORT` is not set (as K8sDeputy.jl).
+pub const DEFAULT_HEALTH_CHECK_PORT: u16 = 8081;
+
+/// The environment variable naming the health endpoints' port.
+pub const HEALTH_CHECK_PORT_ENV: &str = "DEPUTY_HEALTH_CHECK_PORT";
