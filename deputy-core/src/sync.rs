@@ -1,11 +1,15 @@
 //! The synchronisation primitives deputy-core is built on, swapped for loom's under `--cfg loom`
 //! so the loom models in `tests/loom.rs` explore every interleaving of the real code.
 //!
-//! `Arc` stays std's in both builds: loom's `Arc` has no `Weak`, which the token tree needs,
-//! and reference counting is not what the models check.
+//! `Arc` is loom's too, so that loom sees the happens-before edges a last drop creates.
 
 #[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+#[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};

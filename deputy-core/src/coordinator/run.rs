@@ -27,6 +27,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::hook::{Hook, HookContext};
 use super::report::{DrainReport, HookOutcome, HookReport, PhaseReport, ShutdownReport};
 use super::shared::Shared;
+use crate::CancellationToken;
 use crate::runtime::Sleep;
 use crate::state::{Event, PhaseOutcome, State};
 
@@ -119,7 +120,8 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
             drain_timeout_ms = plan.drain_timeout.as_millis() as u64,
             "draining: waiting for work in flight"
         );
-        let timeout = runtime.sleep_until(runtime.now() + plan.drain_timeout);
+        // From the end of the delay as planned, not from when this line runs.
+        let timeout = runtime.sleep_until(triggered_at + plan.drain_delay + plan.drain_timeout);
         let drained = shared.in_flight.drained();
         let mut timed_out = false;
         let end = async {
@@ -202,7 +204,8 @@ async fn run_phase(
     // Invariant 2.
     let deadline = (start + phase.timeout_duration()).min(budget_end);
     let hooks = shared.take_hooks(index);
-    let token = shared.stopping.child();
+    // Not a child of the stopping token: that one is cancelled already.
+    let token = CancellationToken::new();
     let reason = shared
         .inner()
         .machine

@@ -78,6 +78,9 @@ impl HandleRef {
             state: AtomicU64::new(HANDLE),
             zero: Event::new(),
         });
+        // `Event` allocates its waiter list on first use; do it now, so that no guard drop
+        // (which may notify) ever allocates.
+        block.zero.notify(0);
         Self {
             block: NonNull::from(Box::leak(block)),
         }

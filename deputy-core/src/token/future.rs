@@ -1,24 +1,24 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use event_listener::EventListener;
 
-use super::tree::Node;
+use super::tree::Core;
+use crate::sync::Arc;
 
 /// The future returned by [`CancellationToken::cancelled`](super::CancellationToken::cancelled).
 #[must_use = "futures do nothing unless awaited"]
 pub struct Cancelled {
-    node: Arc<Node>,
+    core: Arc<Core>,
     listener: Option<EventListener>,
 }
 
 impl Cancelled {
-    pub(super) fn new(node: Arc<Node>) -> Self {
+    pub(super) fn new(core: Arc<Core>) -> Self {
         Self {
-            node,
+            core,
             listener: None,
         }
     }
@@ -30,14 +30,14 @@ impl Future for Cancelled {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         loop {
-            if this.node.is_cancelled() {
+            if this.core.is_cancelled() {
                 this.listener = None;
                 return Poll::Ready(());
             }
             match &mut this.listener {
                 // Register, then loop to re-check the flag: a cancellation that happened
                 // before the registration notified nobody.
-                None => this.listener = Some(this.node.listen()),
+                None => this.listener = Some(this.core.listen()),
                 Some(listener) => {
                     ready!(Pin::new(listener).poll(cx));
                     this.listener = None;
@@ -50,7 +50,7 @@ impl Future for Cancelled {
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cancelled")
-            .field("cancelled", &self.node.is_cancelled())
+            .field("cancelled", &self.core.is_cancelled())
             .finish_non_exhaustive()
     }
 }

@@ -4,14 +4,13 @@ mod future;
 mod guard;
 mod tree;
 
-use std::fmt;
-use std::sync::Arc;
-
 use event_listener::Listener;
+use std::fmt;
 
 pub use self::future::Cancelled;
 pub use self::guard::DropGuard;
-use self::tree::Node;
+use self::tree::Link;
+use crate::sync::Arc;
 
 /// A token that can be cancelled once, with children that are cancelled with it.
 ///
@@ -47,7 +46,7 @@ use self::tree::Node;
 /// ```
 #[derive(Clone)]
 pub struct CancellationToken {
-    node: Arc<Node>,
+    link: Arc<Link>,
 }
 
 impl CancellationToken {
@@ -59,7 +58,7 @@ impl CancellationToken {
     /// ```
     pub fn new() -> Self {
         Self {
-            node: Node::new_root(),
+            link: Link::new_root(),
         }
     }
 
@@ -74,7 +73,7 @@ impl CancellationToken {
     /// ```
     pub fn child(&self) -> Self {
         Self {
-            node: Node::child(&self.node),
+            link: Link::child(&self.link),
         }
     }
 
@@ -87,7 +86,7 @@ impl CancellationToken {
     /// assert!(!token.cancel());
     /// ```
     pub fn cancel(&self) -> bool {
-        self.node.cancel()
+        self.link.core.cancel()
     }
 
     /// Whether this token is cancelled: one atomic load.
@@ -100,7 +99,7 @@ impl CancellationToken {
     /// ```
     #[inline]
     pub fn is_cancelled(&self) -> bool {
-        self.node.is_cancelled()
+        self.link.core.is_cancelled()
     }
 
     /// A future that resolves once this token is cancelled.
@@ -119,7 +118,7 @@ impl CancellationToken {
     /// futures::executor::block_on(waiting);
     /// ```
     pub fn cancelled(&self) -> Cancelled {
-        Cancelled::new(self.node.clone())
+        Cancelled::new(self.link.core.clone())
     }
 
     /// Blocks the current thread until this token is cancelled. The blocking twin of
@@ -132,11 +131,11 @@ impl CancellationToken {
     /// token.wait_blocking(); // returns at once
     /// ```
     pub fn wait_blocking(&self) {
-        while !self.node.is_cancelled() {
-            let listener = self.node.listen();
+        while !self.link.core.is_cancelled() {
+            let listener = self.link.core.listen();
             // Re-check after registering: a cancellation between the check above and the
             // registration notified nobody (tree invariant 1).
-            if self.node.is_cancelled() {
+            if self.link.core.is_cancelled() {
                 return;
             }
             listener.wait();
@@ -159,7 +158,7 @@ impl CancellationToken {
 
     #[cfg(test)]
     pub(crate) fn live_children(&self) -> usize {
-        self.node.live_children()
+        self.link.core.live_children()
     }
 }
 
