@@ -37,6 +37,32 @@ fn is_cancelled(c: &mut Criterion) {
     group.bench_function("async-shutdown", |b| {
         b.iter(|| black_box(&manager).is_shutdown_triggered())
     });
+    // The floor: a bare atomic load through one pointer, in the same loop.
+    let flag = Arc::new(AtomicBool::new(false));
+    group.bench_function("floor: one atomic load", |b| {
+        b.iter(|| black_box(&flag).load(Ordering::Acquire))
+    });
+    group.finish();
+
+    // The same check while another thread clones and drops the token, as request handlers
+    // do: tokio-util takes the node's mutex for both.
+    let mut group = c.benchmark_group("is_cancelled, token cloned on another thread");
+    let other = deputy.clone();
+    let bg = contend(move || drop(black_box(&other).clone()));
+    group.bench_function("deputy", |b| b.iter(|| black_box(&deputy).is_cancelled()));
+    drop(bg);
+    let other = tokio.clone();
+    let bg = contend(move || drop(black_box(&other).clone()));
+    group.bench_function("tokio-util", |b| {
+        b.iter(|| black_box(&tokio).is_cancelled())
+    });
+    drop(bg);
+    let other = manager.clone();
+    let bg = contend(move || drop(black_box(&other).clone()));
+    group.bench_function("async-shutdown", |b| {
+        b.iter(|| black_box(&manager).is_shutdown_triggered())
+    });
+    drop(bg);
     group.finish();
 }
 

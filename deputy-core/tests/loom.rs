@@ -120,3 +120,20 @@ fn a_guard_taken_while_the_last_one_drops_keeps_the_count() {
         block_on(in_flight.drained());
     });
 }
+
+#[test]
+fn last_guard_and_last_handle_dropping_at_once_with_a_registered_waiter() {
+    use std::future::Future;
+    use std::task::Context;
+    loom::model(|| {
+        let in_flight = InFlight::new();
+        let guard = in_flight.guard();
+        let mut waiter = Box::pin(in_flight.drained());
+        let waker = futures::task::noop_waker();
+        let _ = waiter.as_mut().poll(&mut Context::from_waker(&waker));
+        let worker = thread::spawn(move || drop(guard));
+        drop(in_flight);
+        drop(waiter);
+        worker.join().unwrap();
+    });
+}

@@ -8,17 +8,21 @@
 //!
 //! # Invariants
 //!
-//! 1. `state` = `guards << 32 | handles`. Each [`GuardRef`] owns one `GUARD` unit, each
-//!    [`HandleRef`] one `HANDLE` unit; a unit is released exactly once, by its owner's drop.
-//! 2. Whoever moves `state` to zero frees the block, and nobody touches it afterwards: while
-//!    a unit is held, `state` is not zero.
-//! 3. A guard that may be the last one does not release its `GUARD` unit plainly: it converts
-//!    it into a `HANDLE` unit in one read-modify-write, notifies the waiters, then releases
-//!    the handle unit. So the block outlives the notification (by invariant 2) even if every
-//!    other owner drops meanwhile.
-//! 4. Waiters register a listener, then re-read the guard count; the last guard notifies after
-//!    its decrement. So a waiter either sees zero or is registered in time to be woken.
-//! 5. Counts never exceed `MAX_COUNT`; reaching it aborts, as `Arc` does, since wrapping
+//! 1. `state` = `guards << 32 | WAITING? | handles`. Each [`GuardRef`] owns one `GUARD` unit,
+//!    each [`HandleRef`] one `HANDLE` unit; a unit is released exactly once, by its owner's
+//!    drop. `WAITING` is set (and never cleared) once anyone has waited for zero.
+//! 2. Whoever moves the counts to zero frees the block, and nobody touches it afterwards: while
+//!    a unit is held, the counts are not zero.
+//! 3. A guard that may be the last one while `WAITING` is set does not release its `GUARD`
+//!    unit plainly: it converts it into a `HANDLE` unit in one read-modify-write, notifies the
+//!    waiters, then releases the handle unit. So the block outlives the notification (by
+//!    invariant 2) even if every other owner drops meanwhile.
+//! 4. Waiters set `WAITING`, register a listener, then re-read the guard count. A last guard
+//!    that saw `WAITING` unset decremented before the flag was set (both are read-modify-writes
+//!    of `state`, so they are ordered), so the waiter's re-read sees zero; one that saw it set
+//!    notifies after its decrement. Either way no wake-up is lost, and while nobody waits the
+//!    last guard costs no more than any other.
+//! 5. Counts never exceed their maximum; reaching it aborts, as `Arc` does, since wrapping
 //!    around would free the block under live owners.
 
 // The only unsafe code in deputy-core: the block's manual ownership. Each block is reviewed
@@ -32,9 +36,11 @@ use event_listener::{Event, EventListener};
 use crate::sync::{AtomicU64, Ordering, fence};
 
 const HANDLE: u64 = 1;
+const WAITING: u64 = 1 << 31;
+const HANDLE_MASK: u64 = WAITING - 1;
 const GUARD: u64 = 1 << 32;
-const COUNT_MASK: u64 = (1 << 32) - 1;
-const MAX_COUNT: u64 = COUNT_MASK - 1;
+const MAX_HANDLES: u64 = HANDLE_MASK - 1;
+const MAX_GUARDS: u64 = (1 << 32) - 2;
 
 struct Block {
     state: AtomicU64,
@@ -48,7 +54,12 @@ fn guards(state: u64) -> u64 {
 
 #[inline]
 fn handles(state: u64) -> u64 {
-    state & COUNT_MASK
+    state & HANDLE_MASK
+}
+
+#[inline]
+fn waiting(state: u64) -> bool {
+    state & WAITING != 0
 }
 
 /// An owned `HANDLE` unit.
@@ -106,14 +117,21 @@ impl HandleRef {
         // Relaxed: like `Arc::clone`, a new unit from an existing one needs no ordering; the
         // drop side carries it.
         let prev = self.block().state.fetch_add(GUARD, Ordering::Relaxed);
-        if guards(prev) >= MAX_COUNT {
+        if guards(prev) >= MAX_GUARDS {
             overflow();
         }
         GuardRef { block: self.block }
     }
 
+    /// Registers a waiter for zero. Callers re-read [`guards`](Self::guards) afterwards
+    /// (invariant 4).
     pub(crate) fn listen(&self) -> EventListener {
-        self.block().zero.listen()
+        let block = self.block();
+        // SeqCst is not needed: this is a read-modify-write of `state`, so it is ordered with
+        // every guard's decrement (invariant 4); Relaxed suffices for that, and the re-read
+        // that follows is Acquire.
+        block.state.fetch_or(WAITING, Ordering::Relaxed);
+        block.zero.listen()
     }
 }
 
@@ -121,7 +139,7 @@ impl Clone for HandleRef {
     fn clone(&self) -> Self {
         // Relaxed: see `guard`.
         let prev = self.block().state.fetch_add(HANDLE, Ordering::Relaxed);
-        if handles(prev) >= MAX_COUNT {
+        if handles(prev) >= MAX_HANDLES {
             overflow();
         }
         Self { block: self.block }
@@ -169,12 +187,18 @@ impl Drop for GuardRef {
         // Relaxed: only a guess for the compare-exchange, which does the ordering.
         let mut current = state.load(Ordering::Relaxed);
         loop {
-            if guards(current) <= 1 {
-                // By invariant 3 the last guard must not release plainly.
+            if guards(current) <= 1 && waiting(current) {
+                // By invariant 3 the last guard must not release plainly while someone waits.
                 return self.drop_maybe_last();
             }
-            // Release: publishes the guarded work (pairs with Acquire in `guards`); other
-            // guards remain, so the block stays alive whatever happens after (invariant 2).
+            if current == GUARD {
+                // The last owner of all (by invariant 2 nobody else can reach the block).
+                // SAFETY: we own our unit and give it up here, once.
+                return unsafe { release(self.block, GUARD) };
+            }
+            // Release: publishes the guarded work (pairs with Acquire in `guards`). Other
+            // owners remain, so the block stays alive whatever happens after (invariant 2);
+            // and if this was the last guard, nobody was waiting (invariant 4).
             match state.compare_exchange_weak(
                 current,
                 current - GUARD,
@@ -198,13 +222,13 @@ unsafe fn release(block: NonNull<Block>, unit: u64) {
     let prev = unsafe { block.as_ref() }
         .state
         .fetch_sub(unit, Ordering::Release);
-    if prev != unit {
+    if prev & !WAITING != unit {
         return;
     }
     // Acquire: every other owner's last use of the block happens-before it is freed (the
     // same fence `Arc` uses).
     fence(Ordering::Acquire);
-    // SAFETY: `state` is zero, so by invariant 2 we are the only one left who can reach the
+    // SAFETY: the counts are zero, so by invariant 2 we are the only one left who can reach the
     // block; it was made by `Box::leak` in `HandleRef::new`.
     drop(unsafe { Box::from_raw(block.as_ptr()) });
 }
@@ -232,6 +256,17 @@ mod tests {
         drop(other);
         // The guard alone keeps the block alive; miri reports a use after free if not.
         drop(b);
+    }
+
+    #[test]
+    fn a_waiter_makes_the_last_guard_notify_and_still_free() {
+        let handle = HandleRef::new();
+        let guard = handle.guard();
+        let listener = handle.listen();
+        assert!(waiting(handle.block().state.load(Ordering::Relaxed)));
+        drop(handle);
+        drop(guard); // converts, notifies, frees: miri checks each step
+        drop(listener);
     }
 
     #[test]
