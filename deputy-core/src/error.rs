@@ -4,6 +4,21 @@ use std::fmt;
 use std::time::Duration;
 
 /// Why [`Builder::build`](crate::Builder::build) refused a plan.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{BuildError, ManualClock, ShutdownCoordinator};
+///
+/// let error = ShutdownCoordinator::builder()
+///     .grace_period(Duration::from_secs(10))
+///     .build(ManualClock::new())
+///     .unwrap_err();
+/// assert!(matches!(error, BuildError::OverBudget { .. }));
+/// assert_eq!(
+///     error.to_string(),
+///     "drain delay, drain timeout and phase timeouts add up to 29s, more than the grace period of 10s"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -48,6 +63,15 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Why a hook could not be added.
+///
+/// ```
+/// use deputy_core::{HookError, ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let error = coordinator.hook("flsuh", "typo", |_| async {}).unwrap_err();
+/// assert!(matches!(error, HookError::UnknownPhase { .. }));
+/// assert_eq!(error.to_string(), "no phase is named `flsuh` (phases: stop-accepting, flush, close)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HookError {

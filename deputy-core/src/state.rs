@@ -166,6 +166,14 @@ pub enum Ending {
 }
 
 /// Why an event was rejected. The machine is unchanged.
+///
+/// ```
+/// use deputy_core::state::{Event, Machine, Rejection};
+///
+/// let mut machine = Machine::new(1);
+/// assert_eq!(machine.apply(Event::Force), Err(Rejection::NotTriggered));
+/// assert_eq!(Rejection::NotTriggered.to_string(), "shutdown has not been triggered");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Rejection {

@@ -64,6 +64,13 @@ impl HookContext {
 
 /// What a hook's future may return: `()`, or `Result<(), E>` for any error that displays.
 /// An `Err` is recorded in the report as a failure with its message; the other hooks still run.
+///
+/// ```
+/// use deputy_core::HookOutput;
+///
+/// assert_eq!(().into_result(), Ok(()));
+/// assert_eq!(Err::<(), _>("disk full").into_result(), Err("disk full".to_string()));
+/// ```
 pub trait HookOutput: Send + 'static {
     /// The outcome, with the error's message on failure.
     fn into_result(self) -> Result<(), String>;

@@ -36,6 +36,13 @@ impl Default for ExitCodes {
 }
 
 /// How a shutdown went, as a whole: the worst of its parts.
+///
+/// ```
+/// use deputy_core::Outcome;
+///
+/// assert!(Outcome::Clean < Outcome::Failed && Outcome::TimedOut < Outcome::Abandoned);
+/// assert_eq!(Outcome::TimedOut.to_string(), "timed out");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     /// Drained, and every hook completed.
@@ -67,6 +74,12 @@ impl fmt::Display for Outcome {
 }
 
 /// How one hook ended.
+///
+/// ```
+/// use deputy_core::HookOutcome;
+///
+/// assert_eq!(HookOutcome::Failed("disk full".into()).to_string(), "failed: disk full");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookOutcome {
     /// It returned `()` or `Ok(())`.

@@ -212,7 +212,7 @@ async fn run_phase(
         .reason()
         .cloned()
         .unwrap_or_else(|| "unknown".into());
-    tracing::debug!(phase = %name, hooks = hooks.len(), timeout_ms = phase.timeout_duration().as_millis() as u64, "phase started");
+    tracing::info!(phase = %name, hooks = hooks.len(), timeout_ms = phase.timeout_duration().as_millis() as u64, "phase started");
 
     let mut reports: Vec<HookReport> = hooks
         .iter()

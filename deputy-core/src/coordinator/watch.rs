@@ -84,7 +84,19 @@ impl fmt::Debug for Transitions {
     }
 }
 
-/// A snapshot of a shutdown, for status endpoints and progress lines.
+/// A snapshot of a shutdown, for status endpoints and progress lines; from
+/// [`Shutdown::status`](crate::Shutdown::status).
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator, State};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let _request = shutdown.guard();
+/// shutdown.trigger("deploy");
+/// let status = shutdown.status();
+/// assert_eq!((status.state, status.in_flight, status.ready, status.live), (State::Draining, 1, false, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {

@@ -6,6 +6,13 @@ use super::counter::GuardRef;
 ///
 /// Dropping it ends the work. It owns its share of the counter, so it is `'static` and can be
 /// moved into a spawned task or across threads.
+///
+/// ```
+/// let in_flight = deputy_core::InFlight::new();
+/// let guard = in_flight.guard();
+/// std::thread::spawn(move || drop(guard)).join().unwrap();
+/// assert_eq!(in_flight.count(), 0);
+/// ```
 #[must_use = "the work counts as finished as soon as the guard is dropped"]
 pub struct DrainGuard {
     _unit: GuardRef,
