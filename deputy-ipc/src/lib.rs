@@ -3,8 +3,8 @@
 //!
 //! This crate is where the UNIX-socket control protocol, the HTTP health endpoints
 //! (`/health/live`, `/health/ready`) and the `deputy` binary (`terminate`, `status`, `run`)
-//! live. For now it holds the names both ends must agree on; see the crate's issue for the
-//! rest.
+//! live. So far it holds the names both ends must agree on and the wire [`protocol`]; the
+//! socket server, HTTP endpoints and binary come next.
 //!
 //! # Examples
 //!
@@ -20,6 +20,8 @@
     rust_2018_idioms,
     unreachable_pub
 )]
+
+pub mod protocol;
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
 pub const DEFAULT_IPC_DIR: &str = "/run";

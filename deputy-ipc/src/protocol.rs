@@ -1,0 +1,305 @@
+//! The control protocol, version 1: one JSON object per line, each way.
+//!
+//! A client sends one request line; the server answers with one or more response lines.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `{"v":1,"op":"status"}` | one `status` line |
+//! | `{"v":1,"op":"terminate","reason":"preStop","wait":true}` | a `progress` line per transition, then `done` |
+//! | `{"v":1,"op":"terminate","wait":false}` | one `accepted` line |
+//!
+//! Unknown fields are ignored (so newer clients can add optional ones); an unknown `op` or
+//! version, invalid JSON, or a line longer than [`MAX_LINE`] gets an `error` line whose `code`
+//! says which. The decoder never panics, whatever the bytes (property-tested, and fuzzed by
+//! `fuzz/fuzz_targets/decode_request.rs`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this crate speaks.
+pub const VERSION: u64 = 1;
+
+/// The longest request line accepted, newline excluded: 64 KiB.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The longest `reason` kept; longer ones are cut (at a character boundary).
+pub const MAX_REASON: usize = 1024;
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Start shutting down; with `wait`, stream progress until done.
+    Terminate {
+        /// Why, as the client tells it (at most [`MAX_REASON`] bytes).
+        reason: Option<String>,
+        /// Stream progress until `Done` (default), or answer at once.
+        wait: bool,
+    },
+    /// Report the current state.
+    Status,
+}
+
+/// Why a request line was refused. Its [`code`](Self::code) goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The line is longer than [`MAX_LINE`].
+    TooLong,
+    /// The line is not one JSON object.
+    InvalidJson(String),
+    /// The `v` field is missing or not a version this server speaks.
+    UnsupportedVersion(Option<String>),
+    /// The `op` field is missing or names no operation.
+    UnknownOp(Option<String>),
+    /// A field has the wrong type.
+    InvalidField(&'static str),
+}
+
+impl ProtocolError {
+    /// A short, stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProtocolError::TooLong => "line_too_long",
+            ProtocolError::InvalidJson(_) => "invalid_json",
+            ProtocolError::UnsupportedVersion(_) => "unsupported_version",
+            ProtocolError::UnknownOp(_) => "unknown_op",
+            ProtocolError::InvalidField(_) => "invalid_field",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::TooLong => write!(f, "request line longer than {MAX_LINE} bytes"),
+            ProtocolError::InvalidJson(e) => write!(f, "request is not a JSON object: {e}"),
+            ProtocolError::UnsupportedVersion(Some(v)) => {
+                write!(
+                    f,
+                    "protocol version {v} is not supported (this server speaks {VERSION})"
+                )
+            }
+            ProtocolError::UnsupportedVersion(None) => {
+                write!(
+                    f,
+                    "request has no protocol version `v` (this server speaks {VERSION})"
+                )
+            }
+            ProtocolError::UnknownOp(Some(op)) => {
+                write!(f, "unknown op `{op}` (expected `terminate` or `status`)")
+            }
+            ProtocolError::UnknownOp(None) => {
+                f.write_str("request has no `op` (expected `terminate` or `status`)")
+            }
+            ProtocolError::InvalidField(name) => write!(f, "field `{name}` has the wrong type"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl Request {
+    /// Decodes one request line (without its newline; a trailing `\r` is tolerated).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] saying what is wrong with the line.
+    ///
+    /// ```
+    /// use deputy_ipc::protocol::{ProtocolError, Request};
+    ///
+    /// assert_eq!(Request::decode(br#"{"v":1,"op":"status"}"#), Ok(Request::Status));
+    /// assert_eq!(
+    ///     Request::decode(br#"{"v":1,"op":"terminate","reason":"preStop"}"#),
+    ///     Ok(Request::Terminate { reason: Some("preStop".into()), wait: true })
+    /// );
+    /// assert_eq!(
+    ///     Request::decode(br#"{"v":2,"op":"status"}"#).unwrap_err().code(),
+    ///     "unsupported_version"
+    /// );
+    /// assert!(matches!(Request::decode(b"terminate"), Err(ProtocolError::InvalidJson(_))));
+    /// ```
+    pub fn decode(line: &[u8]) -> Result<Request, ProtocolError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > MAX_LINE {
+            return Err(ProtocolError::TooLong);
+        }
+        let value: Value =
+            serde_json::from_slice(line).map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+        let Value::Object(fields) = value else {
+            return Err(ProtocolError::InvalidJson("not an object".into()));
+        };
+        match fields.get("v") {
+            Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
+            Some(other) => return Err(ProtocolError::UnsupportedVersion(Some(short(other)))),
+            None => return Err(ProtocolError::UnsupportedVersion(None)),
+        }
+        let op = match fields.get("op") {
+            Some(Value::String(op)) => op.as_str(),
+            Some(other) => return Err(ProtocolError::UnknownOp(Some(short(other)))),
+            None => return Err(ProtocolError::UnknownOp(None)),
+        };
+        match op {
+            "status" => Ok(Request::Status),
+            "terminate" => {
+                let reason = match fields.get("reason") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(text)) => Some(truncate(text, MAX_REASON).to_owned()),
+                    Some(_) => return Err(ProtocolError::InvalidField("reason")),
+                };
+                let wait = match fields.get("wait") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Bool(wait)) => *wait,
+                    Some(_) => return Err(ProtocolError::InvalidField("wait")),
+                };
+                Ok(Request::Terminate { reason, wait })
+            }
+            other => Err(ProtocolError::UnknownOp(Some(
+                truncate(other, 64).to_owned(),
+            ))),
+        }
+    }
+
+    /// Encodes the request as one line, newline included.
+    ///
+    /// ```
+    /// use deputy_ipc::protocol::Request;
+    ///
+    /// let line = Request::Status.encode();
+    /// assert_eq!(line, "{\"op\":\"status\",\"v\":1}\n");
+    /// assert_eq!(Request::decode(line.trim_end().as_bytes()), Ok(Request::Status));
+    /// ```
+    pub fn encode(&self) -> String {
+        let value = match self {
+            Request::Status => serde_json::json!({ "v": VERSION, "op": "status" }),
+            Request::Terminate { reason, wait } => {
+                serde_json::json!({ "v": VERSION, "op": "terminate", "reason": reason, "wait": wait })
+            }
+        };
+        let mut line = value.to_string();
+        line.push('\n');
+        line
+    }
+}
+
+/// A value shown back in an error, cut short.
+fn short(value: &Value) -> String {
+    truncate(&value.to_string(), 64).to_owned()
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// One phase in a [`Response::Done`] summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    /// The phase's name.
+    pub name: String,
+    /// Its outcome (`completed`, `failed`, `timed out`, `abandoned`).
+    pub outcome: String,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A response line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// A state entered or a phase started.
+    Progress {
+        /// The state (`draining`, `stopping`, `done`).
+        state: String,
+        /// The phase started, while stopping.
+        phase: Option<String>,
+        /// Work in flight.
+        in_flight: u64,
+        /// Milliseconds since the first trigger.
+        elapsed_ms: u64,
+    },
+    /// Shutdown is done: the report in short.
+    Done {
+        /// `clean`, `failed`, `timed out` or `abandoned`.
+        outcome: String,
+        /// The exit code the service will use.
+        exit_code: i32,
+        /// The reason of the first trigger.
+        reason: String,
+        /// Milliseconds from the first trigger to done.
+        duration_ms: u64,
+        /// Every phase, in order.
+        phases: Vec<PhaseSummary>,
+    },
+    /// Answer to `status`.
+    Status {
+        /// The state.
+        state: String,
+        /// The phase running, while stopping.
+        phase: Option<String>,
+        /// Work in flight.
+        in_flight: u64,
+        /// Readiness.
+        ready: bool,
+        /// Liveness.
+        live: bool,
+        /// Milliseconds since the first trigger (0 before).
+        elapsed_ms: u64,
+    },
+    /// Answer to `terminate` without `wait`.
+    Accepted {
+        /// Whether this request started shutdown (false: it was already under way).
+        started: bool,
+    },
+    /// The request was refused.
+    Error {
+        /// A stable code ([`ProtocolError::code`], or `refused` for a peer of another user).
+        code: String,
+        /// A sentence for a person.
+        message: String,
+    },
+}
+
+impl Response {
+    /// Encodes the response as one line, newline included.
+    ///
+    /// ```
+    /// use deputy_ipc::protocol::Response;
+    ///
+    /// let line = Response::Accepted { started: true }.encode();
+    /// assert_eq!(line, "{\"type\":\"accepted\",\"started\":true}\n");
+    /// assert_eq!(Response::decode(line.as_bytes()).unwrap(), Response::Accepted { started: true });
+    /// ```
+    pub fn encode(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("responses always serialize");
+        line.push('\n');
+        line
+    }
+
+    /// Decodes a response line (the client side).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::InvalidJson`] if the line is not a response this crate knows.
+    pub fn decode(line: &[u8]) -> Result<Response, ProtocolError> {
+        serde_json::from_slice(line).map_err(|e| ProtocolError::InvalidJson(e.to_string()))
+    }
+
+    /// The error response for a refused request line.
+    pub fn error(error: &ProtocolError) -> Response {
+        Response::Error {
+            code: error.code().to_owned(),
+            message: error.to_string(),
+        }
+    }
+}
