@@ -21,7 +21,14 @@
     unreachable_pub
 )]
 
+mod error;
+mod paths;
 pub mod protocol;
+mod server;
+
+pub use error::IpcError;
+pub use paths::{entrypoint_path, entrypoint_pid, ipc_dir, socket_path};
+pub use server::{ControlServer, ServerConfig, status, summary};
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
 pub const DEFAULT_IPC_DIR: &str = "/run";

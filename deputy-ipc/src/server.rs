@@ -1,0 +1,423 @@
+//! The control socket server: one UNIX socket per process, answering the [`protocol`].
+//!
+//! It runs inside the service's own async runtime, whatever that is: sockets and timers come
+//! from async-io, which drives its own reactor thread, and connections are served
+//! concurrently inside the server's future, with nothing spawned.
+//!
+//! [`protocol`]: crate::protocol
+
+use std::fs;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use deputy_core::{Reason, Shutdown, ShutdownReport, State};
+use futures::future::{Either, select};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::IpcError;
+use crate::protocol::{MAX_LINE, PhaseSummary, ProtocolError, Request, Response};
+use crate::{entrypoint_path, ipc_dir, socket_path};
+
+/// How the control server is set up.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_ipc::ServerConfig;
+///
+/// let config = ServerConfig::default()
+///     .dir("/tmp")
+///     .entrypoint(false)
+///     .read_timeout(Duration::from_secs(2));
+/// assert_eq!(config.linger_duration(), Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    dir: Option<PathBuf>,
+    entrypoint: bool,
+    read_timeout: Duration,
+    linger: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            entrypoint: true,
+            read_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The directory for the socket (default: [`ipc_dir`], from `DEPUTY_IPC_DIR`).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Whether to write `deputy-entrypoint.pid` so `deputy terminate` finds this process
+    /// without `--pid` (default true; turn it off when several processes share a container).
+    pub fn entrypoint(mut self, entrypoint: bool) -> Self {
+        self.entrypoint = entrypoint;
+        self
+    }
+
+    /// How long a client may take to send its request line (default 5 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// After `Done`, how long to wait for connected clients to read the last message and hang
+    /// up before the server returns and the process may exit (default 1 s). This is what lets
+    /// a preStop `deputy terminate` exit on its own before PID 1 does.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// The linger time.
+    pub fn linger_duration(&self) -> Duration {
+        self.linger
+    }
+}
+
+/// The control socket of one process, bound and ready to serve.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::ShutdownCoordinator;
+/// use deputy_ipc::{ControlServer, ServerConfig};
+///
+/// let dir = std::env::temp_dir().join(format!("deputy-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(deputy_smol::AsyncIoRuntime)
+///     .unwrap();
+/// let server = ControlServer::bind(&coordinator.handle(), ServerConfig::default().dir(&dir)).unwrap();
+/// let socket = server.socket_path().to_owned();
+/// assert!(socket.exists());
+///
+/// coordinator.handle().trigger("example");
+/// futures::executor::block_on(futures::future::join(coordinator.run(), server.run()));
+/// assert!(!socket.exists()); // removed on a clean exit
+/// ```
+#[derive(Debug)]
+pub struct ControlServer {
+    shutdown: Shutdown,
+    listener: Async<UnixListener>,
+    files: Files,
+    config: ServerConfig,
+}
+
+/// Removes the socket and the pid file when dropped.
+#[derive(Debug)]
+struct Files {
+    socket: PathBuf,
+    pid_file: Option<PathBuf>,
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.socket);
+        if let Some(pid_file) = &self.pid_file {
+            // Only if it is still ours: another process may have taken the entrypoint over.
+            if crate::entrypoint_pid(pid_file.parent().unwrap_or(Path::new(".")))
+                == Some(std::process::id())
+            {
+                let _ = fs::remove_file(pid_file);
+            }
+        }
+    }
+}
+
+impl ControlServer {
+    /// Binds `deputy.<pid>.sock` in the configured directory (replacing a stale one), makes
+    /// it readable by this user only, and writes the entrypoint pid file if configured.
+    ///
+    /// # Errors
+    ///
+    /// [`IpcError::NoDirectory`] or [`IpcError::Unwritable`], naming the path and
+    /// `DEPUTY_IPC_DIR`, or [`IpcError::Io`].
+    pub fn bind(shutdown: &Shutdown, config: ServerConfig) -> Result<ControlServer, IpcError> {
+        let dir = config.dir.clone().unwrap_or_else(ipc_dir);
+        if !dir.is_dir() {
+            return Err(IpcError::NoDirectory { path: dir });
+        }
+        let pid = std::process::id();
+        let socket = socket_path(&dir, pid);
+        let unwritable = |path: &Path| {
+            let path = path.to_owned();
+            move |source| IpcError::Unwritable { path, source }
+        };
+        // A file left by an earlier run with the same pid (a restarted pod with /run on a
+        // volume) would make bind fail: it is stale, since this pid is ours now.
+        match fs::remove_file(&socket) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(unwritable(&socket)(error));
+            }
+            _ => {}
+        }
+        let listener = UnixListener::bind(&socket).map_err(unwritable(&socket))?;
+        let mut files = Files {
+            socket: socket.clone(),
+            pid_file: None,
+        };
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
+            .map_err(unwritable(&socket))?;
+        let listener = Async::new(listener).map_err(IpcError::Io)?;
+        if config.entrypoint {
+            let pid_file = entrypoint_path(&dir);
+            let temporary = dir.join(format!(".deputy-entrypoint.{pid}.tmp"));
+            fs::write(&temporary, format!("{pid}\n")).map_err(unwritable(&temporary))?;
+            fs::rename(&temporary, &pid_file).map_err(unwritable(&pid_file))?;
+            files.pid_file = Some(pid_file);
+        }
+        tracing::debug!(socket = %socket.display(), "control socket listening");
+        Ok(ControlServer {
+            shutdown: shutdown.clone(),
+            listener,
+            files,
+            config,
+        })
+    }
+
+    /// The socket's path.
+    pub fn socket_path(&self) -> &Path {
+        &self.files.socket
+    }
+
+    /// Serves clients until shutdown is done, then waits (at most the linger time) for
+    /// connected clients to hang up, and removes the socket and pid file.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it closes every connection and removes the files.
+    pub async fn run(self) {
+        let ControlServer {
+            shutdown,
+            listener,
+            files,
+            config,
+        } = self;
+        let mut connections = FuturesUnordered::new();
+        let mut done = pin!(shutdown.done());
+        let mut backoff: Option<Timer> = None;
+        poll_fn(|cx| {
+            if done.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            loop {
+                // Serve: poll the connections that are ready; finished ones leave the set.
+                while let Poll::Ready(Some(())) = connections.poll_next_unpin(cx) {}
+                if let Some(timer) = &mut backoff {
+                    if Pin::new(timer).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    backoff = None;
+                }
+                // Accept: one new connection, then serve again so it gets polled.
+                match listener.poll_readable(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => {
+                        tracing::warn!(%error, "control socket failed; not accepting any more");
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                match listener.get_ref().accept() {
+                    Ok((stream, _)) => match Async::new(stream) {
+                        Ok(stream) => connections.push(Box::pin(serve(
+                            stream,
+                            shutdown.clone(),
+                            config.clone(),
+                        ))),
+                        Err(error) => tracing::warn!(%error, "control connection dropped"),
+                    },
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => {
+                        // Out of file descriptors, say: pause instead of spinning.
+                        tracing::warn!(%error, "cannot accept a control connection");
+                        backoff = Some(Timer::after(Duration::from_millis(50)));
+                    }
+                }
+            }
+        })
+        .await;
+        drop(listener);
+        // Done: give the clients still connected (a preStop `deputy terminate`) the time to
+        // read the last message and hang up, so they exit before this process does.
+        let drain = async { while connections.next().await.is_some() {} };
+        let _ = select(pin!(drain), Timer::after(config.linger)).await;
+        drop(files);
+    }
+}
+
+async fn serve(stream: Async<UnixStream>, shutdown: Shutdown, config: ServerConfig) {
+    if let Err(error) = serve_inner(&stream, &shutdown, &config).await {
+        tracing::debug!(%error, "control connection ended");
+    }
+}
+
+async fn serve_inner(
+    stream: &Async<UnixStream>,
+    shutdown: &Shutdown,
+    config: &ServerConfig,
+) -> io::Result<()> {
+    let peer = rustix::net::sockopt::socket_peercred(stream.get_ref())?;
+    let me = rustix::process::getuid();
+    if peer.uid != me && !peer.uid.is_root() {
+        tracing::warn!(
+            peer_uid = peer.uid.as_raw(),
+            peer_pid = peer.pid.as_raw_nonzero().get(),
+            "refused a control connection from another user"
+        );
+        let refusal = Response::Error {
+            code: "refused".into(),
+            message: "only the same user or root may control this process".into(),
+        };
+        return send(stream, &refusal).await;
+    }
+    let line = match select(pin!(read_line(stream)), Timer::after(config.read_timeout)).await {
+        Either::Left((line, _)) => line?,
+        Either::Right(_) => {
+            let timeout = Response::Error {
+                code: "timeout".into(),
+                message: format!("no request line within {:?}", config.read_timeout),
+            };
+            return send(stream, &timeout).await;
+        }
+    };
+    let request = match line {
+        Line::Complete(line) => Request::decode(&line),
+        Line::TooLong => Err(ProtocolError::TooLong),
+        Line::Closed => return Ok(()),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::debug!(%error, "bad control request");
+            return send(stream, &Response::error(&error)).await;
+        }
+    };
+    match request {
+        Request::Status => send(stream, &status(shutdown)).await,
+        Request::Terminate { reason, wait } => {
+            let started = shutdown.trigger(Reason::Ipc);
+            tracing::info!(
+                started,
+                client_reason = reason.as_deref().unwrap_or(""),
+                peer_pid = peer.pid.as_raw_nonzero().get(),
+                "terminate requested on the control socket"
+            );
+            if !wait {
+                return send(stream, &Response::Accepted { started }).await;
+            }
+            let mut transitions = shutdown.transitions();
+            while let Some(transition) = transitions.next().await {
+                let progress = Response::Progress {
+                    state: transition.state.as_str().into(),
+                    phase: transition.phase,
+                    in_flight: shutdown.in_flight() as u64,
+                    elapsed_ms: transition.at.as_millis() as u64,
+                };
+                send(stream, &progress).await?;
+            }
+            let report = shutdown.done().await;
+            send(stream, &summary(&report)).await?;
+            // Wait for the client to hang up (the server's linger bounds this).
+            let mut rest = [0u8; 256];
+            let mut reader = stream;
+            while reader.read(&mut rest).await? > 0 {}
+            Ok(())
+        }
+    }
+}
+
+/// The status response for `shutdown` now.
+pub fn status(shutdown: &Shutdown) -> Response {
+    let status = shutdown.status();
+    Response::Status {
+        state: status.state.as_str().into(),
+        phase: status.phase,
+        in_flight: status.in_flight as u64,
+        ready: status.ready,
+        live: status.live,
+        elapsed_ms: if status.state == State::Running {
+            0
+        } else {
+            status.elapsed.as_millis() as u64
+        },
+    }
+}
+
+/// The `done` response for a report.
+pub fn summary(report: &ShutdownReport) -> Response {
+    Response::Done {
+        outcome: report.outcome.as_str().into(),
+        exit_code: report.exit_code,
+        reason: report.reason.to_string(),
+        duration_ms: report.duration.as_millis() as u64,
+        phases: report
+            .phases
+            .iter()
+            .map(|phase| PhaseSummary {
+                name: phase.name.clone(),
+                outcome: phase.outcome.as_str().into(),
+                duration_ms: phase.duration.as_millis() as u64,
+            })
+            .collect(),
+    }
+}
+
+async fn send(stream: &Async<UnixStream>, response: &Response) -> io::Result<()> {
+    let mut writer = stream;
+    writer.write_all(response.encode().as_bytes()).await
+}
+
+enum Line {
+    Complete(Vec<u8>),
+    TooLong,
+    Closed,
+}
+
+/// Reads one line, refusing (without buffering it) anything longer than [`MAX_LINE`].
+async fn read_line(stream: &Async<UnixStream>) -> io::Result<Line> {
+    let mut reader = stream;
+    let mut line = Vec::with_capacity(256);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = reader.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(if line.is_empty() {
+                Line::Closed
+            } else {
+                Line::Complete(line)
+            });
+        }
+        if let Some(end) = chunk[..read].iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&chunk[..end]);
+            return Ok(if line.len() > MAX_LINE + 1 {
+                Line::TooLong
+            } else {
+                Line::Complete(line)
+            });
+        }
+        line.extend_from_slice(&chunk[..read]);
+        if line.len() > MAX_LINE + 1 {
+            return Ok(Line::TooLong);
+        }
+    }
+}
