@@ -22,11 +22,13 @@
 )]
 
 mod error;
+mod health;
 mod paths;
 pub mod protocol;
 mod server;
 
 pub use error::IpcError;
+pub use health::{HealthServer, SHUTDOWN_TOKEN_HEADER, health_port};
 pub use paths::{entrypoint_path, entrypoint_pid, ipc_dir, socket_path};
 pub use server::{ControlServer, ServerConfig, status, summary};
 

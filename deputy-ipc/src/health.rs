@@ -1,0 +1,333 @@
+//! HTTP health endpoints for the kubelet's probes, on hyper, and an opt-in `/shutdown` for an
+//! `httpGet` preStop hook.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/health/live` | 200 until `Done`, then 503 |
+//! | `/health/ready` | 503 until `ready()`, 200 while running, 503 from the first trigger on |
+//! | `/health/status` | 200, JSON: state, phase, in flight, readiness, liveness |
+//! | `/shutdown` (opt-in) | triggers, answers with the report summary when done |
+//!
+//! Health paths answer GET and HEAD with an empty body (status: JSON); other methods get 405,
+//! other paths 404.
+
+use std::future::{Future, poll_fn};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use deputy_core::{Reason, Shutdown};
+use futures::future::{Either, select};
+use futures::stream::{FuturesUnordered, StreamExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use smol_hyper::rt::FuturesIo;
+
+use crate::error::IpcError;
+
+/// The header that must carry the secret for `/shutdown`.
+pub const SHUTDOWN_TOKEN_HEADER: &str = "x-deputy-token";
+
+/// The health port: `$DEPUTY_HEALTH_CHECK_PORT`, else
+/// [`DEFAULT_HEALTH_CHECK_PORT`](crate::DEFAULT_HEALTH_CHECK_PORT).
+///
+/// # Errors
+///
+/// A message naming the variable if it is set but not a port number.
+///
+/// ```
+/// if std::env::var_os("DEPUTY_HEALTH_CHECK_PORT").is_none() {
+///     assert_eq!(deputy_ipc::health_port(), Ok(8081));
+/// }
+/// ```
+pub fn health_port() -> Result<u16, String> {
+    match std::env::var(crate::HEALTH_CHECK_PORT_ENV) {
+        Err(_) => Ok(crate::DEFAULT_HEALTH_CHECK_PORT),
+        Ok(text) => text.trim().parse().map_err(|_| {
+            format!(
+                "{} is `{text}`, not a port number",
+                crate::HEALTH_CHECK_PORT_ENV
+            )
+        }),
+    }
+}
+
+/// The HTTP health endpoints of one service.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use deputy_core::ShutdownCoordinator;
+/// use deputy_ipc::HealthServer;
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .build(deputy_smol::AsyncIoRuntime)
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// let server = HealthServer::bind(&shutdown, "127.0.0.1:0".parse().unwrap()).unwrap();
+/// let addr = server.local_addr();
+/// std::thread::spawn(move || futures::executor::block_on(server.run()));
+///
+/// let get = |path: &str| {
+///     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+///     write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+///     let mut answer = String::new();
+///     stream.read_to_string(&mut answer).unwrap();
+///     answer.split(' ').nth(1).unwrap().to_owned()
+/// };
+/// assert_eq!(get("/health/ready"), "503"); // not ready yet
+/// shutdown.ready();
+/// assert_eq!(get("/health/ready"), "200");
+/// assert_eq!(get("/health/live"), "200");
+/// shutdown.trigger("example");
+/// assert_eq!(get("/health/ready"), "503"); // off from the first trigger on
+/// ```
+#[derive(Debug)]
+pub struct HealthServer {
+    shutdown: Shutdown,
+    listener: Async<TcpListener>,
+    secret: Option<String>,
+    linger: Duration,
+}
+
+impl HealthServer {
+    /// Binds the endpoints on `addr`.
+    ///
+    /// # Errors
+    ///
+    /// [`IpcError::Io`] if the address cannot be bound.
+    pub fn bind(shutdown: &Shutdown, addr: SocketAddr) -> Result<HealthServer, IpcError> {
+        let listener = Async::<TcpListener>::bind(addr).map_err(IpcError::Io)?;
+        Ok(HealthServer {
+            shutdown: shutdown.clone(),
+            listener,
+            secret: None,
+            linger: Duration::from_secs(1),
+        })
+    }
+
+    /// Turns on `/shutdown`, for requests that carry `secret` in the
+    /// [`x-deputy-token`](SHUTDOWN_TOKEN_HEADER) header. A request may add `?wait=10s` to
+    /// bound its wait (default: until done).
+    pub fn with_shutdown_endpoint(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .get_ref()
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until shutdown is done and a short linger (1 s) has passed, so probes and a
+    /// waiting `/shutdown` see the end.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it closes every connection.
+    pub async fn run(self) {
+        let HealthServer {
+            shutdown,
+            listener,
+            secret,
+            linger,
+        } = self;
+        let mut connections = FuturesUnordered::new();
+        let mut done = pin!(async {
+            shutdown.done().await;
+            Timer::after(linger).await;
+        });
+        poll_fn(|cx| {
+            if done.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            loop {
+                while let Poll::Ready(Some(())) = connections.poll_next_unpin(cx) {}
+                match listener.poll_readable(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => {
+                        tracing::warn!(%error, "health listener failed");
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                match listener.get_ref().accept() {
+                    Ok((stream, _)) => {
+                        if let Ok(stream) = Async::new(stream) {
+                            connections.push(Box::pin(serve(
+                                stream,
+                                shutdown.clone(),
+                                secret.clone(),
+                            )));
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot accept a health connection");
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn serve(stream: Async<TcpStream>, shutdown: Shutdown, secret: Option<String>) {
+    let service = hyper::service::service_fn(move |request| {
+        let (shutdown, secret) = (shutdown.clone(), secret.clone());
+        async move {
+            Ok::<_, std::convert::Infallible>(route(request, &shutdown, secret.as_deref()).await)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(FuturesIo::new(stream), service);
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "health connection ended");
+    }
+}
+
+fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+fn json(status: StatusCode, value: &crate::protocol::Response) -> Response<Full<Bytes>> {
+    let mut response = respond(status, value.encode());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn status_code(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn route(
+    request: Request<Incoming>,
+    shutdown: &Shutdown,
+    secret: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let method = request.method();
+    let head_or_get = *method == Method::GET || *method == Method::HEAD;
+    let mut response = match path {
+        "/health/live" | "/health/ready" | "/health/status" if !head_or_get => {
+            not_allowed("GET, HEAD")
+        }
+        "/health/live" => respond(status_code(shutdown.is_live()), Bytes::new()),
+        "/health/ready" => respond(status_code(shutdown.is_ready()), Bytes::new()),
+        "/health/status" => json(StatusCode::OK, &crate::server::status(shutdown)),
+        "/shutdown" if secret.is_some() => {
+            if *method != Method::GET && *method != Method::POST {
+                not_allowed("GET, POST")
+            } else {
+                shutdown_endpoint(&request, shutdown, secret.unwrap_or_default()).await
+            }
+        }
+        _ => respond(StatusCode::NOT_FOUND, Bytes::new()),
+    };
+    if *method == Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    if !shutdown.is_live() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = respond(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+async fn shutdown_endpoint(
+    request: &Request<Incoming>,
+    shutdown: &Shutdown,
+    secret: &str,
+) -> Response<Full<Bytes>> {
+    let token = request
+        .headers()
+        .get(SHUTDOWN_TOKEN_HEADER)
+        .map(HeaderValue::as_bytes);
+    if !token.is_some_and(|token| constant_time_eq(token, secret.as_bytes())) {
+        tracing::warn!("refused a /shutdown request without the right token");
+        return respond(StatusCode::FORBIDDEN, Bytes::new());
+    }
+    let wait = request.uri().query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("wait="))
+            .and_then(parse_wait)
+    });
+    let started = shutdown.trigger(Reason::Http);
+    tracing::info!(started, "shutdown requested over http");
+    let done = shutdown.done();
+    let report = match wait {
+        None => Some(done.await),
+        Some(limit) => match select(pin!(done), Timer::after(limit)).await {
+            Either::Left((report, _)) => Some(report),
+            Either::Right(_) => None,
+        },
+    };
+    match report {
+        Some(report) => json(StatusCode::OK, &crate::server::summary(&report)),
+        None => json(StatusCode::ACCEPTED, &crate::server::status(shutdown)),
+    }
+}
+
+/// `250ms`, `10s` or a bare number of seconds.
+fn parse_wait(text: &str) -> Option<Duration> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    let secs = text.strip_suffix('s').unwrap_or(text);
+    secs.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_limits_parse() {
+        assert_eq!(parse_wait("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_wait("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_wait("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_wait("-1"), None);
+        assert_eq!(parse_wait("soon"), None);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+    }
+}

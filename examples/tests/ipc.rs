@@ -1,0 +1,375 @@
+//! The `deputy` binary against `ipc-service`, as real processes over real sockets: the
+//! preStop path, exit codes, health statuses, and the service as PID 1 of its own PID
+//! namespace with the preStop entered into it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// `target/<profile>`, with `deputy` and `examples/ipc-service` built in it.
+fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "deputy-ipc", "--bin", "deputy"])
+            .args(["-p", "deputy-examples", "--example", "ipc-service"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().to_owned()
+    })
+}
+
+fn deputy() -> Command {
+    Command::new(target_dir().join("deputy"))
+}
+
+fn ipc_service() -> PathBuf {
+    target_dir().join("examples").join("ipc-service")
+}
+
+struct Service {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pid: u32,
+}
+
+impl Service {
+    /// Starts `ipc-service` in `dir` and waits for its "listening" line.
+    fn start(dir: &Path, args: &[&str]) -> Service {
+        Self::spawn(
+            Command::new(ipc_service())
+                .arg("--ipc-dir")
+                .arg(dir)
+                .args(args),
+        )
+    }
+
+    fn spawn(command: &mut Command) -> Service {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ipc-service starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines
+            .recv_timeout(BOUND)
+            .expect("ipc-service printed nothing");
+        let pid = first
+            .split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+        Service { child, lines, pid }
+    }
+
+    /// Waits for the service to exit; returns its exit code and every line it printed.
+    fn finish(mut self) -> (i32, Vec<String>, String) {
+        let deadline = Instant::now() + BOUND;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "service did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let lines = self.lines.iter().collect();
+        (status.code().unwrap_or(-1), lines, stderr)
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("deputy runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_no_panic(output: &str) {
+    for bad in ["panicked", "stack backtrace", "RUST_BACKTRACE"] {
+        assert!(!output.contains(bad), "found {bad:?} in: {output}");
+    }
+}
+
+#[test]
+fn terminate_through_the_entrypoint_pid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(dir.path(), &["--hook-ms", "200"]);
+    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("deputy: draining"), "{stdout}");
+    assert!(stdout.contains("deputy: stopping flush"), "{stdout}");
+    assert!(stdout.contains("deputy: done, clean"), "{stdout}");
+    let (code, lines, stderr) = service.finish();
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l.split(" after ").next().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "ipc-service: draining",
+            "ipc-service: stopping stop-accepting",
+            "ipc-service: stopping flush",
+            "ipc-service: stopping close",
+            "ipc-service: done",
+            "ipc-service: exit code 0",
+        ]
+    );
+    assert_no_panic(&stderr);
+    assert!(!deputy_ipc::entrypoint_path(dir.path()).exists());
+}
+
+#[test]
+fn two_processes_without_entrypoint_are_terminated_by_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Service::start(dir.path(), &["--no-entrypoint"]);
+    let b = Service::start(dir.path(), &["--no-entrypoint"]);
+    assert!(!deputy_ipc::entrypoint_path(dir.path()).exists());
+    // Without a pid there is no target, and the message names the path it looked at.
+    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("deputy-entrypoint.pid"),
+        "{}",
+        text(&out.stderr)
+    );
+    for service in [&b, &a] {
+        let out = run(deputy()
+            .args([
+                "terminate",
+                "--json",
+                "--pid",
+                &service.pid.to_string(),
+                "--ipc-dir",
+            ])
+            .arg(dir.path()));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let last = text(&out.stdout).lines().last().unwrap().to_owned();
+        assert!(last.contains("\"type\":\"done\""), "{last}");
+    }
+    assert_eq!(a.finish().0, 0);
+    assert_eq!(b.finish().0, 0);
+}
+
+#[test]
+fn exit_codes_say_how_it_went() {
+    let dir = tempfile::tempdir().unwrap();
+    // Done with failures: 1, and the service exits with its report's code.
+    let failing = Service::start(dir.path(), &["--fail-hook"]);
+    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("close failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (code, _, stderr) = failing.finish();
+    assert_eq!(code, 1);
+    assert_no_panic(&stderr);
+
+    // Timed out: 5, and the service still finishes on its own.
+    let slow = Service::start(dir.path(), &["--hook-ms", "1500"]);
+    let out = run(deputy()
+        .args(["terminate", "--timeout", "300ms", "--ipc-dir"])
+        .arg(dir.path()));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(slow.finish().0, 0);
+
+    // No such target: 3, naming the socket path.
+    let out = run(deputy()
+        .args(["status", "--pid", "999999", "--ipc-dir"])
+        .arg(dir.path()));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("deputy.999999.sock"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Bad command line: 2 (clap's), with the codes listed in --help.
+    assert_eq!(
+        run(deputy().arg("terminate").arg("--bogus")).status.code(),
+        Some(2)
+    );
+    let help = text(&run(deputy().args(["terminate", "--help"])).stdout);
+    for line in [
+        "0  done cleanly",
+        "1  done, with failures",
+        "3  no such target",
+        "4  refused",
+        "5  timed out",
+    ] {
+        assert!(help.contains(line), "--help lacks {line:?}");
+    }
+}
+
+#[test]
+fn refused_for_another_user() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: needs root to run deputy as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = Service::start(dir.path(), &[]);
+    let out = run(deputy()
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path())
+        .uid(65534)
+        .gid(65534));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let out = run(deputy().arg("status").arg("--ipc-dir").arg(dir.path()));
+    assert!(
+        text(&out.stdout).contains("running"),
+        "the refused peer changed the state"
+    );
+    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(service.finish().0, 0);
+}
+
+/// One HTTP/1.1 request; returns the status code.
+fn http_status(port: u16, method: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn health_statuses_follow_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = Service::start(
+        dir.path(),
+        &[
+            "--health-port",
+            &port.to_string(),
+            "--drain-delay",
+            "1500ms",
+        ],
+    );
+    // ipc-service calls ready() right after printing its first line.
+    let deadline = Instant::now() + BOUND;
+    while http_status(port, "GET", "/health/ready") != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(http_status(port, "GET", "/health/live"), 200);
+    assert_eq!(http_status(port, "HEAD", "/health/ready"), 200);
+    assert_eq!(http_status(port, "GET", "/health/status"), 200);
+    assert_eq!(http_status(port, "POST", "/health/live"), 405);
+    assert_eq!(http_status(port, "GET", "/nope"), 404);
+    assert_eq!(
+        http_status(port, "GET", "/shutdown"),
+        404,
+        "/shutdown is opt-in"
+    );
+
+    let terminate = deputy()
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While draining: not ready, still live.
+    let deadline = Instant::now() + BOUND;
+    while http_status(port, "GET", "/health/ready") != 503 {
+        assert!(Instant::now() < deadline, "readiness never turned off");
+    }
+    assert_eq!(http_status(port, "GET", "/health/live"), 200);
+    let out = terminate.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // Done: not live (the endpoints linger a second after Done).
+    assert_eq!(http_status(port, "GET", "/health/live"), 503);
+    assert_eq!(service.finish().0, 0);
+}
+
+#[test]
+fn as_pid_1_the_prestop_exits_cleanly_before_the_namespace_dies() {
+    if !rustix::process::getuid().is_root()
+        || Command::new("unshare").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: needs root and unshare");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The service becomes PID 1 of a new PID namespace.
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(ipc_service())
+        .arg("--ipc-dir")
+        .arg(dir.path());
+    let service = Service::spawn(&mut unshare);
+    assert_eq!(service.pid, 1, "ipc-service is not PID 1");
+    assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(1));
+    // Its pid outside the namespace: the only child of unshare.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", service.child.id()))
+            .unwrap();
+    let host_pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // The preStop runs inside the namespace, as the kubelet's exec does: when PID 1 exits
+    // the kernel kills it, so it must have exited by then, cleanly.
+    let out = run(Command::new("nsenter")
+        .args(["--target", &host_pid.to_string(), "--pid", "--"])
+        .arg(target_dir().join("deputy"))
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "preStop: {:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("deputy: done, clean"));
+    let (code, _, stderr) = service.finish();
+    assert_eq!(code, 0);
+    assert_no_panic(&stderr);
+}
