@@ -276,12 +276,15 @@ async fn serve_inner(
     shutdown: &Shutdown,
     config: &ServerConfig,
 ) -> io::Result<()> {
-    let peer = rustix::net::sockopt::socket_peercred(stream.get_ref())?;
-    let me = rustix::process::getuid();
-    if peer.uid != me && !peer.uid.is_root() {
+    // nix, not rustix: rustix's `UCred` holds a non-zero pid, but the kernel reports 0 for a
+    // peer in a PID namespace this process cannot see (a preStop entered from outside).
+    let peer =
+        nix::sys::socket::getsockopt(stream.get_ref(), nix::sys::socket::sockopt::PeerCredentials)?;
+    let peer_uid = peer.uid();
+    if peer_uid != nix::unistd::getuid().as_raw() && peer_uid != 0 {
         tracing::warn!(
-            peer_uid = peer.uid.as_raw(),
-            peer_pid = peer.pid.as_raw_nonzero().get(),
+            peer_uid,
+            peer_pid = peer.pid(),
             "refused a control connection from another user"
         );
         let refusal = Response::Error {
@@ -319,7 +322,7 @@ async fn serve_inner(
             tracing::info!(
                 started,
                 client_reason = reason.as_deref().unwrap_or(""),
-                peer_pid = peer.pid.as_raw_nonzero().get(),
+                peer_pid = peer.pid(),
                 "terminate requested on the control socket"
             );
             if !wait {

@@ -15,8 +15,12 @@ use deputy_ipc::{ControlServer, IpcError, ServerConfig};
 const BOUND: Duration = Duration::from_secs(10);
 
 enum Runtime {
+    /// async-io's timer on `futures::executor`.
     AsyncIo,
+    /// tokio's timer on a multi-threaded tokio runtime.
     Tokio,
+    /// async-io's timer on smol's executor, with the server spawned as its own task.
+    Smol,
 }
 
 struct Service {
@@ -28,7 +32,7 @@ struct Service {
 impl Service {
     fn start(dir: &Path, builder: Builder, config: ServerConfig, runtime: Runtime) -> Service {
         let (coordinator, server) = match runtime {
-            Runtime::AsyncIo => {
+            Runtime::AsyncIo | Runtime::Smol => {
                 let c = builder.build(deputy_smol::AsyncIoRuntime).unwrap();
                 let s = ControlServer::bind(&c.handle(), config.dir(dir)).unwrap();
                 (c, s)
@@ -41,18 +45,30 @@ impl Service {
         };
         let socket = server.socket_path().to_owned();
         let shutdown = coordinator.handle();
-        let tokio = matches!(runtime, Runtime::Tokio);
-        let thread = std::thread::spawn(move || {
-            let both = futures::future::join(coordinator.run(), server.run());
-            if tokio {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(async { tokio::spawn(both).await.unwrap().0 })
-            } else {
-                futures::executor::block_on(both).0
+        let thread = std::thread::spawn(move || match runtime {
+            Runtime::Tokio => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let server = tokio::spawn(server.run());
+                    let report = tokio::spawn(coordinator.run()).await.unwrap();
+                    server.await.unwrap();
+                    report
+                }),
+            Runtime::Smol => {
+                let executor = smol::Executor::new();
+                smol::block_on(executor.run(async {
+                    let server = executor.spawn(server.run());
+                    let report = executor.spawn(coordinator.run()).await;
+                    server.await;
+                    report
+                }))
+            }
+            Runtime::AsyncIo => {
+                futures::executor::block_on(futures::future::join(coordinator.run(), server.run()))
+                    .0
             }
         });
         Service {
@@ -169,6 +185,11 @@ fn terminate_streams_every_transition_then_the_report_on_async_io() {
 #[test]
 fn terminate_streams_every_transition_then_the_report_on_tokio() {
     terminate_and_follow(Runtime::Tokio);
+}
+
+#[test]
+fn terminate_streams_every_transition_then_the_report_on_smol() {
+    terminate_and_follow(Runtime::Smol);
 }
 
 #[test]

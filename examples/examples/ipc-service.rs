@@ -51,8 +51,11 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Hooks report their own errors; no panic message or backtrace reaches the output.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Hook panics are caught and reported by the coordinator; anything else gets one line,
+    // never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("ipc-service: internal error: {info}")
+    }));
 
     let coordinator = ShutdownCoordinator::builder()
         .grace_period(Duration::from_secs(30))

@@ -77,6 +77,12 @@ impl Service {
 
     /// Waits for the service to exit; returns its exit code and every line it printed.
     fn finish(mut self) -> (i32, Vec<String>, String) {
+        let result = self.wait();
+        std::mem::forget(self);
+        result
+    }
+
+    fn wait(&mut self) -> (i32, Vec<String>, String) {
         let deadline = Instant::now() + BOUND;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -92,8 +98,24 @@ impl Service {
             .unwrap()
             .read_to_string(&mut stderr)
             .unwrap();
-        let lines = self.lines.iter().collect();
+        let mut lines = Vec::new();
+        loop {
+            match self.lines.recv_timeout(BOUND) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("stdout still open"),
+            }
+        }
         (status.code().unwrap_or(-1), lines, stderr)
+    }
+}
+
+impl Drop for Service {
+    /// A test that failed half-way leaves no process behind (under `unshare --kill-child`,
+    /// killing unshare kills the service too).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -329,6 +351,15 @@ fn health_statuses_follow_the_shutdown() {
     assert_eq!(service.finish().0, 0);
 }
 
+/// The pid, outside its namespace, of a service started under `unshare --fork`: the only
+/// child of unshare.
+fn host_pid(service: &Service) -> u32 {
+    let unshare = service.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap();
+    children.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn as_pid_1_the_prestop_exits_cleanly_before_the_namespace_dies() {
     if !rustix::process::getuid().is_root()
@@ -372,4 +403,86 @@ fn as_pid_1_the_prestop_exits_cleanly_before_the_namespace_dies() {
     let (code, _, stderr) = service.finish();
     assert_eq!(code, 0);
     assert_no_panic(&stderr);
+}
+
+#[test]
+fn if_the_connection_drops_terminate_waits_for_the_process_to_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(dir.path(), &["--drain-delay", "10s"]);
+    let terminate = deputy()
+        .args(["terminate", "--timeout", "20s", "--ipc-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is draining (the terminate request has arrived), then kill the service.
+    let line = service.lines.recv_timeout(BOUND).unwrap();
+    assert!(line.starts_with("ipc-service: draining"), "{line}");
+    // Killed, and not reaped yet: a zombie counts as gone.
+    service.child.kill().unwrap();
+    let out = terminate.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("closed before done"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("exited"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_restart_as_pid_1_replaces_the_stale_socket() {
+    if !rustix::process::getuid().is_root()
+        || Command::new("unshare").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: needs root and unshare");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let as_pid_1 = || {
+        let mut unshare = Command::new("unshare");
+        unshare
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(ipc_service())
+            .arg("--ipc-dir")
+            .arg(dir.path());
+        Service::spawn(&mut unshare)
+    };
+    // A pod killed hard leaves its socket and pid file behind...
+    let mut first = as_pid_1();
+    let first_pid = host_pid(&first);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // `--kill-child` kills the service when unshare dies, a moment later: wait for it.
+    let deadline = Instant::now() + BOUND;
+    while std::fs::read_to_string(format!("/proc/{first_pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    }) {
+        assert!(Instant::now() < deadline, "the first service did not die");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stale = deputy_ipc::socket_path(dir.path(), 1);
+    assert!(stale.exists(), "the killed service left no socket behind");
+    let out = run(deputy().arg("status").arg("--ipc-dir").arg(dir.path()));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a stale socket answered: {}",
+        text(&out.stdout)
+    );
+    // ...and the restarted one, PID 1 again, takes the same path over.
+    let second = as_pid_1();
+    let out = run(deputy()
+        .args(["terminate", "--timeout", "20s", "--ipc-dir"])
+        .arg(dir.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(second.finish().0, 0);
+    assert!(!stale.exists());
 }

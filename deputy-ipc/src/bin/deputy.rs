@@ -282,7 +282,7 @@ fn wait_for_exit(
     };
     eprintln!("deputy: connection to process {pid} closed before done; waiting for it to exit");
     loop {
-        if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(process) {
+        if is_gone(process) {
             println!("deputy: process {pid} exited (outcome unknown)");
             return Ok(code::CLEAN);
         }
@@ -297,6 +297,24 @@ fn wait_for_exit(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether the process has exited: it no longer exists, or it is a zombie waiting for its
+/// parent to reap it (it will never run again).
+fn is_gone(process: rustix::process::Pid) -> bool {
+    if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(process) {
+        return true;
+    }
+    // /proc/<pid>/stat is `pid (comm) STATE ...`; comm may hold spaces and parentheses.
+    std::fs::read_to_string(format!("/proc/{}/stat", process.as_raw_nonzero()))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace()
+                .next()
+                .map(|state| state == "Z" || state == "X")
+        })
+        .unwrap_or(false)
 }
 
 fn status(target: &Target, json: bool) -> Result<u8, Failure> {
