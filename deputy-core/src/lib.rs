@@ -72,6 +72,7 @@ pub mod runtime;
 pub mod state;
 mod sync;
 mod token;
+mod wait;
 
 pub use coordinator::{
     Builder, DEFAULT_PHASE_TIMEOUT, DrainReport, Escalation, ExitCodes, HookContext, HookOutcome,

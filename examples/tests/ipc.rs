@@ -351,6 +351,28 @@ fn health_statuses_follow_the_shutdown() {
     assert_eq!(service.finish().0, 0);
 }
 
+/// Whether this machine can run the PID 1 tests (as root, with util-linux's unshare); says
+/// so when it cannot.
+fn can_unshare() -> bool {
+    let can = rustix::process::getuid().is_root()
+        && Command::new("unshare").arg("--version").output().is_ok();
+    if !can {
+        eprintln!("skipped: needs root and unshare");
+    }
+    can
+}
+
+/// Starts ipc-service as PID 1 of a new PID namespace, as a container runtime would.
+fn start_as_pid_1(dir: &Path) -> Service {
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(ipc_service())
+        .arg("--ipc-dir")
+        .arg(dir);
+    Service::spawn(&mut unshare)
+}
+
 /// The pid, outside its namespace, of a service started under `unshare --fork`: the only
 /// child of unshare.
 fn host_pid(service: &Service) -> u32 {
@@ -362,28 +384,14 @@ fn host_pid(service: &Service) -> u32 {
 
 #[test]
 fn as_pid_1_the_prestop_exits_cleanly_before_the_namespace_dies() {
-    if !rustix::process::getuid().is_root()
-        || Command::new("unshare").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: needs root and unshare");
+    if !can_unshare() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // The service becomes PID 1 of a new PID namespace.
-    let mut unshare = Command::new("unshare");
-    unshare
-        .args(["--pid", "--fork", "--kill-child"])
-        .arg(ipc_service())
-        .arg("--ipc-dir")
-        .arg(dir.path());
-    let service = Service::spawn(&mut unshare);
+    let service = start_as_pid_1(dir.path());
     assert_eq!(service.pid, 1, "ipc-service is not PID 1");
     assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(1));
-    // Its pid outside the namespace: the only child of unshare.
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", service.child.id()))
-            .unwrap();
-    let host_pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let host_pid = host_pid(&service);
     // The preStop runs inside the namespace, as the kubelet's exec does: when PID 1 exits
     // the kernel kills it, so it must have exited by then, cleanly.
     let out = run(Command::new("nsenter")
@@ -437,22 +445,11 @@ fn if_the_connection_drops_terminate_waits_for_the_process_to_go() {
 
 #[test]
 fn a_restart_as_pid_1_replaces_the_stale_socket() {
-    if !rustix::process::getuid().is_root()
-        || Command::new("unshare").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: needs root and unshare");
+    if !can_unshare() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let as_pid_1 = || {
-        let mut unshare = Command::new("unshare");
-        unshare
-            .args(["--pid", "--fork", "--kill-child"])
-            .arg(ipc_service())
-            .arg("--ipc-dir")
-            .arg(dir.path());
-        Service::spawn(&mut unshare)
-    };
+    let as_pid_1 = || start_as_pid_1(dir.path());
     // A pod killed hard leaves its socket and pid file behind...
     let mut first = as_pid_1();
     let first_pid = host_pid(&first);

@@ -7,6 +7,7 @@ use super::report::{ShutdownReport, TriggerKind};
 use super::shared::Shared;
 use super::watch::{Status, Transitions};
 use crate::error::HookError;
+use crate::wait::poll_until;
 use crate::{CancellationToken, DrainGuard, InFlight, Reason, State, Track};
 
 /// A cheap, cloneable handle to a coordinator: trigger shutdown, read its state, take guards,
@@ -254,16 +255,16 @@ impl Shutdown {
     ///
     /// Cancel safe: it only watches.
     pub async fn done(&self) -> Arc<ShutdownReport> {
-        loop {
-            if let Some(report) = self.shared.report() {
-                return report;
-            }
-            let listener = self.shared.listen();
-            if let Some(report) = self.shared.report() {
-                return report;
-            }
-            listener.await;
-        }
+        let mut listener = None;
+        std::future::poll_fn(|cx| {
+            poll_until(
+                &mut listener,
+                cx,
+                || self.shared.listen(),
+                || self.shared.report(),
+            )
+        })
+        .await
     }
 }
 

@@ -30,6 +30,7 @@ use super::shared::Shared;
 use crate::CancellationToken;
 use crate::runtime::Sleep;
 use crate::state::{Event, PhaseOutcome, State};
+use crate::wait::poll_until;
 
 enum Woke {
     /// The awaited future finished.
@@ -51,19 +52,17 @@ impl Future for Moved<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        loop {
-            if this.shared.position() != this.at {
-                return Poll::Ready(());
-            }
-            match &mut this.listener {
-                None => this.listener = Some(this.shared.listen()),
-                Some(listener) => {
-                    std::task::ready!(Pin::new(listener).poll(cx));
-                    this.listener = None;
-                }
-            }
-        }
+        let Self {
+            shared,
+            at,
+            listener,
+        } = &mut *self;
+        poll_until(
+            listener,
+            cx,
+            || shared.listen(),
+            || (shared.position() != *at).then_some(()),
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use event_listener::EventListener;
@@ -9,6 +9,7 @@ use futures::Stream;
 
 use super::shared::Shared;
 use crate::State;
+use crate::wait::poll_until;
 
 /// One step of a shutdown: a state entered, or (while stopping) a phase started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,33 +47,29 @@ impl Stream for Transitions {
     type Item = Transition;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Transition>> {
-        let this = &mut *self;
-        loop {
-            {
-                let inner = this.shared.inner();
-                if let Some(item) = inner.transitions.get(this.next) {
-                    this.next += 1;
-                    this.listener = None;
-                    return Poll::Ready(Some(item.clone()));
+        let Self {
+            shared,
+            next,
+            listener,
+        } = &mut *self;
+        poll_until(
+            listener,
+            cx,
+            || shared.listen(),
+            || {
+                let inner = shared.inner();
+                if let Some(item) = inner.transitions.get(*next) {
+                    *next += 1;
+                    return Some(Some(item.clone()));
                 }
-                if inner
+                // The log ends with Done (shared invariant 3).
+                let ended = inner
                     .transitions
                     .last()
-                    .is_some_and(|t| t.state == State::Done)
-                {
-                    return Poll::Ready(None);
-                }
-            }
-            match &mut this.listener {
-                // Register, then loop to re-read the log: an append before the registration
-                // notified nobody.
-                None => this.listener = Some(this.shared.listen()),
-                Some(listener) => {
-                    ready!(Pin::new(listener).poll(cx));
-                    this.listener = None;
-                }
-            }
-        }
+                    .is_some_and(|t| t.state == State::Done);
+                ended.then_some(None)
+            },
+        )
     }
 }
 

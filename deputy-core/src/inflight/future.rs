@@ -8,6 +8,7 @@ use pin_project_lite::pin_project;
 
 use super::DrainGuard;
 use super::counter::HandleRef;
+use crate::wait::poll_until;
 
 /// The future returned by [`InFlight::drained`](super::InFlight::drained).
 #[must_use = "futures do nothing unless awaited"]
@@ -29,21 +30,14 @@ impl Future for Drained {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        loop {
-            if this.counter.guards() == 0 {
-                this.listener = None;
-                return Poll::Ready(());
-            }
-            match &mut this.listener {
-                // Counter invariant 4: register, then loop to re-check.
-                None => this.listener = Some(this.counter.listen()),
-                Some(listener) => {
-                    ready!(Pin::new(listener).poll(cx));
-                    this.listener = None;
-                }
-            }
-        }
+        let Self { counter, listener } = &mut *self;
+        // Counter invariant 4: `listen` registers before the re-check.
+        poll_until(
+            listener,
+            cx,
+            || counter.listen(),
+            || (counter.guards() == 0).then_some(()),
+        )
     }
 }
 

@@ -1,12 +1,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use event_listener::EventListener;
 
 use super::tree::Core;
 use crate::sync::Arc;
+use crate::wait::poll_until;
 
 /// The future returned by [`CancellationToken::cancelled`](super::CancellationToken::cancelled).
 #[must_use = "futures do nothing unless awaited"]
@@ -28,22 +29,13 @@ impl Future for Cancelled {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        loop {
-            if this.core.is_cancelled() {
-                this.listener = None;
-                return Poll::Ready(());
-            }
-            match &mut this.listener {
-                // Register, then loop to re-check the flag: a cancellation that happened
-                // before the registration notified nobody.
-                None => this.listener = Some(this.core.listen()),
-                Some(listener) => {
-                    ready!(Pin::new(listener).poll(cx));
-                    this.listener = None;
-                }
-            }
-        }
+        let Self { core, listener } = &mut *self;
+        poll_until(
+            listener,
+            cx,
+            || core.listen(),
+            || core.is_cancelled().then_some(()),
+        )
     }
 }
 
