@@ -95,7 +95,11 @@ fn main() -> ExitCode {
         Command::Status { target, json } => status(&target, json),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        // Flush, then exit without running destructors: see the note in `terminate`.
+        Ok(code) => {
+            let _ = std::io::stdout().flush();
+            std::process::exit(i32::from(code))
+        }
         Err(Failure(code, message)) => {
             eprintln!("deputy: {message}");
             ExitCode::from(code)
@@ -242,6 +246,14 @@ fn terminate(
                         duration_ms as f64 / 1000.0
                     );
                 }
+                // Keep the connection open until this process exits: the service (often
+                // PID 1) waits for us to hang up before it exits, and when PID 1 exits the
+                // kernel kills everything left in its namespace. Closing here, before our
+                // own exit, would let it exit first and kill us with a non-zero status: a
+                // failed preStop. The kernel closes the socket during our exit, after our
+                // exit status is settled.
+                std::mem::forget(lines);
+                std::mem::forget(stream);
                 return Ok(if outcome == "clean" {
                     code::CLEAN
                 } else {
