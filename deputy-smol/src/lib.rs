@@ -1,8 +1,9 @@
 //! deputy graceful shutdown on smol and async-io: the timer deputy-core's coordinator runs on.
 //!
 //! async-io drives its timers from its own reactor thread, so [`AsyncIoRuntime`] works under
-//! any executor: smol, `futures::executor`, even tokio. Signals and spawning come with the
-//! runtime-adapters work.
+//! any executor: smol, `futures::executor`, even tokio. [`handle_signals`] turns SIGTERM /
+//! SIGINT (or any set) into triggers, with the second signal skipping the drain and the third
+//! exiting at once.
 //!
 //! # Examples
 //!
@@ -48,4 +49,50 @@ impl Runtime for AsyncIoRuntime {
             timer.await;
         })
     }
+}
+
+/// The signals handled by default: SIGTERM (Kubernetes, systemd, docker stop) and SIGINT
+/// (Ctrl-C).
+pub const DEFAULT_SIGNALS: [async_signal::Signal; 2] =
+    [async_signal::Signal::Term, async_signal::Signal::Int];
+
+/// Turns signals into shutdown triggers, with the escalation rule of
+/// [`Shutdown::on_signal`](deputy_core::Shutdown::on_signal): the first signal triggers, the
+/// second skips the drain, the third exits the process at once with `128 + signal`.
+///
+/// The handlers are installed when this function returns, so a signal that arrives before
+/// the returned future is first polled is not lost (nor does it kill the process). Spawn the
+/// future on your executor for the life of the program.
+///
+/// # Errors
+///
+/// The I/O error if the handlers cannot be installed.
+///
+/// # Examples
+///
+/// ```no_run
+/// use deputy_core::ShutdownCoordinator;
+/// use deputy_smol::{AsyncIoRuntime, DEFAULT_SIGNALS, handle_signals};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(AsyncIoRuntime).unwrap();
+/// let signals = handle_signals(coordinator.handle(), DEFAULT_SIGNALS).unwrap();
+/// smol::spawn(signals).detach();
+/// let report = smol::block_on(coordinator.run());
+/// std::process::exit(report.exit_code);
+/// ```
+pub fn handle_signals(
+    shutdown: deputy_core::Shutdown,
+    signals: impl IntoIterator<Item = async_signal::Signal>,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use futures::StreamExt;
+    let mut stream = async_signal::Signals::new(signals)?;
+    Ok(async move {
+        while let Some(signal) = stream.next().await {
+            let Ok(signal) = signal else { continue };
+            let number = signal as i32;
+            if shutdown.on_signal(number).is_final() {
+                std::process::exit(128 + number);
+            }
+        }
+    })
 }

@@ -1,8 +1,11 @@
-//! deputy graceful shutdown on tokio: the timer deputy-core's coordinator runs on.
+//! deputy graceful shutdown on tokio: the timer deputy-core's coordinator runs on, and signals.
 //!
-//! Signals, tracked spawning and hyper/axum glue come with the runtime-adapters work; today
-//! this crate gives [`TokioRuntime`], the [`Runtime`] that drives a
-//! [`ShutdownCoordinator`](deputy_core::ShutdownCoordinator) on tokio's clock.
+//! - [`TokioRuntime`]: the [`Runtime`] that drives a
+//!   [`ShutdownCoordinator`](deputy_core::ShutdownCoordinator) on tokio's clock.
+//! - [`handle_signals`]: SIGTERM / SIGINT (or any set) as triggers, with the second signal
+//!   skipping the drain and the third exiting at once.
+//!
+//! Hyper/axum glue and tracked spawning are still to come.
 //!
 //! # Examples
 //!
@@ -56,3 +59,61 @@ impl Runtime for TokioRuntime {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeQuickStart;
+
+/// The signals handled by default: SIGTERM (Kubernetes, systemd, docker stop) and SIGINT
+/// (Ctrl-C).
+pub const DEFAULT_SIGNALS: [i32; 2] = [15, 2];
+
+/// Turns signals into shutdown triggers, with the escalation rule of
+/// [`Shutdown::on_signal`](deputy_core::Shutdown::on_signal): the first signal triggers, the
+/// second skips the drain, the third exits the process at once with `128 + signal` (tokio
+/// never restores the default handlers, so without this the second Ctrl-C is swallowed).
+///
+/// The handlers are installed when this function returns (call it inside a tokio runtime),
+/// so a signal that arrives before the returned future is first polled is not lost. Spawn
+/// the future for the life of the program.
+///
+/// # Errors
+///
+/// The I/O error if a handler cannot be installed.
+///
+/// # Examples
+///
+/// ```no_run
+/// use deputy_core::ShutdownCoordinator;
+/// use deputy_tokio::{DEFAULT_SIGNALS, TokioRuntime, handle_signals};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let coordinator = ShutdownCoordinator::builder().build(TokioRuntime).unwrap();
+/// tokio::spawn(handle_signals(coordinator.handle(), DEFAULT_SIGNALS).unwrap());
+/// let report = coordinator.run().await;
+/// std::process::exit(report.exit_code);
+/// # }
+/// ```
+pub fn handle_signals(
+    shutdown: deputy_core::Shutdown,
+    signals: impl IntoIterator<Item = i32>,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut streams = Vec::new();
+    for number in signals {
+        streams.push((number, signal(SignalKind::from_raw(number))?));
+    }
+    Ok(async move {
+        loop {
+            let number = std::future::poll_fn(|cx| {
+                for (number, stream) in &mut streams {
+                    if stream.poll_recv(cx).is_ready() {
+                        return std::task::Poll::Ready(*number);
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            if shutdown.on_signal(number).is_final() {
+                std::process::exit(128 + number);
+            }
+        }
+    })
+}

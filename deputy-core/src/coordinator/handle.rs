@@ -105,6 +105,38 @@ impl Shutdown {
         }
     }
 
+    /// What a signal handler calls for each signal it receives: [`escalate`](Self::escalate)
+    /// with the signal as the reason, logged. When the result
+    /// [`is_final`](Escalation::is_final), the handler should exit with `128 + signal`.
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator, State};
+    /// # let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(!shutdown.on_signal(15).is_final());
+    /// assert_eq!(shutdown.state(), State::Draining);
+    /// ```
+    pub fn on_signal(&self, signal: i32) -> Escalation {
+        let escalation = self.escalate(Reason::Signal(signal));
+        let name = Reason::Signal(signal).to_string();
+        match escalation {
+            Escalation::Triggered => {
+                tracing::info!(signal = %name, "shutting down gracefully; send it again to skip the drain")
+            }
+            Escalation::Forced => {
+                tracing::warn!(signal = %name, "skipping the rest of the drain; send it again to exit at once")
+            }
+            Escalation::Abandoned => tracing::warn!(signal = %name, "exiting at once"),
+            Escalation::Ignored { count } if count >= 3 => {
+                tracing::warn!(signal = %name, "exiting at once")
+            }
+            Escalation::Ignored { .. } => {
+                tracing::info!(signal = %name, state = %self.state(), "signal received; shutdown already under way")
+            }
+        }
+        escalation
+    }
+
     /// The current state: one atomic load.
     pub fn state(&self) -> State {
         self.shared.state()
@@ -265,6 +297,27 @@ impl Shutdown {
             )
         })
         .await
+    }
+}
+
+impl Escalation {
+    /// Whether a signal handler should exit now, with 128 + the signal: the third signal or
+    /// a later one, whatever it changed. A person at a terminal can always get out.
+    ///
+    /// ```
+    /// use deputy_core::Escalation;
+    ///
+    /// assert!(!Escalation::Forced.is_final());
+    /// assert!(Escalation::Abandoned.is_final());
+    /// assert!(Escalation::Ignored { count: 4 }.is_final());
+    /// assert!(!Escalation::Ignored { count: 1 }.is_final());
+    /// ```
+    pub fn is_final(self) -> bool {
+        match self {
+            Escalation::Abandoned => true,
+            Escalation::Ignored { count } => count >= 3,
+            Escalation::Triggered | Escalation::Forced => false,
+        }
     }
 }
 
