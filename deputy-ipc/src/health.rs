@@ -11,22 +11,20 @@
 //! Health paths answer GET and HEAD with an empty body (status: JSON); other methods get 405,
 //! other paths 404.
 
-use std::future::{Future, poll_fn};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
 use deputy_core::{Reason, Shutdown};
 use futures::future::{Either, select};
-use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use smol_hyper::rt::FuturesIo;
 
+use crate::accept::serve_until;
 use crate::error::IpcError;
 
 /// The header that must carry the secret for `/shutdown`.
@@ -140,43 +138,18 @@ impl HealthServer {
             secret,
             linger,
         } = self;
-        let mut connections = FuturesUnordered::new();
-        let mut done = pin!(async {
+        let until = async {
             shutdown.done().await;
             Timer::after(linger).await;
-        });
-        poll_fn(|cx| {
-            if done.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            loop {
-                while let Poll::Ready(Some(())) = connections.poll_next_unpin(cx) {}
-                match listener.poll_readable(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(error)) => {
-                        tracing::warn!(%error, "health listener failed");
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Ok(())) => {}
-                }
-                match listener.get_ref().accept() {
-                    Ok((stream, _)) => {
-                        if let Ok(stream) = Async::new(stream) {
-                            connections.push(Box::pin(serve(
-                                stream,
-                                shutdown.clone(),
-                                secret.clone(),
-                            )));
-                        }
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot accept a health connection");
-                        return Poll::Pending;
-                    }
-                }
-            }
-        })
+        };
+        // Connections still open at the end are dropped.
+        let _open = serve_until(
+            "health endpoint",
+            &listener,
+            |listener| listener.accept().map(|(stream, _)| stream),
+            |stream| serve(stream, shutdown.clone(), secret.clone()),
+            until,
+        )
         .await;
     }
 }

@@ -21,6 +21,7 @@
     unreachable_pub
 )]
 
+mod accept;
 mod error;
 mod health;
 mod paths;

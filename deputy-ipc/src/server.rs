@@ -7,21 +7,20 @@
 //! [`protocol`]: crate::protocol
 
 use std::fs;
-use std::future::{Future, poll_fn};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::pin::pin;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
 use deputy_core::{Reason, Shutdown, ShutdownReport, State};
 use futures::future::{Either, select};
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
+use crate::accept::serve_until;
 use crate::error::IpcError;
 use crate::protocol::{MAX_LINE, PhaseSummary, ProtocolError, Request, Response};
 use crate::{entrypoint_path, ipc_dir, socket_path};
@@ -212,49 +211,13 @@ impl ControlServer {
             files,
             config,
         } = self;
-        let mut connections = FuturesUnordered::new();
-        let mut done = pin!(shutdown.done());
-        let mut backoff: Option<Timer> = None;
-        poll_fn(|cx| {
-            if done.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            loop {
-                // Serve: poll the connections that are ready; finished ones leave the set.
-                while let Poll::Ready(Some(())) = connections.poll_next_unpin(cx) {}
-                if let Some(timer) = &mut backoff {
-                    if Pin::new(timer).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    backoff = None;
-                }
-                // Accept: one new connection, then serve again so it gets polled.
-                match listener.poll_readable(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(error)) => {
-                        tracing::warn!(%error, "control socket failed; not accepting any more");
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Ok(())) => {}
-                }
-                match listener.get_ref().accept() {
-                    Ok((stream, _)) => match Async::new(stream) {
-                        Ok(stream) => connections.push(Box::pin(serve(
-                            stream,
-                            shutdown.clone(),
-                            config.clone(),
-                        ))),
-                        Err(error) => tracing::warn!(%error, "control connection dropped"),
-                    },
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(error) => {
-                        // Out of file descriptors, say: pause instead of spinning.
-                        tracing::warn!(%error, "cannot accept a control connection");
-                        backoff = Some(Timer::after(Duration::from_millis(50)));
-                    }
-                }
-            }
-        })
+        let mut connections = serve_until(
+            "control socket",
+            &listener,
+            |listener| listener.accept().map(|(stream, _)| stream),
+            |stream| serve(stream, shutdown.clone(), config.clone()),
+            shutdown.done(),
+        )
         .await;
         drop(listener);
         // Done: give the clients still connected (a preStop `deputy terminate`) the time to
