@@ -22,7 +22,8 @@ use futures::StreamExt;
 #[derive(Debug, Parser)]
 #[command(about = "a service stopped over its deputy control socket")]
 struct Options {
-    /// Serve /health/live, /health/ready and /health/status on this port.
+    /// Serve /health/live, /health/ready and /health/status on this port, on every address
+    /// (the kubelet probes the pod's IP).
     #[arg(long)]
     health_port: Option<u16>,
     /// Add a stopping hook that takes this many milliseconds.
@@ -83,7 +84,7 @@ fn main() -> anyhow::Result<()> {
     let health = match options.health_port {
         Some(port) => Some(deputy_ipc::HealthServer::bind(
             &shutdown,
-            ([127, 0, 0, 1], port).into(),
+            ([0, 0, 0, 0], port).into(),
         )?),
         None => None,
     };
