@@ -5,7 +5,10 @@
 //! - [`handle_signals`]: SIGTERM / SIGINT (or any set) as triggers, with the second signal
 //!   skipping the drain and the third exiting at once.
 //!
-//! Hyper/axum glue and tracked spawning are still to come.
+//! - [`DrainLayer`]: a tower layer that holds a guard per request and answers
+//!   `Connection: close` once shutdown has begun.
+//! - [`stopping`]: the future to hand to hyper's or axum's graceful shutdown: it resolves when
+//!   the drain is over, so the server keeps accepting while endpoints propagate.
 //!
 //! # Examples
 //!
@@ -37,6 +40,10 @@
 )]
 
 use std::time::Instant;
+
+mod layer;
+
+pub use layer::{Drain, DrainFuture, DrainLayer};
 
 pub use deputy_core::runtime::{Runtime, Sleep};
 
@@ -116,4 +123,27 @@ pub fn handle_signals(
             }
         }
     })
+}
+
+/// The future to hand to a server's graceful shutdown (axum's `with_graceful_shutdown`,
+/// hyper-util's `GracefulShutdown`): it resolves when the drain ends and the stopping phases
+/// begin, so the server keeps accepting while load balancers catch up, and closes its
+/// listener only once they have.
+///
+/// ```
+/// # use deputy_core::{ManualClock, ShutdownCoordinator};
+/// # use futures::FutureExt;
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let mut stop_serving = Box::pin(deputy_tokio::stopping(&shutdown));
+/// shutdown.trigger("deploy");
+/// assert!((&mut stop_serving).now_or_never().is_none()); // still draining: keep serving
+/// shutdown.force("skip the drain");
+/// assert!(stop_serving.now_or_never().is_some());
+/// ```
+pub fn stopping(
+    shutdown: &deputy_core::Shutdown,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let token = shutdown.stopping_token();
+    async move { token.cancelled().await }
 }

@@ -1,0 +1,128 @@
+//! A tower layer that counts every request as in flight and, once shutdown has begun, asks
+//! HTTP/1 clients to close their keep-alive connections.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use deputy_core::{DrainGuard, Shutdown};
+use http::header::{CONNECTION, HeaderValue};
+use pin_project_lite::pin_project;
+
+/// Wraps a service so that each request holds a [`DrainGuard`] until its response is ready,
+/// and every response sent after the first trigger carries `Connection: close`: kept-alive
+/// clients then open their next connection elsewhere (to a pod that is not shutting down),
+/// instead of holding this one open to the end. Requests that arrive while draining are
+/// served as usual.
+///
+/// # Examples
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+/// use deputy_tokio::DrainLayer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// # futures::executor::block_on(async {
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let mut service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new("ok"))
+/// }));
+///
+/// let response = service.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+/// assert!(response.headers().get("connection").is_none());
+///
+/// shutdown.trigger("deploy");
+/// let response = service.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+/// assert_eq!(response.headers()["connection"], "close");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct DrainLayer {
+    shutdown: Shutdown,
+}
+
+impl DrainLayer {
+    /// A layer for `shutdown`.
+    pub fn new(shutdown: Shutdown) -> Self {
+        Self { shutdown }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for DrainLayer {
+    type Service = Drain<S>;
+
+    fn layer(&self, inner: S) -> Drain<S> {
+        Drain {
+            inner,
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// The service made by [`DrainLayer`].
+#[derive(Debug, Clone)]
+pub struct Drain<S> {
+    inner: S,
+    shutdown: Shutdown,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Drain<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = DrainFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> DrainFuture<S::Future> {
+        DrainFuture {
+            guard: Some(self.shutdown.guard()),
+            shutdown: self.shutdown.clone(),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Drain`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct DrainFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<DrainGuard>,
+        shutdown: Shutdown,
+    }
+}
+
+impl<F> std::fmt::Debug for DrainFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrainFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for DrainFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result
+            && this.shutdown.is_triggered()
+        {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        // The response is ready; the body is the server's to send. The guard ends here.
+        this.guard.take();
+        Poll::Ready(result)
+    }
+}

@@ -1,0 +1,62 @@
+//! The drain layer: a guard per request for as long as the response takes, and
+//! `Connection: close` from the first trigger on.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use deputy_core::{ShutdownCoordinator, State};
+use deputy_tokio::{DrainLayer, TokioRuntime};
+use tower::{Layer, Service, ServiceExt};
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_request_holds_the_drain_open_and_late_ones_are_served() {
+    let coordinator = ShutdownCoordinator::builder()
+        .drain_delay(Duration::from_secs(1))
+        .build(TokioRuntime)
+        .unwrap();
+    let shutdown = coordinator.handle();
+    let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(
+        |request: http::Request<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(*request.body())).await;
+            Ok::<_, Infallible>(http::Response::new(()))
+        },
+    ));
+    let run = tokio::spawn(coordinator.run());
+
+    let slow = tokio::spawn(service.clone().oneshot(http::Request::new(5_000)));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(shutdown.in_flight(), 1);
+    shutdown.trigger("deploy");
+    // A request arriving while draining is served, told to close its connection.
+    let late = service
+        .clone()
+        .oneshot(http::Request::new(10))
+        .await
+        .unwrap();
+    assert_eq!(late.headers()["connection"], "close");
+    // Past the drain delay, the slow request still holds the drain open.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(shutdown.state(), State::Draining);
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.headers()["connection"], "close");
+    let report = run.await.unwrap();
+    assert_eq!(report.drain.in_flight_at_end, 0);
+    assert_eq!(report.exit_code, 0);
+}
+
+#[tokio::test]
+async fn responses_before_the_trigger_keep_the_connection() {
+    let coordinator = ShutdownCoordinator::builder().build(TokioRuntime).unwrap();
+    let mut service = DrainLayer::new(coordinator.handle()).layer(tower::service_fn(
+        |_: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) },
+    ));
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    assert!(response.headers().get("connection").is_none());
+    assert_eq!(coordinator.handle().in_flight(), 0);
+}
