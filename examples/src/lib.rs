@@ -1,4 +1,22 @@
 //! Runnable deputy services (in `examples/`) and the end-to-end tests that drive them (in
-//! `tests/`). Nothing here is published; the library is empty on purpose.
+//! `tests/`). Nothing here is published.
 //!
-//! Run the demo with `cargo run --example demo`.
+//! Run the demo with `cargo run --example demo`, the HTTP service with
+//! `cargo run --release --example http-service`.
+
+/// The defaults of the `http-service` example, shared with the test that checks the
+/// Kubernetes manifests in `examples/k8s/` against them.
+pub mod http_service {
+    /// Port of the service itself.
+    pub const PORT: u16 = 8080;
+    /// Port of the health endpoints (deputy's default, as K8sDeputy.jl's).
+    pub const HEALTH_PORT: u16 = deputy_ipc::DEFAULT_HEALTH_CHECK_PORT;
+    /// Whole shutdown budget, from the trigger.
+    pub const GRACE_PERIOD: &str = "30s";
+    /// Time to keep serving after the trigger while endpoints propagate.
+    pub const DRAIN_DELAY: &str = "5s";
+    /// Time to wait for requests in flight after the delay.
+    pub const DRAIN_TIMEOUT: &str = "15s";
+    /// The stop-accepting phase's timeout, in seconds.
+    pub const STOP_ACCEPTING_SECS: u64 = 3;
+}

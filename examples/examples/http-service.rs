@@ -1,0 +1,188 @@
+//! An HTTP service on tokio and hyper that loses no request when its pod is terminated:
+//! the drain layer counts every request and answers `Connection: close` once shutdown has
+//! begun; the listener stays open through the drain delay (endpoints are still propagating)
+//! and closes when the drain ends; the control socket takes the preStop's
+//! `deputy terminate`, the health endpoints take the kubelet's probes, and SIGTERM / SIGINT
+//! trigger too (second skips the drain, third exits).
+//!
+//! ```text
+//! cargo run --release --example http-service
+//! curl localhost:8080/ ; curl 'localhost:8080/work?ms=2000'
+//! DEPUTY_IPC_DIR=/tmp cargo run --release --example http-service -- --drain-delay 2s
+//! ```
+//!
+//! Every setting has a flag and an environment variable; durations are written `30s`,
+//! `1500ms`. The defaults match `examples/k8s/deployment.yaml`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use deputy_core::{Phase, ShutdownCoordinator};
+use deputy_ipc::{ControlServer, HealthServer, ServerConfig};
+use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower::Layer;
+
+use deputy_examples::http_service as defaults;
+
+#[derive(Debug, Parser)]
+#[command(about = "an HTTP service that drains gracefully")]
+struct Options {
+    /// Port to serve on.
+    #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
+    port: u16,
+    /// Port of /health/live and /health/ready (default: $DEPUTY_HEALTH_CHECK_PORT, else 8081).
+    #[arg(long)]
+    health_port: Option<u16>,
+    /// Whole shutdown budget, from the trigger (keep it below terminationGracePeriodSeconds).
+    #[arg(long, env = "DEPUTY_GRACE_PERIOD", default_value = defaults::GRACE_PERIOD, value_parser = humantime::parse_duration)]
+    grace_period: Duration,
+    /// Keep serving this long after the trigger while endpoints propagate.
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = humantime::parse_duration)]
+    drain_delay: Duration,
+    /// Then wait this long for requests in flight.
+    #[arg(long, env = "DEPUTY_DRAIN_TIMEOUT", default_value = defaults::DRAIN_TIMEOUT, value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Control socket directory (default: $DEPUTY_IPC_DIR, else /run).
+    #[arg(long)]
+    ipc_dir: Option<PathBuf>,
+}
+
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = match request.uri().path() {
+        "/" => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
+        "/work" => {
+            let ms: u64 = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(100);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Response::new(Full::new(Bytes::from(format!("worked {ms} ms\n"))))
+        }
+        _ => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    Ok(response)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+
+    let coordinator = ShutdownCoordinator::builder()
+        .grace_period(options.grace_period)
+        .drain_delay(options.drain_delay)
+        .drain_timeout(options.drain_timeout)
+        .phase(
+            Phase::new("stop-accepting")
+                .timeout(Duration::from_secs(defaults::STOP_ACCEPTING_SECS)),
+        )
+        .build(TokioRuntime)?;
+    let shutdown = coordinator.handle();
+    tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
+
+    let explicit_dir = options
+        .ipc_dir
+        .clone()
+        .or_else(|| std::env::var_os("DEPUTY_IPC_DIR").map(PathBuf::from));
+    let control = match &explicit_dir {
+        Some(dir) => ControlServer::bind(&shutdown, ServerConfig::default().dir(dir))
+            .context("control socket")?,
+        // On a laptop /run is often not writable: fall back to the temporary directory
+        // rather than refuse to start; in a container, set DEPUTY_IPC_DIR (or mount /run).
+        None => ControlServer::bind(&shutdown, ServerConfig::default())
+            .or_else(|error| {
+                let fallback = std::env::temp_dir();
+                eprintln!(
+                    "http-service: {error}; using {} instead",
+                    fallback.display()
+                );
+                ControlServer::bind(&shutdown, ServerConfig::default().dir(&fallback))
+            })
+            .context("control socket")?,
+    };
+    let ipc_dir = control
+        .socket_path()
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let health_port = match options.health_port {
+        Some(port) => port,
+        None => deputy_ipc::health_port().map_err(anyhow::Error::msg)?,
+    };
+    let health = HealthServer::bind(&shutdown, SocketAddr::from(([0, 0, 0, 0], health_port)))
+        .context("health endpoints")?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
+        .await
+        .with_context(|| format!("port {}", options.port))?;
+
+    // The server: accepts until the drain is over, then lets open connections finish.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let shutdown = shutdown.clone();
+        async move {
+            let graceful = GracefulShutdown::new();
+            let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(handle));
+            let mut stop = std::pin::pin!(stopping(&shutdown));
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                        let connection = graceful.watch(connection);
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                    }
+                    () = &mut stop => break,
+                }
+            }
+            drop(listener);
+            graceful.shutdown().await;
+            let _ = closed_tx.send(());
+        }
+    };
+    tokio::spawn(server);
+    shutdown.hook("stop-accepting", "http-server", |_| async move {
+        closed_rx.await.map_err(|_| "the server task ended early")
+    })?;
+
+    let control = tokio::spawn(control.run());
+    let health = tokio::spawn(health.run());
+    shutdown.ready();
+    println!(
+        "http-service: serving on http://localhost:{} (health on :{health_port}, pid {})",
+        options.port,
+        std::process::id()
+    );
+    println!(
+        "http-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
+    );
+    let report = coordinator.run().await;
+    // Let a preStop `deputy terminate` read the end before this process (maybe PID 1) exits.
+    let _ = control.await;
+    health.abort();
+    println!("{report}");
+    std::process::exit(report.exit_code);
+}
