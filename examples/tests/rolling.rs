@@ -1,0 +1,426 @@
+//! Rolling termination, zero drops: http-service behind a round-robin TCP proxy (standing in
+//! for kube-proxy) with a second healthy backend, under keep-alive load with fast and slow
+//! requests. Then, at one moment, what Kubernetes does: the proxy drops the pod after a
+//! propagation delay, the preStop (`deputy terminate`) runs, then SIGTERM, and SIGKILL at the
+//! grace period. No request may fail. The same harness against a naive server that exits at
+//! once must see failures, so the test can fail.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 8;
+
+/// Round-robin TCP proxy; backends can be removed, existing connections keep flowing.
+struct Proxy {
+    addr: SocketAddr,
+    backends: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+impl Proxy {
+    fn start(backends: Vec<SocketAddr>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backends = Arc::new(Mutex::new(backends));
+        let list = backends.clone();
+        std::thread::spawn(move || {
+            let mut next = 0usize;
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let backend = {
+                    let list = list.lock().unwrap();
+                    next += 1;
+                    list[next % list.len()]
+                };
+                let Ok(server) = TcpStream::connect(backend) else {
+                    let _ = client.shutdown(NetShutdown::Both);
+                    continue;
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { addr, backends }
+    }
+
+    fn remove(&self, backend: SocketAddr) {
+        self.backends.lock().unwrap().retain(|b| *b != backend);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(NetShutdown::Write);
+    });
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    slow_ok: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut errors = self.errors.lock().unwrap();
+        if errors.len() < 5 {
+            errors.push(why);
+        }
+    }
+}
+
+/// One request on `stream`; returns whether the server asked to close the connection.
+fn request(stream: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<bool> {
+    write!(
+        stream.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: proxy\r\n\r\n"
+    )?;
+    let mut status = String::new();
+    stream.read_line(&mut status)?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("status line {status:?}")));
+    }
+    let (mut length, mut close) = (0usize, false);
+    loop {
+        let mut header = String::new();
+        if stream.read_line(&mut header)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let header = header.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(value) = header.strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        if header == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body)?;
+    Ok(close)
+}
+
+/// Keep-alive clients through the proxy until `stop`.
+fn load(
+    proxy: SocketAddr,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..CLIENTS)
+        .map(|client| {
+            let (stop, tally) = (stop.clone(), tally.clone());
+            std::thread::spawn(move || {
+                let mut connection: Option<BufReader<TcpStream>> = None;
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let slow = (n + client) % 5 == 0;
+                    let path = if slow { "/work?ms=400" } else { "/" };
+                    let stream = match &mut connection {
+                        Some(stream) => stream,
+                        None => match TcpStream::connect(proxy) {
+                            Ok(s) => {
+                                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                                connection.insert(BufReader::new(s))
+                            }
+                            Err(error) => {
+                                tally.fail(format!("connect: {error}"));
+                                continue;
+                            }
+                        },
+                    };
+                    tally.sent.fetch_add(1, Ordering::Relaxed);
+                    match request(stream, path) {
+                        Ok(close) => {
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                            if slow {
+                                tally.slow_ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if close {
+                                connection = None;
+                            }
+                        }
+                        Err(error) => {
+                            tally.fail(format!("{path}: {error}"));
+                            connection = None;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn target_dir() -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "-p", "deputy-ipc", "--bin", "deputy"])
+        .args(["-p", "deputy-examples", "--example", "http-service"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_owned()
+}
+
+fn is_root_with_unshare() -> bool {
+    rustix::process::getuid().is_root() && Command::new("unshare").arg("--version").output().is_ok()
+}
+
+/// Starts http-service (as PID 1 of a new PID namespace when possible); returns the child,
+/// the pid to signal, and its HTTP address, once it serves.
+fn start_service(target: &Path, dir: &Path, as_pid_1: bool) -> (Child, u32, SocketAddr) {
+    let port = free_port();
+    let mut command = if as_pid_1 {
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--kill-child"])
+            .arg(target.join("examples/http-service"));
+        c
+    } else {
+        Command::new(target.join("examples/http-service"))
+    };
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--health-port",
+            &free_port().to_string(),
+        ])
+        .args([
+            "--drain-delay",
+            "2500ms",
+            "--drain-timeout",
+            "5s",
+            "--grace-period",
+            "20s",
+        ])
+        .arg("--ipc-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("serving"), "{line}");
+    // Keep reading, so the service's later lines (its report) do not meet a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let pid = if as_pid_1 {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+        children.split_whitespace().next().unwrap().parse().unwrap()
+    } else {
+        child.id()
+    };
+    (child, pid, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn rolling_termination(propagation: Duration) {
+    let target = target_dir();
+    let as_pid_1 = is_root_with_unshare();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (mut pod, pod_pid, pod_addr) = start_service(&target, dir_a.path(), as_pid_1);
+    let (mut other, _, other_addr) = start_service(&target, dir_b.path(), false);
+    let proxy = Proxy::start(vec![pod_addr, other_addr]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients = load(proxy.addr, stop.clone(), tally.clone());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The kubelet and the endpoints controller, at the same moment.
+    let start = Instant::now();
+    let grace = Duration::from_secs(22);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(propagation);
+            proxy.remove(pod_addr);
+        });
+        let mut prestop = if as_pid_1 {
+            let mut c = Command::new("nsenter");
+            c.args(["--target", &pod_pid.to_string(), "--pid", "--"])
+                .arg(target.join("deputy"));
+            c
+        } else {
+            Command::new(target.join("deputy"))
+        };
+        let out = prestop
+            .arg("terminate")
+            .arg("--ipc-dir")
+            .arg(dir_a.path())
+            .output()
+            .unwrap();
+        if out.status.code() != Some(0) {
+            let status = pod.try_wait();
+            let mut stderr = String::new();
+            let _ = pod.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!(
+                "preStop: {} (pod: {status:?}, {stderr})",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pod_pid as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        );
+    });
+    let status = loop {
+        if let Some(status) = pod.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > grace {
+            let _ = pod.kill();
+            panic!("SIGKILL at the grace period");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let drain_time = start.elapsed();
+    std::thread::sleep(Duration::from_millis(500)); // load keeps flowing to the other backend
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    let mut stderr = String::new();
+    pod.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+
+    let (sent, ok, failed, slow) = (
+        tally.sent.load(Ordering::Relaxed),
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        tally.slow_ok.load(Ordering::Relaxed),
+    );
+    println!(
+        "propagation {propagation:?}: sent {sent}, ok {ok}, failed {failed}, slow ok {slow}, pod exited after {drain_time:?} (PID 1: {as_pid_1})"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "failed requests: {:?}",
+        tally.errors.lock().unwrap()
+    );
+    assert_eq!(sent, ok, "every request that was sent completed");
+    assert!(slow > 0);
+    assert!(status.success(), "the pod exited with {status:?}: {stderr}");
+    for bad in ["panicked", "stack backtrace"] {
+        assert!(!stderr.contains(bad), "{stderr}");
+    }
+}
+
+#[test]
+fn rolling_termination_loses_no_request_with_fast_propagation() {
+    rolling_termination(Duration::from_millis(100));
+}
+
+#[test]
+fn rolling_termination_loses_no_request_with_slow_propagation() {
+    rolling_termination(Duration::from_secs(2));
+}
+
+/// A server that does what many do on SIGTERM: exits at once, dropping every connection.
+fn naive_server() -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let killed = Arc::new(AtomicBool::new(false));
+    let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    {
+        let (killed, open) = (killed.clone(), open.clone());
+        std::thread::spawn(move || {
+            while !killed.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for stream in open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(NetShutdown::Both);
+            }
+        });
+    }
+    let flag = killed.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if flag.load(Ordering::Relaxed) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            open.lock().unwrap().push(stream.try_clone().unwrap());
+            let flag = flag.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || flag.load(Ordering::Relaxed)
+                    {
+                        return;
+                    }
+                    while line.trim_end() != "" {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    if flag.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let _ = reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
+                }
+            });
+        }
+    });
+    (addr, killed)
+}
+
+#[test]
+fn the_same_harness_sees_failures_from_a_naive_server() {
+    let (naive, kill) = naive_server();
+    let (other, _) = naive_server();
+    let proxy = Proxy::start(vec![naive, other]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients = load(proxy.addr, stop.clone(), tally.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM and endpoint removal at the same moment; the naive server exits at once.
+    kill.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(100));
+    proxy.remove(naive);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let failed = tally.failed.load(Ordering::Relaxed);
+    println!(
+        "naive server: sent {}, failed {failed}",
+        tally.sent.load(Ordering::Relaxed)
+    );
+    assert!(
+        failed > 0,
+        "the harness saw no failure from a server that drops its connections"
+    );
+}
