@@ -9,6 +9,7 @@
 //!   `Connection: close` once shutdown has begun.
 //! - [`stopping`]: the future to hand to hyper's or axum's graceful shutdown: it resolves when
 //!   the drain is over, so the server keeps accepting while endpoints propagate.
+//! - [`spawn_tracked`]: `tokio::spawn` for work the drain must wait for.
 //!
 //! # Examples
 //!
@@ -146,4 +147,31 @@ pub fn stopping(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let token = shutdown.stopping_token();
     async move { token.cancelled().await }
+}
+
+/// Spawns `future` on tokio, counted as in flight until it completes (or is aborted): the
+/// drain waits for it like for a request.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use deputy_core::ShutdownCoordinator;
+///
+/// let coordinator = ShutdownCoordinator::builder().build(deputy_tokio::TokioRuntime).unwrap();
+/// let shutdown = coordinator.handle();
+/// let job = deputy_tokio::spawn_tracked(&shutdown, async { 6 * 7 });
+/// assert_eq!(shutdown.in_flight(), 1);
+/// assert_eq!(job.await.unwrap(), 42);
+/// assert_eq!(shutdown.in_flight(), 0);
+/// # }
+/// ```
+pub fn spawn_tracked<F>(
+    shutdown: &deputy_core::Shutdown,
+    future: F,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(shutdown.track(future))
 }
