@@ -2,28 +2,21 @@
 //! preStop path, exit codes, health statuses, and the service as PID 1 of its own PID
 //! namespace with the preStop entered into it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod support;
+
 const BOUND: Duration = Duration::from_secs(20);
 
 /// `target/<profile>`, with `deputy` and `examples/ipc-service` built in it.
 fn target_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "deputy-ipc", "--bin", "deputy"])
-            .args(["-p", "deputy-examples", "--example", "ipc-service"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the binaries failed");
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_owned()
-    })
+    DIR.get_or_init(|| support::build(&["ipc-service"]))
 }
 
 fn deputy() -> Command {
@@ -57,13 +50,7 @@ impl Service {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ipc-service starts");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = support::lines(child.stdout.take().unwrap());
         let first = lines
             .recv_timeout(BOUND)
             .expect("ipc-service printed nothing");

@@ -7,11 +7,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod support;
 
 const CLIENTS: usize = 8;
 
@@ -171,17 +173,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn target_dir() -> PathBuf {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--quiet", "-p", "deputy-ipc", "--bin", "deputy"])
-        .args(["-p", "deputy-examples", "--example", "http-service"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_owned()
-}
-
 fn is_root_with_unshare() -> bool {
     rustix::process::getuid().is_root() && Command::new("unshare").arg("--version").output().is_ok()
 }
@@ -236,7 +227,7 @@ fn start_service(target: &Path, dir: &Path, as_pid_1: bool) -> (Child, u32, Sock
 }
 
 fn rolling_termination(propagation: Duration) {
-    let target = target_dir();
+    let target = support::build(&["http-service"]);
     let as_pid_1 = is_root_with_unshare();
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();

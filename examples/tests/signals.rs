@@ -1,11 +1,12 @@
 //! Real signals to real processes: the escalation rule behaves the same on tokio and on smol.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
+
+mod support;
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -16,33 +17,14 @@ struct Process {
 
 impl Process {
     fn start(runtime: &str, hang: bool) -> Process {
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap();
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "deputy-examples",
-                "--example",
-                "signal-service",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let dir = support::build(&["signal-service"]);
         let mut command = Command::new(dir.join("examples/signal-service"));
         command.args(["--runtime", runtime]);
         if hang {
             command.arg("--hang");
         }
         let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = support::lines(child.stdout.take().unwrap());
         let process = Process { child, lines };
         process.expect("signal-service: ready");
         process

@@ -3,31 +3,19 @@
 //! once, no result is partial, nothing is left claimed or queued.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
+
+mod support;
 
 const JOBS: usize = 40;
 const BOUND: Duration = Duration::from_secs(30);
 
 #[test]
 fn sigterm_mid_job_with_restarts_loses_nothing_and_repeats_nothing() {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "deputy-examples",
-            "--example",
-            "smol-worker",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let dir = support::build(&["smol-worker"]);
     let queue = tempfile::tempdir().unwrap();
     for i in 0..JOBS {
         std::fs::write(
@@ -49,13 +37,7 @@ fn sigterm_mid_job_with_restarts_loses_nothing_and_repeats_nothing() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = support::lines(child.stdout.take().unwrap());
         assert_eq!(lines.recv_timeout(BOUND).unwrap(), "smol-worker: ready");
         // Let it finish a couple of jobs, then stop it while the next is in hand.
         let mut seen = 0;
