@@ -190,6 +190,18 @@ fn contend(work: impl Fn() + Send + 'static) -> impl Drop {
     Stop(stop, Some(thread))
 }
 
+/// Benchmarks `work` under `name`, with a second thread doing the same work meanwhile when
+/// `contended`. `work` owns its handle, so the clone on the other thread shares the counter.
+fn bench_maybe_contended(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    contended: bool,
+    work: impl Fn() + Clone + Send + 'static,
+) {
+    let _background = contended.then(|| contend(work.clone()));
+    group.bench_function(name, |b| b.iter(&work));
+}
+
 fn guards(c: &mut Criterion) {
     for contended in [false, true] {
         let name = if contended {
@@ -198,34 +210,18 @@ fn guards(c: &mut Criterion) {
             "guard take+drop, 1 thread"
         };
         let mut group = c.benchmark_group(name);
-
         let in_flight = deputy_core::InFlight::new();
-        let _bg = contended.then(|| {
-            let other = in_flight.clone();
-            contend(move || drop(black_box(other.guard())))
+        bench_maybe_contended(&mut group, "deputy", contended, move || {
+            drop(black_box(&in_flight).guard())
         });
-        group.bench_function("deputy", |b| b.iter(|| drop(black_box(&in_flight).guard())));
-        drop(_bg);
-
         let tracker = tokio_util::task::TaskTracker::new();
-        let _bg = contended.then(|| {
-            let other = tracker.clone();
-            contend(move || drop(black_box(other.token())))
+        bench_maybe_contended(&mut group, "tokio-util", contended, move || {
+            drop(black_box(&tracker).token())
         });
-        group.bench_function("tokio-util", |b| {
-            b.iter(|| drop(black_box(&tracker).token()))
-        });
-        drop(_bg);
-
         let manager = async_shutdown::ShutdownManager::<()>::new();
-        let _bg = contended.then(|| {
-            let other = manager.clone();
-            contend(move || drop(black_box(other.delay_shutdown_token())))
+        bench_maybe_contended(&mut group, "async-shutdown", contended, move || {
+            drop(black_box(&manager).delay_shutdown_token())
         });
-        group.bench_function("async-shutdown", |b| {
-            b.iter(|| drop(black_box(&manager).delay_shutdown_token()))
-        });
-        drop(_bg);
         group.finish();
     }
 }

@@ -1,10 +1,10 @@
-//! The one waiting loop every future in this crate is built on.
+//! The waiting loops every future and blocking wait in this crate is built on.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use event_listener::EventListener;
+use event_listener::{EventListener, Listener};
 
 /// Polls until `check` yields a value. Between checks it waits on a listener made by
 /// `listen`, registered *before* the re-check that follows, so a notification that lands
@@ -27,5 +27,17 @@ pub(crate) fn poll_until<T>(
                 *listener = None;
             }
         }
+    }
+}
+
+/// The blocking twin of [`poll_until`]: parks the thread until `done` holds, with the same
+/// register-then-re-check order.
+pub(crate) fn block_until(listen: impl Fn() -> EventListener, done: impl Fn() -> bool) {
+    while !done() {
+        let listener = listen();
+        if done() {
+            return;
+        }
+        listener.wait();
     }
 }

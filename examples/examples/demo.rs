@@ -22,12 +22,7 @@ use deputy_core::{Phase, ShutdownCoordinator, State};
 use deputy_smol::AsyncIoRuntime;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
+    deputy_examples::init_logs("info");
 
     let coordinator = ShutdownCoordinator::builder()
         .grace_period(Duration::from_secs(8))

@@ -82,12 +82,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
+    deputy_examples::init_logs("info");
 
     let coordinator = ShutdownCoordinator::builder()
         .grace_period(options.grace_period)

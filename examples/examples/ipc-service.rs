@@ -45,13 +45,7 @@ struct Options {
 
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    deputy_examples::init_logs("error");
     // Hook panics are caught and reported by the coordinator; anything else gets one line,
     // never a backtrace.
     std::panic::set_hook(Box::new(|info| {

@@ -20,3 +20,16 @@ pub mod http_service {
     /// The stop-accepting phase's timeout, in seconds.
     pub const STOP_ACCEPTING_SECS: u64 = 3;
 }
+
+/// Logs to stderr through `tracing`, at `RUST_LOG`'s level, else `default` (`"info"`,
+/// `"error"`...), so stdout stays for the lines meant for a person.
+pub fn init_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

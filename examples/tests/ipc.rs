@@ -363,10 +363,7 @@ fn start_as_pid_1(dir: &Path) -> Service {
 /// The pid, outside its namespace, of a service started under `unshare --fork`: the only
 /// child of unshare.
 fn host_pid(service: &Service) -> u32 {
-    let unshare = service.child.id();
-    let children =
-        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap();
-    children.split_whitespace().next().unwrap().parse().unwrap()
+    support::host_pid(service.child.id())
 }
 
 #[test]

@@ -217,9 +217,7 @@ fn start_service(target: &Path, dir: &Path, as_pid_1: bool) -> (Child, u32, Sock
     // Keep reading, so the service's later lines (its report) do not meet a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let pid = if as_pid_1 {
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
-        children.split_whitespace().next().unwrap().parse().unwrap()
+        support::host_pid(child.id())
     } else {
         child.id()
     };

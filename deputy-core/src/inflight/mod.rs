@@ -7,11 +7,10 @@ mod guard;
 use std::fmt;
 use std::future::Future;
 
-use event_listener::Listener;
-
 use self::counter::HandleRef;
 pub use self::future::{Drained, Track};
 pub use self::guard::DrainGuard;
+use crate::wait::block_until;
 
 /// Counts work in flight (requests, jobs) so that shutdown can wait for it.
 ///
@@ -120,14 +119,8 @@ impl InFlight {
     /// in_flight.wait_drained_blocking();
     /// ```
     pub fn wait_drained_blocking(&self) {
-        while self.counter.guards() != 0 {
-            let listener = self.counter.listen();
-            // Counter invariant 4: re-check after registering.
-            if self.counter.guards() == 0 {
-                return;
-            }
-            listener.wait();
-        }
+        // Counter invariant 4: `listen` registers before the re-check.
+        block_until(|| self.counter.listen(), || self.counter.guards() == 0);
     }
 }
 

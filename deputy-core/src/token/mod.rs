@@ -4,13 +4,13 @@ mod future;
 mod guard;
 mod tree;
 
-use event_listener::Listener;
 use std::fmt;
 
 pub use self::future::Cancelled;
 pub use self::guard::DropGuard;
 use self::tree::Link;
 use crate::sync::Arc;
+use crate::wait::block_until;
 
 /// A token that can be cancelled once, with children that are cancelled with it.
 ///
@@ -131,15 +131,8 @@ impl CancellationToken {
     /// token.wait_blocking(); // returns at once
     /// ```
     pub fn wait_blocking(&self) {
-        while !self.link.core.is_cancelled() {
-            let listener = self.link.core.listen();
-            // Re-check after registering: a cancellation between the check above and the
-            // registration notified nobody (tree invariant 1).
-            if self.link.core.is_cancelled() {
-                return;
-            }
-            listener.wait();
-        }
+        let core = &self.link.core;
+        block_until(|| core.listen(), || core.is_cancelled());
     }
 
     /// Returns a guard that cancels this token when dropped, unless

@@ -45,3 +45,17 @@ pub(crate) fn lines(output: impl Read + Send + 'static) -> Receiver<String> {
     });
     rx
 }
+
+/// The pid, outside its namespace, of the program `unshare --fork` started as PID 1: the
+/// only child of the unshare process `unshare_pid`.
+pub(crate) fn host_pid(unshare_pid: u32) -> u32 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+            .expect("unshare is running");
+    children
+        .split_whitespace()
+        .next()
+        .expect("unshare has a child")
+        .parse()
+        .unwrap()
+}
