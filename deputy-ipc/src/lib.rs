@@ -3,8 +3,9 @@
 //!
 //! This crate is where the UNIX-socket control protocol, the HTTP health endpoints
 //! (`/health/live`, `/health/ready`) and the `deputy` binary (`terminate`, `status`, `run`)
-//! live. So far it holds the names both ends must agree on and the wire [`protocol`]; the
-//! socket server, HTTP endpoints and binary come next.
+//! live: [`ControlServer`] serves the [`protocol`] on `deputy.<pid>.sock`, [`HealthServer`]
+//! the probes' endpoints, and the binary is the client (`terminate`, `status`) and the
+//! supervisor (`run`).
 //!
 //! # Examples
 //!
@@ -41,6 +42,11 @@ pub const IPC_DIR_ENV: &str = "DEPUTY_IPC_DIR";
 
 /// The health endpoints' port when `DEPUTY_HEALTH_CHECK_PORT` is not set (as K8sDeputy.jl).
 pub const DEFAULT_HEALTH_CHECK_PORT: u16 = 8081;
+
+/// The environment variable that, set to `0` or `false`, keeps a service from writing the
+/// entrypoint pid file by default (see [`ServerConfig::entrypoint`]). `deputy run` sets it for
+/// its child, so that `deputy terminate` reaches the supervisor.
+pub const ENTRYPOINT_ENV: &str = "DEPUTY_ENTRYPOINT";
 
 /// The environment variable naming the health endpoints' port.
 pub const HEALTH_CHECK_PORT_ENV: &str = "DEPUTY_HEALTH_CHECK_PORT";

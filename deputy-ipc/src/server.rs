@@ -49,7 +49,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             dir: None,
-            entrypoint: true,
+            entrypoint: !entrypoint_disabled(),
             read_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(1),
         }
@@ -64,7 +64,9 @@ impl ServerConfig {
     }
 
     /// Whether to write `deputy-entrypoint.pid` so `deputy terminate` finds this process
-    /// without `--pid` (default true; turn it off when several processes share a container).
+    /// without `--pid`. Default: true, unless `DEPUTY_ENTRYPOINT` is `0` or `false` (which
+    /// `deputy run` sets for its child, so the pid file names the supervisor). Turn it off
+    /// when several processes share a container.
     pub fn entrypoint(mut self, entrypoint: bool) -> Self {
         self.entrypoint = entrypoint;
         self
@@ -88,6 +90,12 @@ impl ServerConfig {
     pub fn linger_duration(&self) -> Duration {
         self.linger
     }
+}
+
+/// Whether [`ENTRYPOINT_ENV`](crate::ENTRYPOINT_ENV) turns the entrypoint pid file off.
+fn entrypoint_disabled() -> bool {
+    std::env::var(crate::ENTRYPOINT_ENV)
+        .is_ok_and(|value| matches!(value.trim(), "0" | "false" | "no" | "off"))
 }
 
 /// The control socket of one process, bound and ready to serve.

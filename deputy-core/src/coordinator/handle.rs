@@ -147,6 +147,21 @@ impl Shutdown {
         self.state() > State::Running
     }
 
+    /// Why shutdown was triggered (the first accepted trigger), or `None` while running.
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, Reason, ShutdownCoordinator};
+    /// # let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert_eq!(shutdown.reason(), None);
+    /// shutdown.on_signal(15);
+    /// shutdown.trigger("later");
+    /// assert_eq!(shutdown.reason(), Some(Reason::Signal(15)));
+    /// ```
+    pub fn reason(&self) -> Option<Reason> {
+        self.shared.inner().machine.reason().cloned()
+    }
+
     /// Says the service is ready to receive traffic (K8sDeputy.jl's `readied!`). Readiness
     /// stays false until this is called, and turns false again from the first trigger on.
     pub fn ready(&self) {

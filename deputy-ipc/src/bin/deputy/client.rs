@@ -1,111 +1,12 @@
-//! `deputy`: ask a running service to shut down gracefully and watch it happen, or read its
-//! state. Built to run as a Kubernetes preStop hook: it starts in about a millisecond, prints
-//! one short line per step, and its exit code says how it went.
+//! `deputy terminate` and `deputy status`: the client side of the control socket.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
 use deputy_ipc::protocol::{Request, Response};
 
-/// Exit codes, listed in `--help`.
-mod code {
-    pub(crate) const CLEAN: u8 = 0;
-    pub(crate) const FAILURES: u8 = 1;
-    pub(crate) const NO_TARGET: u8 = 3;
-    pub(crate) const REFUSED: u8 = 4;
-    pub(crate) const TIMED_OUT: u8 = 5;
-    pub(crate) const ERROR: u8 = 6;
-}
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  done cleanly (terminate), or answered (status, terminate --no-wait)
-  1  done, with failures: a hook failed or timed out, or shutdown was abandoned
-  2  bad command line
-  3  no such target: no pid file, no control socket, or no such process
-  4  refused: the target belongs to another user
-  5  timed out (--timeout) before the target was done
-  6  any other error (connection, protocol)";
-
-#[derive(Debug, Parser)]
-#[command(name = "deputy", version, about = "Graceful shutdown for services: terminate, status", after_help = EXIT_CODES)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Ask the service to shut down gracefully; wait until it is done (the preStop command).
-    #[command(after_help = EXIT_CODES)]
-    Terminate {
-        #[command(flatten)]
-        target: Target,
-        /// Give up after this long (like `30s` or `1500ms`); default: wait until done.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        timeout: Option<Duration>,
-        /// Return as soon as the request is accepted.
-        #[arg(long)]
-        no_wait: bool,
-        /// Why, for the service's logs.
-        #[arg(long, default_value = "deputy terminate")]
-        reason: String,
-        /// Print the service's JSON lines instead of lines for a person.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the service's state, readiness and work in flight.
-    #[command(after_help = EXIT_CODES)]
-    Status {
-        #[command(flatten)]
-        target: Target,
-        /// Print JSON instead of a line for a person.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Args)]
-struct Target {
-    /// The service's pid (default: the one in deputy-entrypoint.pid in the control directory).
-    #[arg(long)]
-    pid: Option<u32>,
-    /// Where the control sockets are (default: $DEPUTY_IPC_DIR, else /run).
-    #[arg(long, value_name = "DIR")]
-    ipc_dir: Option<PathBuf>,
-}
-
-/// A failure with its exit code and a line for a person.
-struct Failure(u8, String);
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Terminate {
-            target,
-            timeout,
-            no_wait,
-            reason,
-            json,
-        } => terminate(&target, timeout, !no_wait, reason, json),
-        Command::Status { target, json } => status(&target, json),
-    };
-    match result {
-        // Flush, then exit without running destructors: see the note in `terminate`.
-        Ok(code) => {
-            let _ = std::io::stdout().flush();
-            std::process::exit(i32::from(code))
-        }
-        Err(Failure(code, message)) => {
-            eprintln!("deputy: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
+use crate::{Failure, Target, code};
 
 /// Finds the target's pid and connects to its socket.
 fn connect(target: &Target) -> Result<(u32, UnixStream), Failure> {
@@ -154,7 +55,7 @@ fn refused_or_error(code_text: &str, message: &str) -> Failure {
     Failure(exit, format!("{code_text}: {message}"))
 }
 
-fn terminate(
+pub(crate) fn terminate(
     target: &Target,
     timeout: Option<Duration>,
     wait: bool,
@@ -317,19 +218,11 @@ fn is_gone(process: rustix::process::Pid) -> bool {
     if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(process) {
         return true;
     }
-    // /proc/<pid>/stat is `pid (comm) STATE ...`; comm may hold spaces and parentheses.
-    std::fs::read_to_string(format!("/proc/{}/stat", process.as_raw_nonzero()))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace()
-                .next()
-                .map(|state| state == "Z" || state == "X")
-        })
-        .unwrap_or(false)
+    crate::procs::state_and_parent(process.as_raw_nonzero().get() as u32)
+        .is_some_and(|(state, _)| state == 'Z' || state == 'X')
 }
 
-fn status(target: &Target, json: bool) -> Result<u8, Failure> {
+pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
     let (pid, mut stream) = connect(target)?;
     send(&mut stream, &Request::Status)?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -364,14 +257,5 @@ fn status(target: &Target, json: bool) -> Result<u8, Failure> {
         }) => Err(refused_or_error(&code_text, &message)),
         Ok(_) => Err(Failure(code::ERROR, "unexpected reply".into())),
         Err(error) => Err(Failure(code::ERROR, format!("unexpected reply: {error}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
     }
 }

@@ -1,0 +1,366 @@
+//! The supervised child: starting it, stopping it, reaping it, and cleaning up what it
+//! leaves behind.
+
+use std::ffi::{CString, OsString};
+use std::future::Future;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_io::Timer;
+use deputy_core::{CancellationToken, Reason, Shutdown};
+use futures::future::{Either, select};
+use nix::errno::Errno;
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawnp};
+use nix::sys::signal::{SigSet, Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{code, say};
+use crate::procs;
+
+/// The one phase of the supervisor's shutdown.
+pub(crate) const PHASE: &str = "stop-child";
+
+/// How long to wait for processes to disappear after SIGKILL before giving up on them (a
+/// process in uninterruptible sleep cannot die until its I/O returns).
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// How to stop the child.
+#[derive(Debug)]
+pub(crate) struct StopPlan {
+    /// The stop signal, when the child has no control socket.
+    pub(crate) signal: Signal,
+    /// Whether signals go to the child's process group.
+    pub(crate) group: bool,
+    /// Where the child's control socket would be.
+    pub(crate) ipc_dir: PathBuf,
+    /// After the child exits: SIGTERM to its leftovers, this long, then SIGKILL.
+    pub(crate) cleanup_timeout: Duration,
+}
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Code(i32),
+    Signal(Signal),
+}
+
+/// The child, from spawn until it and every descendant are gone.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: Pid,
+    plan: StopPlan,
+    exit: OnceLock<Exit>,
+    /// Cancelled when the child has been reaped.
+    exited: CancellationToken,
+    /// Cancelled when, the child reaped, deputy has no children left: every descendant is
+    /// gone (each one's chain of parents passes through a child of deputy's).
+    gone: CancellationToken,
+}
+
+impl Child {
+    /// Starts `command` in its own process group, with an empty signal mask, every signal at
+    /// its default disposition (ignored ones included: an ignore survives exec), deputy's
+    /// stdio, and deputy's environment with `extra_env` on top.
+    pub(crate) fn spawn(
+        command: &[OsString],
+        extra_env: &[(OsString, OsString)],
+        plan: StopPlan,
+    ) -> Result<Child, (i32, String)> {
+        let program = command[0].to_string_lossy().into_owned();
+        let args = command
+            .iter()
+            .map(|arg| CString::new(arg.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| (code::USAGE, "the command holds a NUL byte".to_owned()))?;
+        let env = std::env::vars_os()
+            .filter(|(key, _)| !extra_env.iter().any(|(extra, _)| extra == key))
+            .chain(extra_env.iter().cloned())
+            .filter_map(|(key, value)| {
+                let mut pair = key.into_vec();
+                pair.push(b'=');
+                pair.extend_from_slice(value.as_bytes());
+                CString::new(pair).ok()
+            })
+            .collect::<Vec<_>>();
+        let setup = |error: Errno| (code::SETUP, format!("cannot start {program}: {error}"));
+        let mut attr = PosixSpawnAttr::init().map_err(setup)?;
+        attr.set_flags(
+            PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+        )
+        .map_err(setup)?;
+        attr.set_pgroup(Pid::from_raw(0)).map_err(setup)?;
+        attr.set_sigmask(&SigSet::empty()).map_err(setup)?;
+        attr.set_sigdefault(&SigSet::all()).map_err(setup)?;
+        let actions = PosixSpawnFileActions::init().map_err(setup)?;
+        let pid =
+            posix_spawnp(&args[0], &actions, &attr, &args, &env).map_err(|error| match error {
+                Errno::ENOENT => (
+                    code::NOT_FOUND,
+                    format!("cannot run {program}: command not found"),
+                ),
+                Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => (
+                    code::NOT_EXECUTABLE,
+                    format!("cannot run {program}: {}", error.desc()),
+                ),
+                error => setup(error),
+            })?;
+        Ok(Child {
+            pid,
+            plan,
+            exit: OnceLock::new(),
+            exited: CancellationToken::new(),
+            gone: CancellationToken::new(),
+        })
+    }
+
+    /// The child's pid (also its process group's id).
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// The exit code deputy passes on: the child's, or 128 + the signal that killed it.
+    pub(crate) fn exit_code(&self) -> Option<i32> {
+        self.exit.get().map(|exit| match *exit {
+            Exit::Code(code) => code,
+            Exit::Signal(signal) => 128 + signal as i32,
+        })
+    }
+
+    /// Whether the child and all its descendants are gone.
+    pub(crate) fn is_done(&self) -> bool {
+        self.gone.is_cancelled()
+    }
+
+    /// Sends `signal` to the child, or with `--group` to its process group; nothing once it
+    /// has been reaped (its pid may belong to another process by then).
+    pub(crate) fn forward(&self, signal: Signal) {
+        if self.exited.is_cancelled() {
+            return;
+        }
+        let _ = if self.plan.group {
+            killpg(self.pid, signal)
+        } else {
+            kill(self.pid, signal)
+        };
+    }
+
+    /// Asks the child to stop, over its control socket or with the stop signal, and waits
+    /// for it to exit.
+    pub(crate) async fn stop(&self) {
+        if self.exited.is_cancelled() {
+            return;
+        }
+        let signal = self.plan.signal.as_str();
+        match deputy_ipc_terminate(&self.plan.ipc_dir, self.pid()).await {
+            Ok(()) => say!(
+                "asked process {} to shut down over its control socket",
+                self.pid
+            ),
+            Err(None) => {
+                self.forward(self.plan.signal);
+                let whom = if self.plan.group {
+                    "process group"
+                } else {
+                    "process"
+                };
+                say!("sent {signal} to {whom} {}", self.pid);
+            }
+            Err(Some(error)) => {
+                self.forward(self.plan.signal);
+                say!(
+                    "the control socket of process {} failed ({error}): sent {signal} instead",
+                    self.pid
+                );
+            }
+        }
+        self.exited.cancelled().await;
+    }
+
+    /// After the child exited: SIGTERM to every descendant left, `--cleanup-timeout`, SIGKILL
+    /// to those still there; returns when all are gone.
+    pub(crate) async fn clean_up(&self) {
+        self.exited.cancelled().await;
+        if self.gone.is_cancelled() {
+            return;
+        }
+        let Some(left) = procs::descendants() else {
+            say!(
+                "cannot list what process {} left: /proc is not this PID namespace's; waiting {}",
+                self.pid,
+                humantime::format_duration(self.plan.cleanup_timeout)
+            );
+            let _ = within(self.plan.cleanup_timeout, self.gone.cancelled()).await;
+            return;
+        };
+        if !left.is_empty() {
+            say!(
+                "{} left behind by process {}: sending SIGTERM",
+                processes(left.len()),
+                self.pid
+            );
+            signal_all(&left, Signal::SIGTERM);
+            if within(self.plan.cleanup_timeout, self.gone.cancelled())
+                .await
+                .is_none()
+            {
+                let left = procs::descendants().unwrap_or_default();
+                say!(
+                    "{} still running after {}: sending SIGKILL",
+                    processes(left.len()),
+                    humantime::format_duration(self.plan.cleanup_timeout)
+                );
+                signal_all(&left, Signal::SIGKILL);
+            }
+        }
+        self.gone.cancelled().await;
+    }
+
+    /// SIGKILL to the child's process group and every descendant.
+    pub(crate) fn kill_all(&self) {
+        if !self.exited.is_cancelled() {
+            let _ = killpg(self.pid, Signal::SIGKILL);
+        }
+        signal_all(&procs::descendants().unwrap_or_default(), Signal::SIGKILL);
+    }
+
+    /// [`kill_all`](Self::kill_all), then waits (a bounded time) for all to be reaped.
+    pub(crate) async fn kill_everything(&self) {
+        self.kill_all();
+        if within(AFTER_KILL, self.gone.cancelled()).await.is_none() {
+            say!(
+                "processes still there {} after SIGKILL; exiting anyway",
+                humantime::format_duration(AFTER_KILL)
+            );
+        }
+    }
+
+    /// Reaps every child that has exited (the main one and any orphan handed to deputy);
+    /// called on SIGCHLD. When the main child exits by itself, shutdown starts, skipping the
+    /// drain delay: there is nothing left to drain.
+    pub(crate) fn reap(&self, shutdown: &Shutdown) {
+        loop {
+            let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, Exit::Signal(signal)),
+                Ok(WaitStatus::StillAlive) => return,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => {
+                    if self.exited.is_cancelled() {
+                        self.gone.cancel();
+                    }
+                    return;
+                }
+                Err(error) => {
+                    say!("cannot reap children: {error}");
+                    return;
+                }
+            };
+            if pid == self.pid {
+                self.exited_with(exit, shutdown);
+            }
+        }
+    }
+
+    fn exited_with(&self, exit: Exit, shutdown: &Shutdown) {
+        let _ = self.exit.set(exit);
+        let triggered = shutdown.is_triggered();
+        let when = if triggered {
+            format!(
+                ", {:.1}s into shutdown",
+                shutdown.status().elapsed.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        match exit {
+            Exit::Code(0) if !triggered => {}
+            Exit::Code(code) => say!("process {} exited with code {code}{when}", self.pid),
+            Exit::Signal(signal) => {
+                say!(
+                    "process {} was killed by {}{when}",
+                    self.pid,
+                    signal.as_str()
+                );
+            }
+        }
+        self.exited.cancel();
+        if !triggered {
+            let reason = Reason::from(format!("process {} exited", self.pid));
+            shutdown.trigger(reason.clone());
+            shutdown.force(reason);
+        }
+    }
+}
+
+/// "1 process", "3 processes".
+fn processes(count: usize) -> String {
+    if count == 1 {
+        "1 process".into()
+    } else {
+        format!("{count} processes")
+    }
+}
+
+fn signal_all(pids: &[Pid], signal: Signal) {
+    for &pid in pids {
+        let _ = kill(pid, signal);
+    }
+}
+
+/// `future`'s output, or `None` if `timeout` passes first.
+async fn within<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {
+    match select(pin!(future), Timer::after(timeout)).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+/// Asks process `pid` to terminate over its control socket in `dir`, without waiting.
+/// `Err(None)`: it has no socket there (or nobody listens on it); `Err(Some(_))`: it has
+/// one, and the request failed.
+async fn deputy_ipc_terminate(dir: &std::path::Path, pid: i32) -> Result<(), Option<String>> {
+    use deputy_ipc::protocol::{Request, Response};
+    use futures::{AsyncBufReadExt, AsyncWriteExt};
+
+    let path = deputy_ipc::socket_path(dir, pid as u32);
+    let mut stream = match async_io::Async::<std::os::unix::net::UnixStream>::connect(&path).await {
+        Ok(stream) => stream,
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(None);
+        }
+        Err(error) => return Err(Some(error.to_string())),
+    };
+    let request = Request::Terminate {
+        reason: Some("deputy run".into()),
+        wait: false,
+    };
+    let exchange = async {
+        stream.write_all(request.encode().as_bytes()).await?;
+        let mut line = String::new();
+        futures::io::BufReader::new(&mut stream)
+            .read_line(&mut line)
+            .await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    let line = within(Duration::from_secs(2), exchange)
+        .await
+        .ok_or_else(|| Some("no answer within 2s".to_owned()))?
+        .map_err(|error| Some(error.to_string()))?;
+    match Response::decode(line.trim_end().as_bytes()) {
+        Ok(Response::Accepted { .. }) => Ok(()),
+        Ok(Response::Error { code, message }) => Err(Some(format!("{code}: {message}"))),
+        Ok(_) => Err(Some("unexpected answer".into())),
+        Err(error) => Err(Some(error.to_string())),
+    }
+}

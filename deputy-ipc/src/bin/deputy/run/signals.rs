@@ -1,0 +1,95 @@
+//! The supervisor's signals: blocked in every thread and read from a signalfd.
+
+use std::io;
+
+use async_io::Async;
+use deputy_core::{Escalation, Shutdown};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::child::Child;
+use super::say;
+
+/// Start the graceful shutdown (second: skip the drain delay; third: kill).
+const SHUTDOWN: [Signal; 2] = [Signal::SIGTERM, Signal::SIGINT];
+
+/// Passed on to the child as they come.
+pub(crate) const FORWARDED: [Signal; 6] = [
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGALRM,
+];
+
+/// The signals deputy handles, blocked, and the descriptor they are read from.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    fd: SignalFd,
+}
+
+impl Signals {
+    /// Blocks the handled signals in this thread (call it before any other thread starts, so
+    /// they all inherit the mask) and opens a signalfd for them. Also sets SIGCHLD to its
+    /// default action: if deputy inherited it ignored, the kernel would reap children itself
+    /// and their exit codes would be lost.
+    pub(crate) fn block() -> nix::Result<Signals> {
+        let mut set = SigSet::empty();
+        for signal in SHUTDOWN.iter().chain(&FORWARDED).chain(&[Signal::SIGCHLD]) {
+            set.add(*signal);
+        }
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installs the default action, no handler code: nothing can run in a signal
+        // context, so no async-signal-safety rule applies.
+        unsafe { sigaction(Signal::SIGCHLD, &default) }?;
+        set.thread_block()?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Signals { fd })
+    }
+
+    /// Handles signals until reading them fails (said, then returns).
+    pub(crate) async fn run(self, shutdown: &Shutdown, child: &Child) {
+        if let Err(error) = self.serve(shutdown, child).await {
+            say!("cannot read signals any more: {error}");
+        }
+    }
+
+    async fn serve(self, shutdown: &Shutdown, child: &Child) -> io::Result<()> {
+        let fd = Async::new(self.fd)?;
+        loop {
+            fd.readable().await?;
+            while let Some(info) = fd.get_ref().read_signal()? {
+                let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                match signal {
+                    Signal::SIGCHLD => child.reap(shutdown),
+                    Signal::SIGTERM | Signal::SIGINT => escalate(shutdown, child, signal),
+                    other => child.forward(other),
+                }
+            }
+        }
+    }
+}
+
+/// The first shutdown signal starts shutdown (announced elsewhere, whatever started it), the
+/// second skips the drain delay, the third kills everything at once (and the shutdown, now
+/// abandoned, waits for the kills to be reaped: never wait here, since this loop reaps).
+fn escalate(shutdown: &Shutdown, child: &Child, signal: Signal) {
+    let name = signal.as_str();
+    match shutdown.escalate(deputy_core::Reason::Signal(signal as i32)) {
+        Escalation::Triggered => {}
+        Escalation::Forced => say!("second {name}: skipping the drain delay"),
+        Escalation::Ignored { count: 1 } => say!("{name}: shutdown is already under way"),
+        Escalation::Ignored { count: 2 } => {
+            say!("second {name}: the child is already being stopped");
+        }
+        Escalation::Abandoned | Escalation::Ignored { .. } => {
+            if !child.is_done() {
+                say!("{name} a third time: killing process group {}", child.pid());
+                child.kill_all();
+            }
+        }
+    }
+}
