@@ -2,14 +2,15 @@
 //! preStop path, exit codes, health statuses, and the service as PID 1 of its own PID
 //! namespace with the preStop entered into it.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod support;
+
+use support::{assert_no_panic, can_unshare, free_port, http_status, text};
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -108,16 +109,6 @@ impl Drop for Service {
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("deputy runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_no_panic(output: &str) {
-    for bad in ["panicked", "stack backtrace", "RUST_BACKTRACE"] {
-        assert!(!output.contains(bad), "found {bad:?} in: {output}");
-    }
 }
 
 #[test]
@@ -262,32 +253,6 @@ fn refused_for_another_user() {
     assert_eq!(service.finish().0, 0);
 }
 
-/// One HTTP/1.1 request; returns the status code.
-fn http_status(port: u16, method: &str, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(BOUND)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn health_statuses_follow_the_shutdown() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,17 +301,6 @@ fn health_statuses_follow_the_shutdown() {
     // Done: not live (the endpoints linger a second after Done).
     assert_eq!(http_status(port, "GET", "/health/live"), 503);
     assert_eq!(service.finish().0, 0);
-}
-
-/// Whether this machine can run the PID 1 tests (as root, with util-linux's unshare); says
-/// so when it cannot.
-fn can_unshare() -> bool {
-    let can = rustix::process::getuid().is_root()
-        && Command::new("unshare").arg("--version").output().is_ok();
-    if !can {
-        eprintln!("skipped: needs root and unshare");
-    }
-    can
 }
 
 /// Starts ipc-service as PID 1 of a new PID namespace, as a container runtime would.

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 mod support;
 
+use support::{free_port, is_root_with_unshare};
+
 const CLIENTS: usize = 8;
 
 /// Round-robin TCP proxy; backends can be removed, existing connections keep flowing.
@@ -163,18 +165,6 @@ fn load(
             })
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root_with_unshare() -> bool {
-    rustix::process::getuid().is_root() && Command::new("unshare").arg("--version").output().is_ok()
 }
 
 /// Starts http-service (as PID 1 of a new PID namespace when possible); returns the child,

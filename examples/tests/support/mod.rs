@@ -3,10 +3,12 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 /// Builds the `deputy` binary and the named examples (debug profile, like the tests) and
 /// returns the target directory: `deputy` is in it, the examples under `examples/`.
@@ -58,4 +60,60 @@ pub(crate) fn host_pid(unshare_pid: u32) -> u32 {
         .expect("unshare has a child")
         .parse()
         .unwrap()
+}
+
+/// A TCP port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether this machine can run the PID 1 tests: root, with util-linux's unshare.
+pub(crate) fn is_root_with_unshare() -> bool {
+    rustix::process::getuid().is_root() && Command::new("unshare").arg("--version").output().is_ok()
+}
+
+/// [`is_root_with_unshare`], saying "skipped" when not.
+pub(crate) fn can_unshare() -> bool {
+    let can = is_root_with_unshare();
+    if !can {
+        eprintln!("skipped: needs root and unshare");
+    }
+    can
+}
+
+/// One HTTP/1.1 request to 127.0.0.1; returns the status code, or 0 if there was no answer.
+pub(crate) fn http_status(port: u16, method: &str, path: &str) -> u16 {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Lossy UTF-8.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Fails if `output` shows a panic or a backtrace.
+pub(crate) fn assert_no_panic(output: &str) {
+    for bad in ["panicked", "stack backtrace", "RUST_BACKTRACE"] {
+        assert!(!output.contains(bad), "found {bad:?} in: {output}");
+    }
 }

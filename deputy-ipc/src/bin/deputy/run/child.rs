@@ -96,7 +96,7 @@ impl Child {
         .map_err(setup)?;
         attr.set_pgroup(Pid::from_raw(0)).map_err(setup)?;
         attr.set_sigmask(&SigSet::empty()).map_err(setup)?;
-        attr.set_sigdefault(&SigSet::all()).map_err(setup)?;
+        attr.set_sigdefault(&every_signal()).map_err(setup)?;
         let actions = PosixSpawnFileActions::init().map_err(setup)?;
         let pid =
             posix_spawnp(&args[0], &actions, &attr, &args, &env).map_err(|error| match error {
@@ -296,6 +296,22 @@ impl Child {
             shutdown.force(reason);
         }
     }
+}
+
+/// Every signal, the two that glibc keeps for itself (32 and 33) included: its sigfillset
+/// leaves them out, and posix_spawn sets a signal that is handled in the parent and missing
+/// from this set to *ignored* in the child (an ignore survives exec), where fork and exec
+/// would leave it at the default. With all of them here the child starts with none ignored.
+fn every_signal() -> SigSet {
+    let mut raw = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
+    // SAFETY: sigset_t is a plain array of integers, one bit per signal, so any bit pattern
+    // is a valid value, and the write initialises all of it.
+    let raw = unsafe {
+        raw.as_mut_ptr().write_bytes(0xff, 1);
+        raw.assume_init()
+    };
+    // SAFETY: `raw` is a fully initialised sigset_t.
+    unsafe { SigSet::from_sigset_t_unchecked(raw) }
 }
 
 /// "1 process", "3 processes".

@@ -1,0 +1,52 @@
+//! A service that knows nothing of graceful shutdown: std only, no signal handling, one
+//! request at a time. SIGTERM kills it on the spot, whatever it was doing. This is the kind
+//! of program `deputy run` is for:
+//!
+//! ```text
+//! cargo build --release -p deputy-ipc --bin deputy --example plain-server
+//! target/release/deputy run --drain-delay 2s --health-port 8081 -- target/release/examples/plain-server
+//! ```
+//!
+//! After a SIGTERM (or Ctrl-C) to deputy, readiness is off on :8081 while plain-server goes on
+//! answering on :8080 for the drain delay; then deputy sends it SIGTERM.
+//!
+//! Options: `--port N` (default 8080, 0 for any free port). It prints one line when it
+//! listens: `plain-server: listening on <address>, pid <pid>`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut port = deputy_examples::http_service::PORT;
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next().map(|p| p.parse::<u16>())) {
+            ("--port", Some(Ok(value))) => port = value,
+            _ => {
+                eprintln!("usage: plain-server [--port N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    println!(
+        "plain-server: listening on {}, pid {}",
+        listener.local_addr()?,
+        std::process::id()
+    );
+    for stream in listener.incoming() {
+        // One bad client must not stop the server.
+        let _ = stream.and_then(answer);
+    }
+    Ok(())
+}
+
+/// Reads the request head and answers `hello`, closing the connection.
+fn answer(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 && line != "\r\n" && line != "\n" {
+        line.clear();
+    }
+    (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nhello\n")
+}

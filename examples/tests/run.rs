@@ -1,0 +1,669 @@
+//! `deputy run` as real processes with real signals: the grace period, reaping, exit codes,
+//! the drain delay, the stop over a control socket or a signal, escalation, cleanup of
+//! descendants, a clean signal state for the child, and PID 1 (through
+//! `unshare --pid --fork --mount-proc`, as root).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{assert_no_panic, can_unshare, free_port, http_status, text};
+
+/// How long any one step may take before the test fails (not a timing goal: a bound that
+/// keeps a broken build from hanging CI).
+const BOUND: Duration = Duration::from_secs(20);
+
+/// `target/<profile>`, with `deputy` and the examples built in it.
+fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| support::build(&["plain-server", "http-service"]))
+}
+
+fn deputy_bin() -> PathBuf {
+    target_dir().join("deputy")
+}
+
+fn example(name: &str) -> PathBuf {
+    target_dir().join("examples").join(name)
+}
+
+/// `deputy run` (perhaps under unshare), its output read line by line.
+struct Supervisor {
+    child: Child,
+    /// The pid to signal: deputy's, seen from the test.
+    pid: u32,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    seen_out: Vec<String>,
+    seen_err: Vec<String>,
+}
+
+impl Supervisor {
+    /// `deputy run ARGS`; `args` holds the options, `--` and the command.
+    fn start(args: &[&str]) -> Supervisor {
+        let mut command = Command::new(deputy_bin());
+        command.arg("run").args(args);
+        Self::spawn(command, false)
+    }
+
+    /// `deputy run ARGS` as PID 1 of new PID and mount namespaces, with its own /proc, as a
+    /// container runtime starts it.
+    fn start_as_pid_1(args: &[&str]) -> Supervisor {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(deputy_bin())
+            .arg("run")
+            .args(args);
+        Self::spawn(command, true)
+    }
+
+    fn spawn(mut command: Command, unshared: bool) -> Supervisor {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("deputy starts");
+        let stdout = support::lines(child.stdout.take().unwrap());
+        let stderr = support::lines(child.stderr.take().unwrap());
+        let mut pid = child.id();
+        if unshared {
+            let deadline = Instant::now() + BOUND;
+            pid = loop {
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                if !children.trim().is_empty() {
+                    break support::host_pid(pid);
+                }
+                assert!(Instant::now() < deadline, "unshare started nothing");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+        }
+        Supervisor {
+            child,
+            pid,
+            stdout,
+            stderr,
+            seen_out: Vec::new(),
+            seen_err: Vec::new(),
+        }
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid as i32).unwrap();
+        rustix::process::kill_process(pid, signal).expect("deputy is running");
+    }
+
+    /// Waits for a line of the child's (stdout) that contains `text`; returns it.
+    fn expect_out(&mut self, text: &str) -> String {
+        wait_for(&self.stdout, &mut self.seen_out, text)
+    }
+
+    /// Waits for a line of deputy's (stderr) that contains `text`; returns it.
+    fn expect_err(&mut self, text: &str) -> String {
+        wait_for(&self.stderr, &mut self.seen_err, text)
+    }
+
+    /// Waits for deputy to exit; returns its exit code, and all of stdout and stderr.
+    fn finish(mut self) -> (i32, String, String) {
+        let deadline = Instant::now() + BOUND;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deputy did not exit; it said: {:?}",
+                self.seen_err
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for (lines, seen) in [
+            (&self.stdout, &mut self.seen_out),
+            (&self.stderr, &mut self.seen_err),
+        ] {
+            // The pipes may be held a moment longer by the child's own children.
+            while let Ok(line) = lines.recv_timeout(BOUND) {
+                seen.push(line);
+            }
+        }
+        let out = self.seen_out.join("\n");
+        let err = self.seen_err.join("\n");
+        assert_no_panic(&err);
+        let code = status.code().unwrap_or(-1);
+        std::mem::forget(self);
+        (code, out, err)
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, text: &str) -> String {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(text) {
+                    return line;
+                }
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                panic!("no line with {text:?}; seen: {seen:?}")
+            }
+        }
+    }
+}
+
+/// The exit code and stderr of `deputy run ARGS`, run to the end.
+fn run_to_end(args: &[&str]) -> (i32, String, String) {
+    Supervisor::start(args).finish()
+}
+
+/// Whether a process of this pid exists (zombie or not).
+fn exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+use rustix::process::Signal as Sig;
+
+const IGNORES_TERM: &str = "trap '' TERM; echo ready; while :; do sleep 0.1; done";
+
+#[test]
+fn a_child_that_ignores_term_is_killed_when_the_grace_period_is_over() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--grace",
+        "1s",
+        "--drain-delay",
+        "200ms",
+        "--",
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    deputy.expect_out("ready");
+    let sent = Instant::now();
+    deputy.signal(Sig::TERM);
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 137, "{err}");
+    assert!(err.contains("sent SIGTERM to process"), "{err}");
+    assert!(
+        err.contains("the grace period of 1s is over: killing process group"),
+        "{err}"
+    );
+    assert!(err.contains("was killed by SIGKILL"), "{err}");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "killed before the grace period"
+    );
+}
+
+#[test]
+fn exit_codes_pass_through_and_a_signal_becomes_128_plus_it() {
+    let quiet = ["--no-control-socket", "--"];
+    let with = |options: &[&str], command: &[&str]| {
+        let args: Vec<&str> = options
+            .iter()
+            .chain(&quiet)
+            .chain(command)
+            .copied()
+            .collect();
+        run_to_end(&args)
+    };
+    assert_eq!(with(&[], &["true"]).0, 0);
+    assert_eq!(with(&[], &["sh", "-c", "exit 3"]).0, 3);
+    let (code, _, err) = with(&[], &["sh", "-c", "kill -USR1 $$"]);
+    assert_eq!(code, 128 + 10);
+    assert!(err.contains("was killed by SIGUSR1"), "{err}");
+    assert_eq!(with(&["--map-exit", "3=0"], &["sh", "-c", "exit 3"]).0, 0);
+    assert_eq!(with(&["--map-exit", "4=9"], &["sh", "-c", "exit 4"]).0, 9);
+    assert_eq!(
+        with(&["--map-exit", "138"], &["sh", "-c", "kill -USR1 $$"]).0,
+        0
+    );
+    assert_eq!(with(&["--map-exit", "3=0"], &["sh", "-c", "exit 5"]).0, 5);
+
+    let (code, _, err) = with(&[], &["deputy-no-such-command"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("command not found"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("script");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let (code, _, err) = with(&[], &[not_executable.to_str().unwrap()]);
+    assert_eq!(code, 126, "{err}");
+
+    // Bad command lines: clap's code 2, one line saying what is wrong.
+    for bad in [
+        &["--drain-delay", "30s", "--grace", "10s"][..],
+        &["--grace", "10"],
+        &["--stop-signal", "KILL"],
+        &["--stop-signal", "NOPE"],
+        &["--map-exit", "300"],
+    ] {
+        let (code, _, err) = with(bad, &["true"]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(!err.is_empty(), "{bad:?} said nothing");
+    }
+}
+
+/// Counts zombies in this PID namespace (its /proc); the child of deputy prints it.
+const ORPHANS_THEN_COUNT_ZOMBIES: &str = "\
+for i in 1 2 3 4 5; do (sleep 0.05 &); done
+sleep 0.5
+z=0
+for f in /proc/[0-9]*/stat; do
+  set -- $(cat $f 2>/dev/null | sed 's/.*) //'); [ \"$1\" = Z ] && z=$((z+1))
+done
+echo zombies=$z";
+
+#[test]
+fn as_pid_1_the_zombies_of_a_double_forking_child_are_reaped() {
+    if !can_unshare() {
+        return;
+    }
+    // The measure can see zombies: with a PID 1 that never waits (sleep), the orphans stay.
+    let control = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .arg(format!(
+            "sh -c '{}' & exec sleep 1",
+            ORPHANS_THEN_COUNT_ZOMBIES.replace('\'', "'\\''")
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        text(&control.stdout).contains("zombies=5"),
+        "control: {}",
+        text(&control.stdout)
+    );
+
+    let mut deputy = Supervisor::start_as_pid_1(&[
+        "--no-control-socket",
+        "--",
+        "sh",
+        "-c",
+        ORPHANS_THEN_COUNT_ZOMBIES,
+    ]);
+    let line = deputy.expect_out("zombies=");
+    assert_eq!(line, "zombies=0");
+    assert_eq!(deputy.finish().0, 0);
+}
+
+#[test]
+fn as_a_subreaper_orphans_are_reaped() {
+    // Not PID 1: the orphans come to deputy (a child subreaper), which reaps them. The child
+    // counts the zombies whose parent is deputy ($PPID).
+    let script = "\
+for i in 1 2 3 4 5; do (sleep 0.05 &); done
+sleep 0.5
+z=0
+for f in /proc/[0-9]*/stat; do
+  set -- $(cat $f 2>/dev/null | sed 's/.*) //'); [ \"$1\" = Z ] && [ \"$2\" = $PPID ] && z=$((z+1))
+done
+echo zombies=$z";
+    let mut deputy = Supervisor::start(&["--no-control-socket", "--", "sh", "-c", script]);
+    assert_eq!(deputy.expect_out("zombies="), "zombies=0");
+    assert_eq!(deputy.finish().0, 0);
+}
+
+#[test]
+fn the_child_keeps_serving_during_the_drain_delay_then_gets_the_stop_signal() {
+    let (port, health) = (free_port(), free_port());
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "1500ms",
+        "--health-port",
+        &health.to_string(),
+        "--",
+        example("plain-server").to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ]);
+    deputy.expect_out("plain-server: listening");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 200);
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("readiness off, stopping process");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    assert_eq!(http_status(health, "GET", "/health/live"), 200);
+    // During the delay, the child still answers.
+    assert_eq!(http_status(port, "GET", "/"), 200);
+    deputy.expect_err("sent SIGTERM to process");
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 128 + 15, "{err}");
+}
+
+#[test]
+fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut deputy = Supervisor::start(&[
+        "--ipc-dir",
+        dir.path().to_str().unwrap(),
+        "--drain-delay",
+        "0s",
+        "--",
+        example("http-service").to_str().unwrap(),
+        "--port",
+        &free_port().to_string(),
+        "--health-port",
+        &free_port().to_string(),
+        "--drain-delay",
+        "0s",
+    ]);
+    deputy.expect_out("http-service: serving");
+    // The entrypoint pid file names the supervisor, not the child (DEPUTY_ENTRYPOINT=0).
+    assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(deputy.pid));
+
+    let status = Command::new(deputy_bin())
+        .args(["status", "--ipc-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&status.stdout).contains("running, ready"),
+        "{status:?}"
+    );
+    let prestop = Command::new(deputy_bin())
+        .args(["terminate", "--ipc-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(prestop.status.code(), Some(0), "{prestop:?}");
+    assert!(
+        text(&prestop.stdout).contains("deputy: done, clean"),
+        "{prestop:?}"
+    );
+
+    let (code, out, err) = deputy.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("over its control socket"), "{err}");
+    assert!(!err.contains("sent SIGTERM"), "{err}");
+    // The child's own report says why it stopped.
+    assert!(out.contains("reason: control socket request"), "{out}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "files left in the control directory"
+    );
+}
+
+#[test]
+fn stop_signal_quit_is_what_the_child_gets() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "0s",
+        "--stop-signal",
+        "QUIT",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got QUIT; exit 0' QUIT; trap 'echo got TERM; exit 1' TERM; \
+         echo ready; while :; do sleep 0.1; done",
+    ]);
+    deputy.expect_out("ready");
+    deputy.signal(Sig::TERM);
+    let (code, out, err) = deputy.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("got QUIT") && !out.contains("got TERM"),
+        "{out}"
+    );
+    assert!(err.contains("sent SIGQUIT to process"), "{err}");
+}
+
+#[test]
+fn a_second_signal_skips_the_drain_delay() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "100s",
+        "--grace",
+        "200s",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 1000",
+    ]);
+    deputy.expect_out("ready");
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("stopping process");
+    deputy.signal(Sig::INT);
+    // Without the skip this would wait 100 s and the bound would fail the test.
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 128 + 15, "{err}");
+    assert!(
+        err.contains("second SIGINT: skipping the drain delay"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_third_signal_kills_at_once() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "0s",
+        "--grace",
+        "200s",
+        "--",
+        "sh",
+        "-c",
+        IGNORES_TERM,
+    ]);
+    deputy.expect_out("ready");
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("sent SIGTERM");
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("already being stopped");
+    deputy.signal(Sig::TERM);
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 137, "{err}");
+    assert!(
+        err.contains("SIGTERM a third time: killing process group"),
+        "{err}"
+    );
+}
+
+/// Leaves two descendants: one that dies on SIGTERM, one that ignores it (it inherits the
+/// ignore, so no signal can come before it is set); prints their pids.
+const LEAVES_TWO: &str = "\
+sleep 1000 & echo $!
+trap '' TERM
+sleep 1001 & echo $!
+exit 0";
+
+#[test]
+fn descendants_left_behind_get_term_then_kill() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--cleanup-timeout",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        LEAVES_TWO,
+    ]);
+    let first: u32 = deputy.expect_out("").parse().unwrap();
+    let second: u32 = deputy.expect_out("").parse().unwrap();
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 processes left behind by process"), "{err}");
+    assert!(
+        err.contains("1 process still running after 500ms: sending SIGKILL"),
+        "{err}"
+    );
+    assert!(
+        !exists(first) && !exists(second),
+        "{first} or {second} is still there"
+    );
+}
+
+#[test]
+fn as_pid_1_descendants_left_behind_get_term_then_kill() {
+    if !can_unshare() {
+        return;
+    }
+    let deputy = Supervisor::start_as_pid_1(&[
+        "--no-control-socket",
+        "--cleanup-timeout",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        LEAVES_TWO,
+    ]);
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("2 processes left behind by process 2"),
+        "{err}"
+    );
+    assert!(err.contains("1 process still running after 500ms"), "{err}");
+}
+
+#[test]
+fn signals_other_than_term_and_int_are_forwarded() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "0s",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got HUP' HUP; trap 'echo got USR2' USR2; echo ready; \
+         while :; do sleep 0.1; done",
+    ]);
+    deputy.expect_out("ready");
+    deputy.signal(Sig::HUP);
+    deputy.expect_out("got HUP");
+    deputy.signal(Sig::USR2);
+    deputy.expect_out("got USR2");
+    deputy.signal(Sig::TERM);
+    assert_eq!(deputy.finish().0, 128 + 15);
+}
+
+/// The signal mask, ignored signals and process group a program sees, from its
+/// /proc/self/status and stat.
+const SHOW_SIGNAL_STATE: &str = "grep -E '^Sig(Blk|Ign)' /proc/self/status; \
+     echo pgrp=$(cut -d' ' -f5 /proc/$$/stat) pid=$$";
+
+#[test]
+fn the_child_gets_a_clean_signal_state_its_own_group_and_deputys_stdio_and_environment() {
+    // A parent that ignores SIGHUP and SIGUSR2 (nohup, some shells): the ignore survives
+    // exec, as the control shows, and deputy must not pass it on.
+    let control = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' HUP USR2; exec sh -c \"$1\"",
+            "sh",
+            SHOW_SIGNAL_STATE,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&control.stdout).contains("SigIgn:\t0000000000000000"),
+        "control: {}",
+        text(&control.stdout)
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' HUP USR2; exec \"$0\" run --no-control-socket -- sh -c \"$1\"")
+        .arg(deputy_bin())
+        .arg(SHOW_SIGNAL_STATE)
+        .output()
+        .unwrap();
+    let out = text(&out.stdout);
+    assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+    assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
+    let ids: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("pgrp="))
+        .unwrap()
+        .split(' ')
+        .map(|part| part.split('=').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        ids[0], ids[1],
+        "the child does not lead its own process group: {out}"
+    );
+
+    // stdin, stdout and the environment pass through; deputy's own lines go to stderr.
+    let mut child = Command::new(deputy_bin())
+        .args(["run", "--no-control-socket", "--", "sh", "-c"])
+        .arg("cat; echo \"FOO=$FOO ENTRYPOINT=$DEPUTY_ENTRYPOINT\"; exit 7")
+        .env("FOO", "bar")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"from stdin\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        text(&output.stdout),
+        "from stdin\nFOO=bar ENTRYPOINT=0\n",
+        "{output:?}"
+    );
+    assert_eq!(output.status.code(), Some(7));
+    let err = text(&output.stderr);
+    assert!(
+        err.lines().all(|line| line.starts_with("deputy: ")),
+        "unprefixed line in {err}"
+    );
+}
+
+#[test]
+fn as_pid_1_a_prestop_terminate_reaches_the_supervisor() {
+    if !can_unshare() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut deputy = Supervisor::start_as_pid_1(&[
+        "--ipc-dir",
+        dir.path().to_str().unwrap(),
+        "--drain-delay",
+        "300ms",
+        "--map-exit",
+        "143",
+        "--",
+        example("plain-server").to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ]);
+    deputy.expect_out("plain-server: listening");
+    assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(1));
+    // The kubelet's exec runs inside the namespace; when PID 1 exits, whatever is left in it
+    // is killed, so the preStop must be done first, and cleanly.
+    let prestop = Command::new("nsenter")
+        .args(["--target", &deputy.pid.to_string(), "--pid", "--"])
+        .arg(deputy_bin())
+        .args(["terminate", "--ipc-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(prestop.status.code(), Some(0), "{prestop:?}");
+    assert!(
+        text(&prestop.stdout).contains("deputy: done, clean"),
+        "{prestop:?}"
+    );
+    let (code, _, err) = deputy.finish();
+    // plain-server dies of the SIGTERM (143), mapped to 0.
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("control socket request: readiness off"),
+        "{err}"
+    );
+    assert!(err.contains("was killed by SIGTERM"), "{err}");
+}
