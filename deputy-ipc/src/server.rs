@@ -230,8 +230,10 @@ impl ControlServer {
         drop(listener);
         // Done: give the clients still connected (a preStop `deputy terminate`) the time to
         // read the last message and hang up, so they exit before this process does.
-        let drain = async { while connections.next().await.is_some() {} };
-        let _ = select(pin!(drain), Timer::after(config.linger)).await;
+        if !connections.is_empty() {
+            let drain = async { while connections.next().await.is_some() {} };
+            let _ = select(pin!(drain), Timer::after(config.linger)).await;
+        }
         drop(files);
     }
 }

@@ -5,30 +5,13 @@
 //! Run with `cargo bench -p deputy-examples --bench terminate`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn target_dir() -> PathBuf {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "deputy-ipc",
-            "--bin",
-            "deputy",
-        ])
-        .args(["-p", "deputy-examples", "--example", "ipc-service"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_owned()
-}
+mod support;
 
 /// Starts ipc-service in `dir` and waits until it listens.
 fn service(target: &Path, dir: &Path) -> Child {
@@ -46,16 +29,8 @@ fn service(target: &Path, dir: &Path) -> Child {
     child
 }
 
-fn timed(command: &mut Command) -> Duration {
-    let start = Instant::now();
-    let status = command.stdout(Stdio::null()).status().unwrap();
-    let elapsed = start.elapsed();
-    assert!(status.success());
-    elapsed
-}
-
 fn prestop(c: &mut Criterion) {
-    let target = target_dir();
+    let target = support::target_dir(&["ipc-service"]);
     let dir = tempfile::tempdir().unwrap();
     let deputy = target.join("deputy");
     let mut group = c.benchmark_group("prestop");
@@ -63,14 +38,18 @@ fn prestop(c: &mut Criterion) {
         .sample_size(30)
         .measurement_time(Duration::from_secs(5));
     group.bench_function("floor: /bin/true", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| timed(&mut Command::new("true"))).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| support::timed(&mut Command::new("true")))
+                .sum()
+        })
     });
     group.bench_function("deputy terminate", |b| {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
                     let mut child = service(&target, dir.path());
-                    let took = timed(
+                    let took = support::timed(
                         Command::new(&deputy)
                             .arg("terminate")
                             .arg("--ipc-dir")
@@ -87,7 +66,7 @@ fn prestop(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
-                    timed(
+                    support::timed(
                         Command::new(&deputy)
                             .arg("status")
                             .arg("--ipc-dir")

@@ -119,6 +119,11 @@ impl Child {
         })
     }
 
+    /// How it is to be stopped.
+    pub(crate) fn plan(&self) -> &StopPlan {
+        &self.plan
+    }
+
     /// The child's pid (also its process group's id).
     pub(crate) fn pid(&self) -> i32 {
         self.pid.as_raw()
@@ -345,6 +350,10 @@ async fn deputy_ipc_terminate(dir: &std::path::Path, pid: i32) -> Result<(), Opt
     use futures::{AsyncBufReadExt, AsyncWriteExt};
 
     let path = deputy_ipc::socket_path(dir, pid as u32);
+    // Most children have none: say so after one stat, without a socket or the reactor.
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(None);
+    }
     let mut stream = match async_io::Async::<std::os::unix::net::UnixStream>::connect(&path).await {
         Ok(stream) => stream,
         Err(error)

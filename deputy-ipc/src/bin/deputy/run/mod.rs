@@ -38,11 +38,14 @@ use self::child::{Child, StopPlan};
 use self::signals::Signals;
 
 /// Prints one line for a person on stderr, prefixed `deputy:` so it stands apart from the
-/// child's output. Never panics (stderr may be closed).
+/// child's output, in one write. Never panics (stderr may be closed).
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), "deputy: {}", format_args!($($arg)*));
+        // One write per line (stderr is unbuffered): the line cannot be split by the
+        // child's output, and it costs one system call.
+        let line = format!("deputy: {}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }};
 }
 pub(crate) use say;
@@ -216,21 +219,6 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
         .map_err(|e| (code::SETUP, e.to_string()))?;
     let shutdown = coordinator.handle();
 
-    let dir = args.ipc_dir.clone().unwrap_or_else(deputy_ipc::ipc_dir);
-    let control = if args.no_control_socket {
-        None
-    } else {
-        match ControlServer::bind(
-            &shutdown,
-            ServerConfig::default().dir(&dir).entrypoint(true),
-        ) {
-            Ok(server) => Some(server),
-            Err(error) => {
-                say!("no control socket, `deputy terminate` will not find this process: {error}");
-                None
-            }
-        }
-    };
     let health = match args.health_port {
         None => None,
         Some(port) => Some(
@@ -250,10 +238,28 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
     let plan = StopPlan {
         signal: args.stop_signal,
         group: args.group,
-        ipc_dir: dir,
+        ipc_dir: args.ipc_dir.clone().unwrap_or_else(deputy_ipc::ipc_dir),
         cleanup_timeout: args.cleanup_timeout,
     };
     let child = Arc::new(Child::spawn(&args.command, &extra_env, plan)?);
+    // The control socket after the start: its setup (and async-io's thread) then overlaps
+    // the child's exec on another core. The child leaves the pid file to deputy anyway.
+    let control = if args.no_control_socket {
+        None
+    } else {
+        match ControlServer::bind(
+            &shutdown,
+            ServerConfig::default()
+                .dir(&child.plan().ipc_dir)
+                .entrypoint(true),
+        ) {
+            Ok(server) => Some(server),
+            Err(error) => {
+                say!("no control socket, `deputy terminate` will not find this process: {error}");
+                None
+            }
+        }
+    };
     shutdown.ready();
     {
         let child = child.clone();
