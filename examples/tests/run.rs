@@ -449,6 +449,30 @@ fn a_second_signal_skips_the_drain_delay() {
 }
 
 #[test]
+fn a_child_that_exits_during_the_drain_delay_ends_it() {
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "100s",
+        "--grace",
+        "200s",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 4' HUP; echo ready; while :; do sleep 0.1; done",
+    ]);
+    deputy.expect_out("ready");
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("stopping process");
+    // The child goes on its own (here on a forwarded SIGHUP): without the skip, deputy
+    // would wait out the 100 s delay and the bound would fail the test.
+    deputy.signal(Sig::HUP);
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("exited with code 4"), "{err}");
+}
+
+#[test]
 fn a_third_signal_kills_at_once() {
     let mut deputy = Supervisor::start(&[
         "--no-control-socket",

@@ -246,8 +246,8 @@ impl Child {
     }
 
     /// Reaps every child that has exited (the main one and any orphan handed to deputy);
-    /// called on SIGCHLD. When the main child exits by itself, shutdown starts, skipping the
-    /// drain delay: there is nothing left to drain.
+    /// called on SIGCHLD. When the main child exits by itself (before shutdown, or during the
+    /// drain delay), shutdown goes on at once: there is nothing left to drain.
     pub(crate) fn reap(&self, shutdown: &Shutdown) {
         loop {
             let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -295,11 +295,12 @@ impl Child {
             }
         }
         self.exited.cancel();
+        // Whether shutdown had started or not, the rest of the drain delay is moot now.
+        let reason = Reason::from(format!("process {} exited", self.pid));
         if !triggered {
-            let reason = Reason::from(format!("process {} exited", self.pid));
             shutdown.trigger(reason.clone());
-            shutdown.force(reason);
         }
+        shutdown.force(reason);
     }
 }
 

@@ -372,3 +372,33 @@ async fn announce(shutdown: &Shutdown, child: &Child, delay: Duration) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_read_by_name_with_or_without_sig_or_by_number() {
+        for text in ["TERM", "SIGTERM", "term", "15", " 15 "] {
+            assert_eq!(parse_signal(text), Ok(Signal::SIGTERM), "{text}");
+        }
+        assert_eq!(parse_signal("quit"), Ok(Signal::SIGQUIT));
+        assert!(
+            parse_signal("KILL")
+                .unwrap_err()
+                .contains("cannot be caught")
+        );
+        assert!(parse_signal("19").unwrap_err().contains("cannot be caught"));
+        assert!(parse_signal("NOPE").unwrap_err().contains("not a signal"));
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn exit_code_mappings_default_to_zero_and_stay_in_range() {
+        assert_eq!(parse_mapping("143"), Ok((143, 0)));
+        assert_eq!(parse_mapping("1=2"), Ok((1, 2)));
+        assert!(parse_mapping("256").is_err());
+        assert!(parse_mapping("1=-1").is_err());
+        assert!(parse_mapping("x=1").is_err());
+    }
+}
