@@ -1,6 +1,6 @@
-//! The Kubernetes manifests agree with http-service's defaults: probe paths and ports, the
-//! preStop, a termination grace period longer than the service's budget, and a writable /run
-//! under a read-only root.
+//! The Kubernetes manifests agree with what they run: http-service's defaults, or
+//! `deputy run`'s options: probe paths and ports, the preStop, a termination grace period
+//! longer than deputy's budget, and a writable /run under a read-only root.
 
 use std::time::Duration;
 
@@ -9,9 +9,14 @@ use deputy_examples::http_service as defaults;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-fn documents() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/deployment.yaml"))
-        .unwrap();
+mod support;
+
+/// The YAML documents of `examples/k8s/<file>`.
+fn documents(file: &str) -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("k8s")
+        .join(file);
+    let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .map(|doc| Value::deserialize(doc).unwrap())
         .collect()
@@ -31,13 +36,8 @@ fn duration(text: &str) -> Duration {
 
 #[test]
 fn the_deployment_agrees_with_the_service() {
-    let docs = documents();
-    let deployment = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("a Deployment");
-    let pod = get(deployment, &["spec", "template", "spec"]);
-    let container = get(pod, &["containers", "0"]);
+    let docs = documents("deployment.yaml");
+    let (pod, container) = pod_and_container(&docs);
 
     // The service's own budget, from the manifest's environment or the defaults.
     let env = |name: &str, default: &str| -> String {
@@ -80,7 +80,33 @@ fn the_deployment_agrees_with_the_service() {
         "terminationGracePeriodSeconds {k8s_grace} leaves no time after the service's {grace:?}"
     );
 
-    // Probes on deputy's endpoints.
+    assert_probes_and_prestop(container, health_port);
+    // The service port.
+    let ports: Vec<_> = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    assert!(ports.contains(&u64::from(defaults::PORT)) && ports.contains(&u64::from(health_port)));
+
+    assert_run_is_writable(pod, container);
+    assert_eq!(service_target_port(&docs), u64::from(defaults::PORT));
+}
+
+/// The pod spec and its first container, from the Deployment among `docs`.
+fn pod_and_container(docs: &[Value]) -> (&Value, &Value) {
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    let pod = get(deployment, &["spec", "template", "spec"]);
+    (pod, get(pod, &["containers", "0"]))
+}
+
+/// Probes on deputy's endpoints at `health_port`; the preStop is `deputy terminate`, with
+/// no sleep and no shell.
+fn assert_probes_and_prestop(container: &Value, health_port: u16) {
     for (probe, path) in [
         ("readinessProbe", "/health/ready"),
         ("livenessProbe", "/health/live"),
@@ -94,7 +120,6 @@ fn the_deployment_agrees_with_the_service() {
             Some(u64::from(health_port))
         );
     }
-    // The preStop is deputy terminate, no sleep, no shell.
     let command: Vec<_> = get(container, &["lifecycle", "preStop", "exec", "command"])
         .as_sequence()
         .expect("an exec preStop")
@@ -102,16 +127,10 @@ fn the_deployment_agrees_with_the_service() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(command, ["deputy", "terminate"]);
-    // The service port.
-    let ports: Vec<_> = container["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|p| p["containerPort"].as_u64().unwrap())
-        .collect();
-    assert!(ports.contains(&u64::from(defaults::PORT)) && ports.contains(&u64::from(health_port)));
+}
 
-    // Read-only root, and /run an in-memory emptyDir for the socket.
+/// A read-only root, and /run an in-memory emptyDir for the control socket.
+fn assert_run_is_writable(pod: &Value, container: &Value) {
     assert_eq!(
         get(container, &["securityContext", "readOnlyRootFilesystem"]).as_bool(),
         Some(true)
@@ -132,14 +151,84 @@ fn the_deployment_agrees_with_the_service() {
         get(volume, &["emptyDir", "medium"]).as_str(),
         Some("Memory")
     );
+}
 
-    // The Service sends traffic to the service port.
+/// The port the Service sends traffic to.
+fn service_target_port(docs: &[Value]) -> u64 {
     let service = docs
         .iter()
         .find(|d| d["kind"] == "Service")
         .expect("a Service");
+    get(service, &["spec", "ports", "0", "targetPort"])
+        .as_u64()
+        .expect("a numeric targetPort")
+}
+
+#[test]
+fn the_supervised_deployment_agrees_with_deputy_run() {
+    let docs = documents("supervised.yaml");
+    let (pod, container) = pod_and_container(&docs);
+    let strings = |key: &str| -> Vec<String> {
+        container[key]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("no {key}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let command = strings("command");
+    assert_eq!(command[..2], ["deputy", "run"]);
+    assert_eq!(command.last().map(String::as_str), Some("--"));
+    let option = |name: &str| -> Option<String> {
+        command
+            .iter()
+            .find_map(|arg| arg.strip_prefix(&format!("--{name}=")).map(str::to_owned))
+    };
+    let grace = duration(&option("grace").unwrap_or_else(|| "25s".into()));
+    let delay = duration(&option("drain-delay").unwrap_or_else(|| "5s".into()));
+    let health_port: u16 = option("health-port")
+        .expect("--health-port")
+        .parse()
+        .unwrap();
+    assert!(delay < grace);
+    // deputy's budget ends before the kubelet's SIGKILL, with time to kill, reap and exit.
+    let k8s_grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        Duration::from_secs(k8s_grace) >= grace + Duration::from_secs(2),
+        "terminationGracePeriodSeconds {k8s_grace} leaves no time after --grace {grace:?}"
+    );
+    assert_probes_and_prestop(container, health_port);
+    assert_run_is_writable(pod, container);
+    let args = strings("args");
+    assert_eq!(args[0], "plain-server");
+    let port: u64 = args[args.iter().position(|a| a == "--port").unwrap() + 1]
+        .parse()
+        .unwrap();
+    assert_eq!(service_target_port(&docs), port);
+
+    // deputy accepts these very options: run them in front of `true` (with a free health
+    // port and a temporary control directory, so the test needs neither root nor 8081).
+    let target = support::build(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let free = support::free_port();
+    let options: Vec<String> = command[1..command.len() - 1]
+        .iter()
+        .map(|arg| match arg.strip_prefix("--health-port=") {
+            Some(_) => format!("--health-port={free}"),
+            None => arg.clone(),
+        })
+        .collect();
+    let out = std::process::Command::new(target.join("deputy"))
+        .args(&options)
+        .arg("--ipc-dir")
+        .arg(dir.path())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(
-        get(service, &["spec", "ports", "0", "targetPort"]).as_u64(),
-        Some(u64::from(defaults::PORT))
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
