@@ -89,6 +89,14 @@ struct Target {
 struct Failure(u8, String);
 
 fn main() -> ExitCode {
+    // `deputy run` starts every container: skip building clap's parser when the arguments
+    // are plain (see run/args.rs); clap still reads everything else.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|command| command == "run")
+        && let Some(run) = run::quick_parse(&args.collect::<Vec<_>>())
+    {
+        std::process::exit(run::main(run));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Terminate {

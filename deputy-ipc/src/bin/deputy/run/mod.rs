@@ -17,6 +17,7 @@
 //! every thread and read from a signalfd, so none is lost, even as PID 1 (the kernel queues a
 //! blocked signal to PID 1 where it would drop one with the default action).
 
+mod args;
 mod child;
 mod signals;
 
@@ -62,6 +63,8 @@ pub(crate) mod code {
     pub(crate) const NOT_FOUND: i32 = 127;
 }
 
+pub(crate) use self::args::quick_parse;
+
 pub(crate) const HELP: &str = "\
 On SIGTERM or SIGINT (or `deputy terminate`): readiness turns off (--health-port), the child
 keeps serving for --drain-delay, then it is asked to stop, over its deputy control socket if
@@ -85,21 +88,30 @@ Exit code: the child's, or 128+N when signal N killed it (after --map-exit). dep
   126  the command cannot be executed
   127  the command was not found";
 
+/// `--grace`'s default.
+pub(crate) const DEFAULT_GRACE: &str = "25s";
+/// `--drain-delay`'s default.
+pub(crate) const DEFAULT_DRAIN_DELAY: &str = "5s";
+/// `--stop-signal`'s default.
+pub(crate) const DEFAULT_STOP_SIGNAL: &str = "TERM";
+/// `--cleanup-timeout`'s default.
+pub(crate) const DEFAULT_CLEANUP_TIMEOUT: &str = "2s";
+
 /// The options of `deputy run`.
-#[derive(Debug, Args)]
+#[derive(Debug, PartialEq, Args)]
 pub(crate) struct RunArgs {
     /// The whole shutdown budget, from the first signal to SIGKILL: drain delay, stop,
     /// cleanup. The default leaves 5 s of Kubernetes' default terminationGracePeriodSeconds
     /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL.
-    #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = humantime::parse_duration)]
     grace: Duration,
     /// How long the child keeps serving after the first signal, readiness off, before it is
     /// asked to stop: the time endpoints take to stop sending traffic.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
     drain_delay: Duration,
     /// The signal that asks the child to stop when it has no deputy control socket (a name
     /// like TERM, SIGQUIT, or a number).
-    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    #[arg(long, value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = parse_signal)]
     stop_signal: Signal,
     /// Send the stop signal and forwarded signals to the child's whole process group, not
     /// only to the child.
@@ -107,7 +119,7 @@ pub(crate) struct RunArgs {
     group: bool,
     /// After the child exits, how long the descendants it left get between SIGTERM and
     /// SIGKILL.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
     cleanup_timeout: Duration,
     /// Serve /health/live and /health/ready on this port (all addresses): ready while
     /// running, not ready from the first signal on.
