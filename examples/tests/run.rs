@@ -691,3 +691,31 @@ fn as_pid_1_a_prestop_terminate_reaches_the_supervisor() {
     );
     assert!(err.contains("was killed by SIGTERM"), "{err}");
 }
+
+#[test]
+fn at_a_terminal_the_child_gets_the_foreground() {
+    // `script` (util-linux) runs deputy on a new pseudo-terminal, as `docker run -it` does. In
+    // a background process group the child's `read` would stop it (SIGTTIN) for good.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: needs script (util-linux)");
+        return;
+    }
+    let command = format!(
+        "{} run --no-control-socket -- sh -c 'read line; echo \"got $line\"'",
+        deputy_bin().display()
+    );
+    let mut script = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = support::lines(script.stdout.take().unwrap());
+    std::io::Write::write_all(&mut script.stdin.take().unwrap(), b"hello\n").unwrap();
+    let mut seen = Vec::new();
+    let answer = wait_for(&lines, &mut seen, "got ");
+    let _ = script.kill();
+    let _ = script.wait();
+    assert_eq!(answer.trim_end(), "got hello");
+}

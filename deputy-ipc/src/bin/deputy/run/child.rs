@@ -53,6 +53,8 @@ enum Exit {
 pub(crate) struct Child {
     pid: Pid,
     plan: StopPlan,
+    /// Whether the child's group was given the terminal's foreground.
+    terminal: bool,
     exit: OnceLock<Exit>,
     /// Cancelled when the child has been reaped.
     exited: CancellationToken,
@@ -110,9 +112,11 @@ impl Child {
                 ),
                 error => setup(error),
             })?;
+        let terminal = give_terminal(pid);
         Ok(Child {
             pid,
             plan,
+            terminal,
             exit: OnceLock::new(),
             exited: CancellationToken::new(),
             gone: CancellationToken::new(),
@@ -250,9 +254,19 @@ impl Child {
     /// drain delay), shutdown goes on at once: there is nothing left to drain.
     pub(crate) fn reap(&self, shutdown: &Shutdown) {
         loop {
-            let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
+            let (pid, exit) = match waitpid(None, Some(flags)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
                 Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, Exit::Signal(signal)),
+                Ok(WaitStatus::Stopped(pid, Signal::SIGTTIN | Signal::SIGTTOU))
+                    if pid == self.pid && self.terminal =>
+                {
+                    // It touched the terminal before it had the foreground: give it again
+                    // (harmless if it has it) and let it go on.
+                    let _ = give_terminal_again(pid);
+                    let _ = killpg(pid, Signal::SIGCONT);
+                    continue;
+                }
                 Ok(WaitStatus::StillAlive) => return,
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => {
@@ -302,6 +316,21 @@ impl Child {
         }
         shutdown.force(reason);
     }
+}
+
+/// With a terminal on stdin whose foreground is deputy's process group (a person at a
+/// terminal, `docker run -it`), hands the foreground to the child's group, as tini does: in a
+/// background group, a child that reads the terminal would be stopped (SIGTTIN) for good.
+/// Ctrl-C then reaches the child directly. Returns whether it did.
+fn give_terminal(pid: Pid) -> bool {
+    let stdin = std::io::stdin();
+    std::io::IsTerminal::is_terminal(&stdin)
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == nix::unistd::getpgrp())
+        && give_terminal_again(pid).is_ok()
+}
+
+fn give_terminal_again(pid: Pid) -> nix::Result<()> {
+    nix::unistd::tcsetpgrp(std::io::stdin(), pid)
 }
 
 /// Every signal, the two that glibc keeps for itself (32 and 33) included: its sigfillset

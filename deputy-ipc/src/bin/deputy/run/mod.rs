@@ -79,8 +79,9 @@ so the drain delay runs before nginx gets its QUIT.
 The child runs in its own process group, with an empty signal mask and default signal
 dispositions, deputy's stdin/stdout/stderr and environment (plus DEPUTY_ENTRYPOINT=0, so a
 child that uses deputy leaves the entrypoint pid file to the supervisor, and DEPUTY_IPC_DIR
-when --ipc-dir is given). deputy reaps every zombie: as PID 1, and otherwise as a child
-subreaper (unless --no-subreaper).
+when --ipc-dir is given). At a terminal (docker run -it) the child's group gets the
+terminal's foreground, as with tini: Ctrl-C then goes to the child itself. deputy reaps every
+zombie: as PID 1, and otherwise as a child subreaper (unless --no-subreaper).
 
 Exit code: the child's, or 128+N when signal N killed it (after --map-exit). deputy's own:
   2    bad command line

@@ -43,7 +43,12 @@ impl Signals {
         // SAFETY: installs the default action, no handler code: nothing can run in a signal
         // context, so no async-signal-safety rule applies.
         unsafe { sigaction(Signal::SIGCHLD, &default) }?;
-        set.thread_block()?;
+        // SIGTTOU too, never read: once the child has the terminal's foreground, deputy is in
+        // a background group, where handing the foreground back to the child (after a stop)
+        // or a write with TOSTOP set would otherwise stop deputy itself.
+        let mut blocked = set;
+        blocked.add(Signal::SIGTTOU);
+        blocked.thread_block()?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Signals { fd })
     }
