@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Prints BENCHMARKS.md's table from criterion's results (target/criterion).
+"""Prints BENCHMARKS.md's tables from criterion's results (target/criterion).
 
-Run `cargo bench -p deputy-core --bench primitives` first. Each group's rows are its
-functions; the ratio column is deputy's median divided by the peer's (below 1: deputy faster).
+Run `cargo bench -p deputy-core --bench primitives` (and, for the supervisor tables,
+`cargo bench -p deputy-examples --bench supervisors`) first. Primitives: each group's rows
+are its functions; the ratio column is deputy's median divided by the peer's (below 1:
+deputy faster). Supervisors (groups with a "deputy run" function): one table per group, each
+wrapper's median and deputy run's divided by it.
 """
 import json
 import pathlib
@@ -29,8 +32,13 @@ for est in sorted(root.glob("**/new/estimates.json")):
         group = f"{group} ({bench['value_str']})"
     rows.setdefault(group, {})[bench["function_id"]] = median
 
-print("| benchmark | deputy | tokio-util | async-shutdown | deputy / tokio-util | deputy / async-shutdown |")
-print("|---|---|---|---|---|---|")
+SUPERVISOR = "deputy run"
+supervisors = {g: by_fn for g, by_fn in rows.items() if SUPERVISOR in by_fn}
+rows = {g: by_fn for g, by_fn in rows.items() if g not in supervisors}
+
+if rows:
+    print("| benchmark | deputy | tokio-util | async-shutdown | deputy / tokio-util | deputy / async-shutdown |")
+    print("|---|---|---|---|---|---|")
 for group, by_fn in rows.items():
     deputy = by_fn.get("deputy")
     cells = [fmt(by_fn[p]) if p in by_fn else "n/a" for p in PEERS]
@@ -42,3 +50,12 @@ if others:
     print()
     for group, function, median in others:
         print(f"- {group}, {function}: {fmt(median)}")
+
+for group, by_fn in supervisors.items():
+    print()
+    print(f"{group}:")
+    print()
+    print(f"| command | median | {SUPERVISOR} / it |")
+    print("|---|---|---|")
+    for function, median in by_fn.items():
+        print(f"| {function} | {fmt(median)} | {by_fn[SUPERVISOR] / median:.2f} |")
