@@ -422,8 +422,9 @@ fn stop_signal_quit_is_what_the_child_gets() {
     assert!(err.contains("sent SIGQUIT to process"), "{err}");
 }
 
-#[test]
-fn a_second_signal_skips_the_drain_delay() {
+/// deputy running `script` (which prints "ready"), in the 100 s drain delay of a first
+/// SIGTERM: a test that needs deputy to go on before then fails at the bound, not later.
+fn in_a_long_drain_delay(script: &str) -> Supervisor {
     let mut deputy = Supervisor::start(&[
         "--no-control-socket",
         "--drain-delay",
@@ -433,11 +434,17 @@ fn a_second_signal_skips_the_drain_delay() {
         "--",
         "sh",
         "-c",
-        "echo ready; exec sleep 1000",
+        script,
     ]);
     deputy.expect_out("ready");
     deputy.signal(Sig::TERM);
     deputy.expect_err("stopping process");
+    deputy
+}
+
+#[test]
+fn a_second_signal_skips_the_drain_delay() {
+    let deputy = in_a_long_drain_delay("echo ready; exec sleep 1000");
     deputy.signal(Sig::INT);
     // Without the skip this would wait 100 s and the bound would fail the test.
     let (code, _, err) = deputy.finish();
@@ -450,20 +457,8 @@ fn a_second_signal_skips_the_drain_delay() {
 
 #[test]
 fn a_child_that_exits_during_the_drain_delay_ends_it() {
-    let mut deputy = Supervisor::start(&[
-        "--no-control-socket",
-        "--drain-delay",
-        "100s",
-        "--grace",
-        "200s",
-        "--",
-        "sh",
-        "-c",
-        "trap 'exit 4' HUP; echo ready; while :; do sleep 0.1; done",
-    ]);
-    deputy.expect_out("ready");
-    deputy.signal(Sig::TERM);
-    deputy.expect_err("stopping process");
+    let deputy =
+        in_a_long_drain_delay("trap 'exit 4' HUP; echo ready; while :; do sleep 0.1; done");
     // The child goes on its own (here on a forwarded SIGHUP): without the skip, deputy
     // would wait out the 100 s delay and the bound would fail the test.
     deputy.signal(Sig::HUP);

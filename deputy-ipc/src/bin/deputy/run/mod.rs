@@ -262,9 +262,9 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
     } else {
         match ControlServer::bind(
             &shutdown,
-            ServerConfig::default()
-                .dir(&child.plan().ipc_dir)
-                .entrypoint(true),
+            // The pid file too, unless DEPUTY_ENTRYPOINT=0 says deputy runs under another
+            // supervisor (say, another `deputy run`), which keeps it.
+            ServerConfig::default().dir(&child.plan().ipc_dir),
         ) {
             Ok(server) => Some(server),
             Err(error) => {
@@ -281,7 +281,7 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
                 child.stop().await;
                 child.clean_up().await;
             })
-            .map_err(|e| (code::SETUP, e.to_string()))?;
+            .expect("the plan has the stop-child phase");
     }
 
     async_io::block_on(
