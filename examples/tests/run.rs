@@ -442,6 +442,42 @@ fn in_a_long_drain_delay(script: &str) -> Supervisor {
     deputy
 }
 
+/// A shell with a background sleep that takes 0.3 s to stop on SIGTERM (ample time for a
+/// SIGTERM sent to its group to end the sleep); prints "ready" once both run.
+const SHELL_WITH_A_CHILD: &str = "sleep 1000 & trap 'sleep 0.3; exit 0' TERM; echo ready; wait";
+
+#[test]
+fn with_group_the_stop_signal_reaches_the_whole_process_group() {
+    let stop = |group: bool| {
+        let mut args = vec!["--no-control-socket", "--drain-delay", "0s"];
+        if group {
+            args.push("--group");
+        }
+        args.extend([
+            "--cleanup-timeout",
+            "200ms",
+            "--",
+            "sh",
+            "-c",
+            SHELL_WITH_A_CHILD,
+        ]);
+        let mut deputy = Supervisor::start(&args);
+        deputy.expect_out("ready");
+        deputy.signal(Sig::TERM);
+        deputy.finish()
+    };
+    // Without --group the shell alone gets SIGTERM; its sleep is left for the cleanup.
+    let (code, _, err) = stop(false);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("sent SIGTERM to process "), "{err}");
+    assert!(err.contains("1 process left behind"), "{err}");
+    // With it, the sleep gets it too, and nothing is left.
+    let (code, _, err) = stop(true);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("sent SIGTERM to process group"), "{err}");
+    assert!(!err.contains("left behind"), "{err}");
+}
+
 #[test]
 fn a_second_signal_skips_the_drain_delay() {
     let deputy = in_a_long_drain_delay("echo ready; exec sleep 1000");
