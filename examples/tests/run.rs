@@ -398,6 +398,37 @@ fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_su
 }
 
 #[test]
+fn a_service_under_a_shell_without_exec_is_stopped_over_its_control_socket() {
+    // K8sDeputy.jl's advice, `sh -c "julia entrypoint.jl; sleep 1"`: the service is a
+    // grandchild of deputy, and the shell would die of a SIGTERM without passing it on.
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!(
+        "{} --port {} --health-port {} --drain-delay 0s; echo \"service exited with $?\"",
+        example("http-service").display(),
+        free_port(),
+        free_port()
+    );
+    let mut deputy = Supervisor::start(&[
+        "--ipc-dir",
+        dir.path().to_str().unwrap(),
+        "--drain-delay",
+        "0s",
+        "--",
+        "sh",
+        "-c",
+        &service,
+    ]);
+    deputy.expect_out("http-service: serving");
+    deputy.signal(Sig::TERM);
+    let (code, out, err) = deputy.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("over its control socket"), "{err}");
+    assert!(!err.contains("sent SIGTERM"), "{err}");
+    assert!(out.contains("reason: control socket request"), "{out}");
+    assert!(out.contains("service exited with 0"), "{out}");
+}
+
+#[test]
 fn stop_signal_quit_is_what_the_child_gets() {
     let mut deputy = Supervisor::start(&[
         "--no-control-socket",

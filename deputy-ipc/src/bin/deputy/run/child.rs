@@ -159,36 +159,44 @@ impl Child {
         };
     }
 
-    /// Asks the child to stop, over its control socket or with the stop signal, and waits
-    /// for it to exit.
+    /// Asks the child to stop, and waits for it to exit: over its control socket if it has
+    /// one; else over those of its descendants that have one (a shell that runs the service
+    /// without `exec`, as K8sDeputy.jl's docs advise for Julia); else with the stop signal.
     pub(crate) async fn stop(&self) {
         if self.exited.is_cancelled() {
             return;
         }
-        let signal = self.plan.signal.as_str();
-        match deputy_ipc_terminate(&self.plan.ipc_dir, self.pid()).await {
-            Ok(()) => say!(
-                "asked process {} to shut down over its control socket",
-                self.pid
-            ),
-            Err(None) => {
-                self.forward(self.plan.signal);
-                let whom = if self.plan.group {
-                    "process group"
-                } else {
-                    "process"
-                };
-                say!("sent {signal} to {whom} {}", self.pid);
-            }
-            Err(Some(error)) => {
-                self.forward(self.plan.signal);
-                say!(
-                    "the control socket of process {} failed ({error}): sent {signal} instead",
-                    self.pid
-                );
+        let mut asked = self.ask_over_socket(self.pid).await;
+        if !asked {
+            for pid in procs::descendants().unwrap_or_default() {
+                asked |= self.ask_over_socket(pid).await;
             }
         }
+        if !asked {
+            self.forward(self.plan.signal);
+            let whom = if self.plan.group {
+                "process group"
+            } else {
+                "process"
+            };
+            say!("sent {} to {whom} {}", self.plan.signal.as_str(), self.pid);
+        }
         self.exited.cancelled().await;
+    }
+
+    /// Asks `pid` to terminate over its control socket; whether it accepted.
+    async fn ask_over_socket(&self, pid: Pid) -> bool {
+        match deputy_ipc_terminate(&self.plan.ipc_dir, pid.as_raw()).await {
+            Ok(()) => {
+                say!("asked process {pid} to shut down over its control socket");
+                true
+            }
+            Err(None) => false,
+            Err(Some(error)) => {
+                say!("the control socket of process {pid} failed: {error}");
+                false
+            }
+        }
     }
 
     /// After the child exited: SIGTERM to every descendant left, `--cleanup-timeout`, SIGKILL
