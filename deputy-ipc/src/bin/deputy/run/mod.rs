@@ -69,10 +69,10 @@ pub(crate) const HELP: &str = "\
 On SIGTERM or SIGINT (or `deputy terminate`): readiness turns off (--health-port), the child
 keeps serving for --drain-delay, then it is asked to stop, over its deputy control socket if
 it serves one (else over its descendants' sockets, for a service under `sh -c`), else with
---stop-signal. If it is still running when --grace (counted from
-the first signal) is over, its process group and every descendant get SIGKILL. A second
-signal skips the drain delay; a third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
-SIGWINCH and SIGALRM are forwarded to the child as they come.
+--stop-signal. If it is still running when --grace (counted from the first signal) is over,
+its process group and every descendant get SIGKILL. A second signal skips the drain delay; a
+third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGALRM are forwarded to
+the child as they come.
 
 Images whose STOPSIGNAL is SIGQUIT (nginx): set STOPSIGNAL SIGTERM and --stop-signal QUIT,
 so the drain delay runs before nginx gets its QUIT.
