@@ -1,6 +1,6 @@
-//! A service that knows nothing of graceful shutdown: std only, no signal handling, one
-//! request at a time. SIGTERM kills it on the spot, whatever it was doing. This is the kind
-//! of program `deputy run` is for:
+//! A service that knows nothing of graceful shutdown: std only, no signal handling, a thread
+//! per connection, one request per connection. SIGTERM kills it on the spot, whatever it was
+//! doing. This is the kind of program `deputy run` is for:
 //!
 //! ```text
 //! cargo build --release -p deputy-ipc --bin deputy --example plain-server
@@ -11,7 +11,8 @@
 //! answering on :8080 for the drain delay; then deputy sends it SIGTERM.
 //!
 //! Options: `--port N` (default 8080, 0 for any free port). It prints one line when it
-//! listens: `plain-server: listening on <address>, pid <pid>`.
+//! listens: `plain-server: listening on <address>, pid <pid>`. `GET /work?ms=N` answers after
+//! N milliseconds (a slow request); any other request at once.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,19 +35,30 @@ fn main() -> std::io::Result<()> {
         listener.local_addr()?,
         std::process::id()
     );
-    for stream in listener.incoming() {
-        // One bad client must not stop the server.
-        let _ = stream.and_then(answer);
+    for stream in listener.incoming().flatten() {
+        // A bad client must not stop the server: its thread's error goes nowhere.
+        std::thread::spawn(move || answer(stream));
     }
     Ok(())
 }
 
-/// Reads the request head and answers `hello`, closing the connection.
+/// Reads the request head and answers `hello` (after a while, for `/work?ms=N`), closing the
+/// connection.
 fn answer(stream: TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
     let mut line = String::new();
     while reader.read_line(&mut line)? > 0 && line != "\r\n" && line != "\n" {
         line.clear();
+    }
+    let work = request
+        .split_whitespace()
+        .nth(1)
+        .and_then(|path| path.strip_prefix("/work?ms="))
+        .and_then(|ms| ms.parse().ok());
+    if let Some(ms) = work {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nhello\n")
 }

@@ -1,9 +1,10 @@
-//! Rolling termination, zero drops: http-service behind a round-robin TCP proxy (standing in
-//! for kube-proxy) with a second healthy backend, under keep-alive load with fast and slow
+//! Rolling termination, zero drops: a pod behind a round-robin TCP proxy (standing in for
+//! kube-proxy) with a second healthy backend, under keep-alive load with fast and slow
 //! requests. Then, at one moment, what Kubernetes does: the proxy drops the pod after a
 //! propagation delay, the preStop (`deputy terminate`) runs, then SIGTERM, and SIGKILL at the
-//! grace period. No request may fail. The same harness against a naive server that exits at
-//! once must see failures, so the test can fail.
+//! grace period. No request may fail. The pod is http-service (the library), or plain-server
+//! (no shutdown handling at all) under `deputy run`. The same harness against a naive server
+//! that exits at once must see failures, so the test can fail.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
@@ -167,35 +168,52 @@ fn load(
         .collect()
 }
 
-/// Starts http-service (as PID 1 of a new PID namespace when possible); returns the child,
-/// the pid to signal, and its HTTP address, once it serves.
-fn start_service(target: &Path, dir: &Path, as_pid_1: bool) -> (Child, u32, SocketAddr) {
+/// What runs in the pod.
+#[derive(Clone, Copy, PartialEq)]
+enum Pod {
+    /// http-service: the library, drain delay 2.5 s.
+    HttpService,
+    /// plain-server under `deputy run`, drain delay 3 s (the longest propagation, 2 s, plus
+    /// the slowest request, 0.4 s, with room to spare: plain-server cannot finish requests
+    /// on its own once it has the SIGTERM).
+    PlainServerUnderDeputyRun,
+    /// plain-server alone, with no preStop: what deputy run replaces (the control).
+    PlainServerAlone,
+}
+
+/// Starts the pod (as PID 1 of a new PID namespace when possible); returns the child, the
+/// pid to signal, and its HTTP address, once it serves.
+fn start_service(target: &Path, dir: &Path, as_pid_1: bool, pod: Pod) -> (Child, u32, SocketAddr) {
     let port = free_port();
     let mut command = if as_pid_1 {
         let mut c = Command::new("unshare");
-        c.args(["--pid", "--fork", "--kill-child"])
-            .arg(target.join("examples/http-service"));
+        c.args(["--pid", "--fork", "--kill-child", "--mount-proc"]);
         c
     } else {
-        Command::new(target.join("examples/http-service"))
+        Command::new("env")
+    };
+    match pod {
+        Pod::HttpService => command
+            .arg(target.join("examples/http-service"))
+            .args(["--port", &port.to_string()])
+            .args(["--health-port", &free_port().to_string()])
+            .args(["--drain-delay", "2500ms", "--drain-timeout", "5s"])
+            .args(["--grace-period", "20s", "--ipc-dir"])
+            .arg(dir),
+        Pod::PlainServerUnderDeputyRun => command
+            .arg(target.join("deputy"))
+            .args(["run", "--drain-delay", "3s", "--grace", "20s"])
+            // plain-server dies of the SIGTERM: that is its success.
+            .args(["--map-exit", "143", "--ipc-dir"])
+            .arg(dir)
+            .arg("--")
+            .arg(target.join("examples/plain-server"))
+            .args(["--port", &port.to_string()]),
+        Pod::PlainServerAlone => command
+            .arg(target.join("examples/plain-server"))
+            .args(["--port", &port.to_string()]),
     };
     command
-        .args([
-            "--port",
-            &port.to_string(),
-            "--health-port",
-            &free_port().to_string(),
-        ])
-        .args([
-            "--drain-delay",
-            "2500ms",
-            "--drain-timeout",
-            "5s",
-            "--grace-period",
-            "20s",
-        ])
-        .arg("--ipc-dir")
-        .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -203,7 +221,10 @@ fn start_service(target: &Path, dir: &Path, as_pid_1: bool) -> (Child, u32, Sock
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    assert!(line.contains("serving"), "{line}");
+    assert!(
+        line.contains("serving") || line.contains("listening"),
+        "{line}"
+    );
     // Keep reading, so the service's later lines (its report) do not meet a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let pid = if as_pid_1 {
@@ -214,13 +235,32 @@ fn start_service(target: &Path, dir: &Path, as_pid_1: bool) -> (Child, u32, Sock
     (child, pid, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-fn rolling_termination(propagation: Duration) {
-    let target = support::build(&["http-service"]);
-    let as_pid_1 = is_root_with_unshare();
+/// What one rolling termination came to.
+struct Outcome {
+    sent: u64,
+    ok: u64,
+    failed: u64,
+    slow_ok: u64,
+    errors: Vec<String>,
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
+    let target = support::build(&["http-service", "plain-server"]);
+    // Not plain-server alone: as PID 1 it would not even die of the SIGTERM (the kernel drops
+    // a signal to PID 1 that has no handler), and the SIGKILL would come at the deadline.
+    let as_pid_1 = is_root_with_unshare() && pod_kind != Pod::PlainServerAlone;
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let (mut pod, pod_pid, pod_addr) = start_service(&target, dir_a.path(), as_pid_1);
-    let (mut other, _, other_addr) = start_service(&target, dir_b.path(), false);
+    let (mut pod, pod_pid, pod_addr) = start_service(&target, dir_a.path(), as_pid_1, pod_kind);
+    // The other backend is of the same kind: a keep-alive backend next to one that closes
+    // every connection would end up with every client, and the pod with no traffic.
+    let other_kind = match pod_kind {
+        Pod::HttpService => Pod::HttpService,
+        Pod::PlainServerUnderDeputyRun | Pod::PlainServerAlone => Pod::PlainServerAlone,
+    };
+    let (mut other, _, other_addr) = start_service(&target, dir_b.path(), false, other_kind);
     let proxy = Proxy::start(vec![pod_addr, other_addr]);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -235,28 +275,9 @@ fn rolling_termination(propagation: Duration) {
             std::thread::sleep(propagation);
             proxy.remove(pod_addr);
         });
-        let mut prestop = if as_pid_1 {
-            let mut c = Command::new("nsenter");
-            c.args(["--target", &pod_pid.to_string(), "--pid", "--"])
-                .arg(target.join("deputy"));
-            c
-        } else {
-            Command::new(target.join("deputy"))
-        };
-        let out = prestop
-            .arg("terminate")
-            .arg("--ipc-dir")
-            .arg(dir_a.path())
-            .output()
-            .unwrap();
-        if out.status.code() != Some(0) {
-            let status = pod.try_wait();
-            let mut stderr = String::new();
-            let _ = pod.stderr.take().unwrap().read_to_string(&mut stderr);
-            panic!(
-                "preStop: {} (pod: {status:?}, {stderr})",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        // The preStop, if the pod has one; then SIGTERM.
+        if pod_kind != Pod::PlainServerAlone {
+            prestop(&target, pod_pid, as_pid_1, dir_a.path(), &mut pod);
         }
         let _ = rustix::process::kill_process(
             rustix::process::Pid::from_raw(pod_pid as i32).unwrap(),
@@ -287,38 +308,111 @@ fn rolling_termination(propagation: Duration) {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-
-    let (sent, ok, failed, slow) = (
-        tally.sent.load(Ordering::Relaxed),
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
-        tally.slow_ok.load(Ordering::Relaxed),
-    );
+    let outcome = Outcome {
+        sent: tally.sent.load(Ordering::Relaxed),
+        ok: tally.ok.load(Ordering::Relaxed),
+        failed: tally.failed.load(Ordering::Relaxed),
+        slow_ok: tally.slow_ok.load(Ordering::Relaxed),
+        errors: tally.errors.lock().unwrap().clone(),
+        status,
+        stderr,
+    };
+    let name = match pod_kind {
+        Pod::HttpService => "http-service",
+        Pod::PlainServerUnderDeputyRun => "plain-server under deputy run",
+        Pod::PlainServerAlone => "plain-server alone",
+    };
     println!(
-        "propagation {propagation:?}: sent {sent}, ok {ok}, failed {failed}, slow ok {slow}, pod exited after {drain_time:?} (PID 1: {as_pid_1})"
+        "{name}, propagation {propagation:?}: sent {}, ok {}, failed {}, slow ok {}, pod exited after {drain_time:?} (PID 1: {as_pid_1})",
+        outcome.sent, outcome.ok, outcome.failed, outcome.slow_ok
     );
+    outcome
+}
+
+/// The preStop hook: `deputy terminate`, inside the pod's PID namespace when it has one; it
+/// must succeed.
+fn prestop(target: &Path, pod_pid: u32, as_pid_1: bool, dir: &Path, pod: &mut Child) {
+    let mut prestop = if as_pid_1 {
+        let mut c = Command::new("nsenter");
+        c.args(["--target", &pod_pid.to_string(), "--pid", "--"])
+            .arg(target.join("deputy"));
+        c
+    } else {
+        Command::new(target.join("deputy"))
+    };
+    let out = prestop
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    if out.status.code() != Some(0) {
+        let status = pod.try_wait();
+        let mut stderr = String::new();
+        let _ = pod.stderr.take().unwrap().read_to_string(&mut stderr);
+        panic!(
+            "preStop: {} (pod: {status:?}, {stderr})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// No request failed, every one completed (slow ones included), and the pod exited cleanly.
+fn assert_no_loss(outcome: Outcome) {
+    assert_eq!(outcome.failed, 0, "failed requests: {:?}", outcome.errors);
     assert_eq!(
-        failed,
-        0,
-        "failed requests: {:?}",
-        tally.errors.lock().unwrap()
+        outcome.sent, outcome.ok,
+        "every request that was sent completed"
     );
-    assert_eq!(sent, ok, "every request that was sent completed");
-    assert!(slow > 0);
-    assert!(status.success(), "the pod exited with {status:?}: {stderr}");
+    assert!(outcome.slow_ok > 0);
+    assert!(
+        outcome.status.success(),
+        "the pod exited with {:?}: {}",
+        outcome.status,
+        outcome.stderr
+    );
     for bad in ["panicked", "stack backtrace"] {
-        assert!(!stderr.contains(bad), "{stderr}");
+        assert!(!outcome.stderr.contains(bad), "{}", outcome.stderr);
     }
 }
 
 #[test]
 fn rolling_termination_loses_no_request_with_fast_propagation() {
-    rolling_termination(Duration::from_millis(100));
+    assert_no_loss(rolling_termination(
+        Pod::HttpService,
+        Duration::from_millis(100),
+    ));
 }
 
 #[test]
 fn rolling_termination_loses_no_request_with_slow_propagation() {
-    rolling_termination(Duration::from_secs(2));
+    assert_no_loss(rolling_termination(
+        Pod::HttpService,
+        Duration::from_secs(2),
+    ));
+}
+
+#[test]
+fn a_plain_server_under_deputy_run_loses_no_request_with_fast_propagation() {
+    assert_no_loss(rolling_termination(
+        Pod::PlainServerUnderDeputyRun,
+        Duration::from_millis(100),
+    ));
+}
+
+#[test]
+fn a_plain_server_under_deputy_run_loses_no_request_with_slow_propagation() {
+    assert_no_loss(rolling_termination(
+        Pod::PlainServerUnderDeputyRun,
+        Duration::from_secs(2),
+    ));
+}
+
+#[test]
+fn the_same_plain_server_alone_loses_requests() {
+    // What deputy run adds: the same program, the same harness, no supervisor.
+    let outcome = rolling_termination(Pod::PlainServerAlone, Duration::from_millis(100));
+    assert!(outcome.failed > 0, "no request failed without deputy run");
 }
 
 /// A server that does what many do on SIGTERM: exits at once, dropping every connection.
