@@ -619,6 +619,28 @@ fn as_pid_1_descendants_left_behind_get_term_then_kill() {
 }
 
 #[test]
+fn as_pid_1_without_its_own_proc_leftovers_are_reached_through_the_group() {
+    if !can_unshare() {
+        return;
+    }
+    // `unshare --pid` without `--mount-proc`: /proc shows the outer namespace, whose pids
+    // would name the wrong processes. deputy falls back to the child's process group.
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(deputy_bin())
+        .args(["run", "--no-control-socket", "--cleanup-timeout", "300ms"])
+        .args(["--", "sh", "-c", LEAVES_TWO]);
+    let (code, _, err) = Supervisor::spawn(command, true).finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("SIGTERM to its process group"), "{err}");
+    assert!(
+        err.contains("still running after 300ms: sending SIGKILL"),
+        "{err}"
+    );
+}
+
+#[test]
 fn signals_other_than_term_and_int_are_forwarded() {
     let mut deputy = Supervisor::start(&[
         "--no-control-socket",

@@ -206,36 +206,49 @@ impl Child {
         if self.gone.is_cancelled() {
             return;
         }
-        let Some(left) = procs::descendants() else {
+        match self.signal_leftovers(Signal::SIGTERM) {
+            Leftovers::Listed(0) => {} // only zombies, on their way to being reaped
+            Leftovers::Listed(count) => say!(
+                "{} left behind by process {}: sending SIGTERM",
+                processes(count),
+                self.pid
+            ),
+            Leftovers::Group => say!(
+                "process {} left processes behind (/proc is another PID namespace's): \
+                 SIGTERM to its process group",
+                self.pid
+            ),
+        }
+        if within(self.plan.cleanup_timeout, self.gone.cancelled())
+            .await
+            .is_none()
+        {
+            let still = match self.signal_leftovers(Signal::SIGKILL) {
+                Leftovers::Listed(count) => processes(count),
+                Leftovers::Group => "processes".to_owned(),
+            };
             say!(
-                "cannot list what process {} left: /proc is not this PID namespace's; waiting {}",
-                self.pid,
+                "{still} still running after {}: sending SIGKILL",
                 humantime::format_duration(self.plan.cleanup_timeout)
             );
-            let _ = within(self.plan.cleanup_timeout, self.gone.cancelled()).await;
-            return;
-        };
-        if !left.is_empty() {
-            say!(
-                "{} left behind by process {}: sending SIGTERM",
-                processes(left.len()),
-                self.pid
-            );
-            signal_all(&left, Signal::SIGTERM);
-            if within(self.plan.cleanup_timeout, self.gone.cancelled())
-                .await
-                .is_none()
-            {
-                let left = procs::descendants().unwrap_or_default();
-                say!(
-                    "{} still running after {}: sending SIGKILL",
-                    processes(left.len()),
-                    humantime::format_duration(self.plan.cleanup_timeout)
-                );
-                signal_all(&left, Signal::SIGKILL);
-            }
         }
         self.gone.cancelled().await;
+    }
+
+    /// Sends `signal` to what the child left behind: its live descendants as /proc lists them
+    /// or, where /proc cannot tell (it belongs to another PID namespace), the child's process
+    /// group (which cannot have been reused while a member of it lives).
+    fn signal_leftovers(&self, signal: Signal) -> Leftovers {
+        match procs::descendants() {
+            Some(left) => {
+                signal_all(&left, signal);
+                Leftovers::Listed(left.len())
+            }
+            None => {
+                let _ = killpg(self.pid, signal);
+                Leftovers::Group
+            }
+        }
     }
 
     /// SIGKILL to the child's process group and every descendant.
@@ -243,7 +256,7 @@ impl Child {
         if !self.exited.is_cancelled() {
             let _ = killpg(self.pid, Signal::SIGKILL);
         }
-        signal_all(&procs::descendants().unwrap_or_default(), Signal::SIGKILL);
+        let _ = self.signal_leftovers(Signal::SIGKILL);
     }
 
     /// [`kill_all`](Self::kill_all), then waits (a bounded time) for all to be reaped.
@@ -355,6 +368,14 @@ fn every_signal() -> SigSet {
     };
     // SAFETY: `raw` is a fully initialised sigset_t.
     unsafe { SigSet::from_sigset_t_unchecked(raw) }
+}
+
+/// What [`Child::signal_leftovers`] reached.
+enum Leftovers {
+    /// These many descendants, alive.
+    Listed(usize),
+    /// The child's process group (/proc could not list the descendants).
+    Group,
 }
 
 /// "1 process", "3 processes".
