@@ -3,7 +3,7 @@
 //! doing. This is the kind of program `deputy run` is for:
 //!
 //! ```text
-//! cargo build --release -p deputy-ipc --bin deputy --example plain-server
+//! cargo build --release -p deputy-ipc --bin deputy -p deputy-examples --example plain-server
 //! target/release/deputy run --drain-delay 2s --health-port 8081 -- target/release/examples/plain-server
 //! ```
 //!
