@@ -205,6 +205,8 @@ fn the_supervised_deployment_agrees_with_deputy_run() {
         .parse()
         .unwrap();
     assert_eq!(service_target_port(&docs), port);
+    // Readiness waits for the port the Service sends traffic to.
+    assert_eq!(option("ready-port"), Some(port.to_string()));
 
     // deputy accepts these very options: run them in front of `true` (with a free health
     // port and a temporary control directory, so the test needs neither root nor 8081).

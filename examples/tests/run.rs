@@ -345,6 +345,51 @@ fn the_child_keeps_serving_during_the_drain_delay_then_gets_the_stop_signal() {
 }
 
 #[test]
+fn with_ready_port_readiness_waits_for_the_child_to_listen() {
+    // The child listens only once the test writes to a FIFO: until then deputy must say
+    // "not ready", then "ready", then "not ready" again from the first signal on.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("go");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (port, health) = (free_port(), free_port());
+    let script = format!(
+        "echo started; read go < {}; exec {} --port {port}",
+        fifo.display(),
+        example("plain-server").display()
+    );
+    let mut deputy = Supervisor::start(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "1s",
+        "--health-port",
+        &health.to_string(),
+        "--ready-port",
+        &port.to_string(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    deputy.expect_out("started");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    std::fs::write(&fifo, "go\n").unwrap();
+    deputy.expect_out("plain-server: listening");
+    deputy.expect_err("ready: the child accepts connections on port");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 200);
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("readiness off");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    let (code, _, err) = deputy.finish();
+    assert_eq!(code, 128 + 15, "{err}");
+}
+
+#[test]
 fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_supervisor() {
     let dir = tempfile::tempdir().unwrap();
     let mut deputy = Supervisor::start(&[

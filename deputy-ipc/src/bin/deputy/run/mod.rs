@@ -28,11 +28,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_io::Timer;
 use clap::Args;
 use deputy_core::state::Ending;
 use deputy_core::{Phase, Shutdown, ShutdownCoordinator};
 use deputy_ipc::{ControlServer, HealthServer, ServerConfig};
-use futures::future::{join, select};
+use futures::future::{Either, join, select};
 use nix::sys::signal::Signal;
 
 use self::child::{Child, StopPlan};
@@ -124,9 +125,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
     cleanup_timeout: Duration,
     /// Serve /health/live and /health/ready on this port (all addresses): ready while
-    /// running, not ready from the first signal on.
+    /// running (see --ready-port), not ready from the first signal on.
     #[arg(long, value_name = "PORT")]
     health_port: Option<u16>,
+    /// Ready only while the child accepts TCP connections on this port of 127.0.0.1 (checked
+    /// every 200 ms until it does, then every second), so a pod gets no traffic before the
+    /// child listens. Without it, ready from the start.
+    #[arg(long, value_name = "PORT")]
+    ready_port: Option<u16>,
     /// Map the child's exit code FROM to TO (default 0), like tini's -e; repeat it for more
     /// codes. For example `--map-exit 143` makes a child killed by SIGTERM count as success.
     #[arg(long = "map-exit", value_name = "FROM[=TO]", value_parser = parse_mapping)]
@@ -274,7 +280,9 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
             }
         }
     };
-    shutdown.ready();
+    if args.ready_port.is_none() {
+        shutdown.ready();
+    }
     {
         let child = child.clone();
         coordinator
@@ -294,6 +302,7 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
             child: child.clone(),
             grace: args.grace,
             drain_delay: args.drain_delay,
+            ready_port: args.ready_port,
         }
         .drive(signals),
     );
@@ -314,6 +323,7 @@ struct Supervisor {
     child: Arc<Child>,
     grace: Duration,
     drain_delay: Duration,
+    ready_port: Option<u16>,
 }
 
 impl Supervisor {
@@ -328,6 +338,7 @@ impl Supervisor {
             child,
             grace,
             drain_delay,
+            ready_port,
         } = self;
         let background = async {
             let health = async {
@@ -335,9 +346,17 @@ impl Supervisor {
                     health.run().await;
                 }
             };
+            let readiness = async {
+                if let Some(port) = ready_port {
+                    follow_readiness(&shutdown, port).await;
+                }
+            };
             let _ = join(
                 signals.run(&shutdown, &child),
-                join(health, announce(&shutdown, &child, drain_delay)),
+                join(
+                    join(health, readiness),
+                    announce(&shutdown, &child, drain_delay),
+                ),
             )
             .await;
             // The signal loop ends only on an error it reported; keep the rest going.
@@ -363,6 +382,38 @@ impl Supervisor {
             }
         };
         let _ = select(pin!(join(supervise, control)), pin!(background)).await;
+    }
+}
+
+/// Readiness follows whether the child accepts connections on `port`: checked every 200 ms
+/// until it does, then every second, until shutdown starts (which turns readiness off for
+/// good).
+async fn follow_readiness(shutdown: &Shutdown, port: u16) {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let draining = shutdown.draining_token();
+    let mut was_ready = false;
+    while !draining.is_cancelled() {
+        let connect = async_io::Async::<std::net::TcpStream>::connect(address);
+        let ready = matches!(
+            select(pin!(connect), Timer::after(Duration::from_secs(1))).await,
+            Either::Left((Ok(_), _))
+        );
+        if ready != was_ready {
+            if ready {
+                shutdown.ready();
+                say!("ready: the child accepts connections on port {port}");
+            } else {
+                shutdown.not_ready();
+                say!("not ready: the child refuses connections on port {port}");
+            }
+            was_ready = ready;
+        }
+        let every = if ready { 1000 } else { 200 };
+        let _ = select(
+            pin!(draining.cancelled()),
+            Timer::after(Duration::from_millis(every)),
+        )
+        .await;
     }
 }
 
