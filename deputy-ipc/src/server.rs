@@ -124,7 +124,9 @@ fn entrypoint_disabled() -> bool {
 #[derive(Debug)]
 pub struct ControlServer {
     shutdown: Shutdown,
-    listener: Async<UnixListener>,
+    /// Registered with async-io's reactor only in [`run`](Self::run): binding stays a few
+    /// system calls, with no reactor (nor its thread) to start.
+    listener: UnixListener,
     files: Files,
     config: ServerConfig,
 }
@@ -184,7 +186,6 @@ impl ControlServer {
         };
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
             .map_err(unwritable(&socket))?;
-        let listener = Async::new(listener).map_err(IpcError::Io)?;
         if config.entrypoint {
             let pid_file = entrypoint_path(&dir);
             let temporary = dir.join(format!(".deputy-entrypoint.{pid}.tmp"));
@@ -219,6 +220,14 @@ impl ControlServer {
             files,
             config,
         } = self;
+        let listener = match Async::new(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                // Dropping the files tells clients at once that nobody will answer.
+                tracing::error!(%error, "the control socket cannot be served");
+                return;
+            }
+        };
         let mut connections = serve_until(
             "control socket",
             &listener,

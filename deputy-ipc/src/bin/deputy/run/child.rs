@@ -123,11 +123,6 @@ impl Child {
         })
     }
 
-    /// How it is to be stopped.
-    pub(crate) fn plan(&self) -> &StopPlan {
-        &self.plan
-    }
-
     /// The child's pid (also its process group's id).
     pub(crate) fn pid(&self) -> i32 {
         self.pid.as_raw()

@@ -261,9 +261,8 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
         ipc_dir: args.ipc_dir.clone().unwrap_or_else(deputy_ipc::ipc_dir),
         cleanup_timeout: args.cleanup_timeout,
     };
-    let child = Arc::new(Child::spawn(&args.command, &extra_env, plan)?);
-    // The control socket after the start: its setup (and async-io's thread) then overlaps
-    // the child's exec on another core. The child leaves the pid file to deputy anyway.
+    // The control socket before the start, so that it (and the pid file) exists once the
+    // child runs: binding is a few system calls; async-io's reactor and thread start later.
     let control = if args.no_control_socket {
         None
     } else {
@@ -271,7 +270,7 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
             &shutdown,
             // The pid file too, unless DEPUTY_ENTRYPOINT=0 says deputy runs under another
             // supervisor (say, another `deputy run`), which keeps it.
-            ServerConfig::default().dir(&child.plan().ipc_dir),
+            ServerConfig::default().dir(&plan.ipc_dir),
         ) {
             Ok(server) => Some(server),
             Err(error) => {
@@ -280,6 +279,7 @@ fn supervise(args: RunArgs) -> Result<i32, (i32, String)> {
             }
         }
     };
+    let child = Arc::new(Child::spawn(&args.command, &extra_env, plan)?);
     if args.ready_port.is_none() {
         shutdown.ready();
     }
