@@ -3,19 +3,51 @@
 use nix::unistd::Pid;
 
 /// A process's state letter (`R`, `S`, `Z`...) and parent pid, from `/proc/<pid>/stat`, or
-/// `None` if it does not exist (any more).
+/// `None` if it does not exist (any more). One read: the file is a few hundred bytes.
 pub(crate) fn state_and_parent(pid: u32) -> Option<(char, u32)> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    let mut buffer = [0u8; 1024];
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let read = std::io::Read::read(&mut file, &mut buffer).ok()?;
+    parse_stat(&buffer[..read])
 }
 
-/// Parses `pid (comm) STATE PPID ...`; comm may hold spaces and parentheses, so the fields
-/// are counted from its last `)`.
-fn parse_stat(stat: &str) -> Option<(char, u32)> {
-    let (_, rest) = stat.rsplit_once(')')?;
+/// Parses `pid (comm) STATE PPID ...`; comm may hold spaces, parentheses and bytes that are
+/// not UTF-8, so the fields are counted from its last `)`.
+fn parse_stat(stat: &[u8]) -> Option<(char, u32)> {
+    let end = stat.iter().rposition(|&byte| byte == b')')?;
+    let rest = std::str::from_utf8(&stat[end + 1..]).ok()?;
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let parent = fields.next()?.parse().ok()?;
     Some((state, parent))
+}
+
+/// Whether /proc shows this process's own PID namespace: under `unshare --pid` without a
+/// new /proc mount it shows the outer one, whose pids would name the wrong processes.
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|link| link.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id())
+}
+
+/// Whether process `pid` descends from this one: its parents, followed up through /proc,
+/// reach this process. `false` where /proc cannot tell.
+pub(crate) fn is_descendant(pid: u32) -> bool {
+    let own = std::process::id();
+    if !proc_is_ours() {
+        return false;
+    }
+    let mut at = pid;
+    // Bounded: a chain of parents ends at PID 1 (or 0) long before this.
+    for _ in 0..256 {
+        match state_and_parent(at) {
+            Some((_, parent)) if parent == own => return true,
+            Some((_, parent)) if parent > 1 => at = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Every live (not zombie) descendant of this process, or `None` if /proc cannot tell: it is
@@ -23,12 +55,7 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 /// mount), where its pids would name the wrong processes.
 pub(crate) fn descendants() -> Option<Vec<Pid>> {
     let own = std::process::id();
-    let seen_as: u32 = std::fs::read_link("/proc/self")
-        .ok()?
-        .to_str()?
-        .parse()
-        .ok()?;
-    if seen_as != own {
+    if !proc_is_ours() {
         return None;
     }
     let table: Vec<(u32, u32, bool)> = std::fs::read_dir("/proc")
@@ -60,9 +87,10 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
-        assert_eq!(parse_stat("42 (a) b (c) S 7 42 42 0"), Some(('S', 7)));
-        assert_eq!(parse_stat("42 (sleep) Z 1 0"), Some(('Z', 1)));
-        assert_eq!(parse_stat("42 (broken"), None);
+        assert_eq!(parse_stat(b"42 (a) b (c) S 7 42 42 0"), Some(('S', 7)));
+        assert_eq!(parse_stat(b"42 (sleep) Z 1 0"), Some(('Z', 1)));
+        assert_eq!(parse_stat(b"42 (\xff\xfe) R 3 0"), Some(('R', 3)));
+        assert_eq!(parse_stat(b"42 (broken"), None);
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl Child {
         }
         let mut asked = self.ask_over_socket(self.pid).await;
         if !asked {
-            for pid in procs::descendants().unwrap_or_default() {
+            for pid in descendant_sockets(&self.plan.ipc_dir, self.pid) {
                 asked |= self.ask_over_socket(pid).await;
             }
         }
@@ -363,6 +363,28 @@ fn every_signal() -> SigSet {
     };
     // SAFETY: `raw` is a fully initialised sigset_t.
     unsafe { SigSet::from_sigset_t_unchecked(raw) }
+}
+
+/// The pids of the control sockets in `dir` whose processes descend from deputy, but for
+/// `child`'s (tried already) and deputy's own. A listing of `dir` and, per socket, a walk up its parents: no
+/// scan of /proc, which holds hundreds of processes outside a container.
+fn descendant_sockets(dir: &std::path::Path, child: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            let pid: u32 = name
+                .to_str()?
+                .strip_prefix("deputy.")?
+                .strip_suffix(".sock")?
+                .parse()
+                .ok()?;
+            let tried = [child.as_raw() as u32, std::process::id()];
+            (!tried.contains(&pid) && procs::is_descendant(pid)).then(|| Pid::from_raw(pid as i32))
+        })
+        .collect()
 }
 
 /// What [`Child::signal_leftovers`] reached.
