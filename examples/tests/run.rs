@@ -171,6 +171,18 @@ fn run_to_end(args: &[&str]) -> (i32, String, String) {
     Supervisor::start(args).finish()
 }
 
+/// `deputy terminate --ipc-dir DIR` through `command` (deputy itself, or nsenter in front of
+/// it), as a preStop hook: it must succeed and report a clean shutdown.
+fn prestop(mut command: Command, dir: &Path) {
+    let out = command
+        .args(["terminate", "--ipc-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("deputy: done, clean"), "{out:?}");
+}
+
 /// Whether a process of this pid exists (zombie or not).
 fn exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -419,16 +431,7 @@ fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_su
         text(&status.stdout).contains("running, ready"),
         "{status:?}"
     );
-    let prestop = Command::new(deputy_bin())
-        .args(["terminate", "--ipc-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(prestop.status.code(), Some(0), "{prestop:?}");
-    assert!(
-        text(&prestop.stdout).contains("deputy: done, clean"),
-        "{prestop:?}"
-    );
+    prestop(Command::new(deputy_bin()), dir.path());
 
     let (code, out, err) = deputy.finish();
     assert_eq!(code, 0, "{err}");
@@ -799,18 +802,11 @@ fn as_pid_1_a_prestop_terminate_reaches_the_supervisor() {
     assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(1));
     // The kubelet's exec runs inside the namespace; when PID 1 exits, whatever is left in it
     // is killed, so the preStop must be done first, and cleanly.
-    let prestop = Command::new("nsenter")
+    let mut nsenter = Command::new("nsenter");
+    nsenter
         .args(["--target", &deputy.pid.to_string(), "--pid", "--"])
-        .arg(deputy_bin())
-        .args(["terminate", "--ipc-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(prestop.status.code(), Some(0), "{prestop:?}");
-    assert!(
-        text(&prestop.stdout).contains("deputy: done, clean"),
-        "{prestop:?}"
-    );
+        .arg(deputy_bin());
+    prestop(nsenter, dir.path());
     let (code, _, err) = deputy.finish();
     // plain-server dies of the SIGTERM (143), mapped to 0.
     assert_eq!(code, 0, "{err}");
