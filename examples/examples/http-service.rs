@@ -166,18 +166,25 @@ async fn main() -> anyhow::Result<()> {
     let control = tokio::spawn(control.run());
     let health = tokio::spawn(health.run());
     shutdown.ready();
-    println!(
+    say(format_args!(
         "http-service: serving on http://localhost:{} (health on :{health_port}, pid {})",
         options.port,
         std::process::id()
-    );
-    println!(
+    ));
+    say(format_args!(
         "http-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
-    );
+    ));
     let report = coordinator.run().await;
     // Let a preStop `deputy terminate` read the end before this process (maybe PID 1) exits.
     let _ = control.await;
     health.abort();
-    println!("{report}");
+    say(format_args!("{report}"));
     std::process::exit(report.exit_code);
+}
+
+/// Writes a line to stdout; a closed stdout (the reader gone) must not make a panic, here of
+/// all places, in the middle of a shutdown.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
