@@ -144,8 +144,23 @@ fn a_deep_chain_cancels_without_overflowing_the_stack() {
     }
     root.cancel();
     assert!(chain.last().unwrap().is_cancelled());
-    // Drop from the leaf up, as a real program would, so no drop recursion builds up.
     while chain.pop().is_some() {}
+}
+
+#[test]
+fn a_deep_chain_dropped_from_the_root_down_does_not_overflow_the_stack() {
+    // Each token keeps its parent's place in the tree while it lives, so here the leaf's
+    // drop is the one that releases all 100 000 ancestors at once.
+    let root = CancellationToken::new();
+    let mut chain = vec![root.child()];
+    for _ in 0..100_000 {
+        let next = chain.last().unwrap().child();
+        chain.push(next);
+    }
+    drop(root);
+    for token in chain {
+        drop(token);
+    }
 }
 
 #[test]

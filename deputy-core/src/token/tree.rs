@@ -146,10 +146,21 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        if let Some((parent, key)) = &self.parent {
+        // Iterative, so a deep chain cannot overflow the stack: by invariant 4 the last
+        // handle of a leaf may release every ancestor at once, and a plain drop of the parent
+        // `Arc` would recurse once per level.
+        let mut next = self.parent.take();
+        while let Some((parent, key)) = next {
             // Invariant 5. The slot is gone already if the parent was cancelled (it took the
             // whole list); a key is not reused before this removal, so `key` is still ours.
-            parent.core.children.lock().live.try_remove(*key);
+            parent.core.children.lock().live.try_remove(key);
+            next = match Arc::try_unwrap(parent) {
+                // That was the parent's last owner: unlink it here, one level up, and let
+                // it drop with no parent left to recurse into.
+                Ok(mut parent) => parent.parent.take(),
+                // Someone else holds it: their drop does the rest.
+                Err(_) => None,
+            };
         }
     }
 }
