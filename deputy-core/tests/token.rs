@@ -134,16 +134,23 @@ fn drop_guard_cancels_unless_disarmed() {
     assert!(token.is_cancelled());
 }
 
-#[test]
-fn a_deep_chain_cancels_without_overflowing_the_stack() {
-    let root = CancellationToken::new();
+/// 100 001 tokens under `root`, each the child of the one before.
+fn deep_chain(root: &CancellationToken) -> Vec<CancellationToken> {
     let mut chain = vec![root.child()];
     for _ in 0..100_000 {
         let next = chain.last().unwrap().child();
         chain.push(next);
     }
+    chain
+}
+
+#[test]
+fn a_deep_chain_cancels_without_overflowing_the_stack() {
+    let root = CancellationToken::new();
+    let chain = deep_chain(&root);
     root.cancel();
     assert!(chain.last().unwrap().is_cancelled());
+    let mut chain = chain;
     while chain.pop().is_some() {}
 }
 
@@ -152,11 +159,7 @@ fn a_deep_chain_dropped_from_the_root_down_does_not_overflow_the_stack() {
     // Each token keeps its parent's place in the tree while it lives, so here the leaf's
     // drop is the one that releases all 100 000 ancestors at once.
     let root = CancellationToken::new();
-    let mut chain = vec![root.child()];
-    for _ in 0..100_000 {
-        let next = chain.last().unwrap().child();
-        chain.push(next);
-    }
+    let chain = deep_chain(&root);
     drop(root);
     for token in chain {
         drop(token);
