@@ -83,5 +83,5 @@ pub use error::{BuildError, HookError};
 pub use inflight::{DrainGuard, Drained, InFlight, Track};
 pub use manual::ManualClock;
 pub use reason::Reason;
-pub use state::State;
+pub use state::{DrainOutcome, Ending, PhaseOutcome, State};
 pub use token::{CancellationToken, Cancelled, DropGuard};

@@ -46,6 +46,32 @@ impl State {
         State::Done,
     ];
 
+    /// Readiness as a load balancer should see it: what the service says (`service_ready`)
+    /// while running, false from the first trigger on. The one home of that rule.
+    ///
+    /// ```
+    /// use deputy_core::State;
+    ///
+    /// assert!(State::Running.is_ready(true));
+    /// assert!(!State::Running.is_ready(false));
+    /// assert!(!State::Draining.is_ready(true));
+    /// ```
+    pub fn is_ready(self, service_ready: bool) -> bool {
+        service_ready && self == State::Running
+    }
+
+    /// Liveness: true until `Done`. The one home of that rule.
+    ///
+    /// ```
+    /// use deputy_core::State;
+    ///
+    /// assert!(State::Stopping.is_live());
+    /// assert!(!State::Done.is_live());
+    /// ```
+    pub fn is_live(self) -> bool {
+        self != State::Done
+    }
+
     pub(crate) fn from_u8(value: u8) -> State {
         State::ALL[usize::from(value.min(3))]
     }
@@ -309,12 +335,12 @@ impl Machine {
     /// Readiness as a load balancer should see it: what the service says while running,
     /// false from the first trigger on.
     pub fn is_ready(&self, service_ready: bool) -> bool {
-        service_ready && self.state == State::Running
+        self.state.is_ready(service_ready)
     }
 
     /// Liveness: true until `Done`.
     pub fn is_live(&self) -> bool {
-        self.state != State::Done
+        self.state.is_live()
     }
 
     /// The pure form of [`apply`](Self::apply): the machine after `event`, leaving `self` as

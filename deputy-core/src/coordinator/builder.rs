@@ -162,7 +162,7 @@ impl Builder {
             + self
                 .phases
                 .iter()
-                .map(Phase::timeout_duration)
+                .map(|phase| phase.timeout)
                 .sum::<Duration>();
         if planned > self.grace_period {
             if !self.allow_over_budget {

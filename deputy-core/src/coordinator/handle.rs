@@ -2,10 +2,12 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use super::escalation::Escalation;
 use super::hook::{Hook, HookContext, HookOutput};
 use super::report::{ShutdownReport, TriggerKind};
 use super::shared::Shared;
-use super::watch::{Status, Transitions};
+use super::status::Status;
+use super::transitions::Transitions;
 use crate::error::HookError;
 use crate::wait::poll_until;
 use crate::{CancellationToken, DrainGuard, InFlight, Reason, State, Track};
@@ -97,12 +99,7 @@ impl Shutdown {
     /// assert_eq!(shutdown.escalate(Reason::Signal(2)), Escalation::Abandoned);
     /// ```
     pub fn escalate(&self, reason: impl Into<Reason>) -> Escalation {
-        match self.shared.escalate(reason.into()) {
-            (1, true) => Escalation::Triggered,
-            (2, true) => Escalation::Forced,
-            (n, true) if n >= 3 => Escalation::Abandoned,
-            (n, _) => Escalation::Ignored { count: n },
-        }
+        self.shared.escalate(reason.into())
     }
 
     /// What a signal handler calls for each signal it receives: [`escalate`](Self::escalate)
@@ -118,21 +115,11 @@ impl Shutdown {
     /// ```
     pub fn on_signal(&self, signal: i32) -> Escalation {
         let escalation = self.escalate(Reason::Signal(signal));
-        let name = Reason::Signal(signal).to_string();
-        match escalation {
-            Escalation::Triggered => {
-                tracing::info!(signal = %name, "shutting down gracefully; send it again to skip the drain")
-            }
-            Escalation::Forced => {
-                tracing::warn!(signal = %name, "skipping the rest of the drain; send it again to exit at once")
-            }
-            Escalation::Abandoned => tracing::warn!(signal = %name, "exiting at once"),
-            Escalation::Ignored { count } if count >= 3 => {
-                tracing::warn!(signal = %name, "exiting at once")
-            }
-            Escalation::Ignored { .. } => {
-                tracing::info!(signal = %name, state = %self.state(), "signal received; shutdown already under way")
-            }
+        let signal = Reason::Signal(signal);
+        if escalation.is_warning() {
+            tracing::warn!(%signal, state = %self.state(), "{escalation}");
+        } else {
+            tracing::info!(%signal, state = %self.state(), "{escalation}");
         }
         escalation
     }
@@ -159,7 +146,7 @@ impl Shutdown {
     /// assert_eq!(shutdown.reason(), Some(Reason::Signal(15)));
     /// ```
     pub fn reason(&self) -> Option<Reason> {
-        self.shared.inner().machine.reason().cloned()
+        self.shared.reason()
     }
 
     /// Says the service is ready to receive traffic (K8sDeputy.jl's `readied!`). Readiness
@@ -182,7 +169,7 @@ impl Shutdown {
 
     /// Liveness for a `/health/live` probe: true until `Done`.
     pub fn is_live(&self) -> bool {
-        self.state() != State::Done
+        self.state().is_live()
     }
 
     /// A token cancelled at the first trigger: stop taking new long-lived work.
@@ -279,16 +266,7 @@ impl Shutdown {
 
     /// A snapshot for status endpoints.
     pub fn status(&self) -> Status {
-        let now = self.shared.runtime.now();
-        let (state, phase) = self.shared.position();
-        Status {
-            state,
-            phase: phase.map(|i| self.shared.phase_names[i].to_string()),
-            in_flight: self.in_flight(),
-            ready: self.is_ready(),
-            live: state != State::Done,
-            elapsed: self.shared.since_trigger(now),
-        }
+        self.shared.status()
     }
 
     /// The report, once shutdown is done.
@@ -313,43 +291,6 @@ impl Shutdown {
         })
         .await
     }
-}
-
-impl Escalation {
-    /// Whether a signal handler should exit now, with 128 + the signal: the third signal or
-    /// a later one, whatever it changed. A person at a terminal can always get out.
-    ///
-    /// ```
-    /// use deputy_core::Escalation;
-    ///
-    /// assert!(!Escalation::Forced.is_final());
-    /// assert!(Escalation::Abandoned.is_final());
-    /// assert!(Escalation::Ignored { count: 4 }.is_final());
-    /// assert!(!Escalation::Ignored { count: 1 }.is_final());
-    /// ```
-    pub fn is_final(self) -> bool {
-        match self {
-            Escalation::Abandoned => true,
-            Escalation::Ignored { count } => count >= 3,
-            Escalation::Triggered | Escalation::Forced => false,
-        }
-    }
-}
-
-/// What a call to [`Shutdown::escalate`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Escalation {
-    /// The first call: shutdown started.
-    Triggered,
-    /// The second call: the rest of the drain was skipped.
-    Forced,
-    /// The third or a later call: shutdown was abandoned; a signal handler should exit now.
-    Abandoned,
-    /// The call changed nothing (shutdown was already further along); `count` is its number.
-    Ignored {
-        /// Which call this was, from 1.
-        count: u32,
-    },
 }
 
 impl fmt::Debug for Shutdown {

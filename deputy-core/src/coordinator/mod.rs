@@ -1,20 +1,23 @@
 //! The coordinator: plan, handle, hooks, and the future that drives a shutdown.
 
 mod builder;
+mod escalation;
 mod handle;
 mod hook;
 mod phase;
 mod report;
 mod run;
 mod shared;
-mod watch;
+mod status;
+mod transitions;
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
 pub use self::builder::Builder;
-pub use self::handle::{Escalation, Shutdown};
+pub use self::escalation::Escalation;
+pub use self::handle::Shutdown;
 pub use self::hook::{HookContext, HookOutput};
 pub use self::phase::{DEFAULT_PHASE_TIMEOUT, Phase, phases};
 pub use self::report::{
@@ -22,7 +25,8 @@ pub use self::report::{
     TriggerKind, TriggerRecord,
 };
 use self::shared::Shared;
-pub use self::watch::{Status, Transition, Transitions};
+pub use self::status::{Status, Transition};
+pub use self::transitions::Transitions;
 use crate::error::HookError;
 
 /// Runs a graceful shutdown: drain, then ordered phases of hooks, all within a grace period,

@@ -28,12 +28,11 @@ pub mod phases {
 ///
 /// let phase = Phase::new("flush-kafka").timeout(Duration::from_secs(5));
 /// assert_eq!(phase.name(), "flush-kafka");
-/// assert_eq!(phase.timeout_duration(), Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phase {
     name: Cow<'static, str>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Phase {
@@ -55,10 +54,5 @@ impl Phase {
     /// The phase's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The phase's timeout.
-    pub fn timeout_duration(&self) -> Duration {
-        self.timeout
     }
 }

@@ -1,25 +1,31 @@
-//! The state every handle shares: the machine and its side effects.
+//! The state every handle shares: the machine, its record, and their side effects.
 //!
 //! # Invariants
 //!
-//! 1. Every state change goes through [`Shared::apply`], which updates the machine, the
-//!    lock-free state mirror and the transition log under one lock, then (lock released)
-//!    cancels the tokens that belong to the states entered and wakes every watcher.
+//! 1. Every state change goes through [`Shared::apply`] (or [`Shared::request`], which calls
+//!    the same step), which updates the machine, the lock-free state mirror and the record
+//!    under one lock, then (lock released) cancels the tokens that belong to the states
+//!    entered and wakes every watcher. [`Inner`] is private to this file, so nothing else can
+//!    change it.
 //! 2. The state mirror is stored before the tokens are cancelled, so whoever sees the draining
 //!    token cancelled also sees a state at least `Draining` (same for stopping).
 //! 3. The transition log is append-only and lists every state entered, in order, once, plus
 //!    one entry per phase started; so a watcher that reads it in order misses nothing.
 //! 4. A phase's hooks are taken exactly once, when it starts; a hook added later is refused.
+//! 5. A trigger, force or abandon request is recorded in the same critical section as the
+//!    transition it causes, so whoever sees the transition (the driving future building the
+//!    report) also sees the record.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_listener::{Event, EventListener};
 
+use super::escalation::Escalation;
 use super::hook::Hook;
 use super::phase::Phase;
 use super::report::{ExitCodes, ShutdownReport, TriggerKind, TriggerRecord};
-use super::watch::Transition;
+use super::status::{Status, Transition};
 use crate::error::HookError;
 use crate::runtime::Runtime;
 use crate::state::{Event as MachineEvent, Machine, Rejection, State, Step};
@@ -35,6 +41,8 @@ pub(crate) struct Plan {
     pub(crate) exit_codes: ExitCodes,
 }
 
+/// The plan and the handles every part reads; the changing state is in [`Inner`], reached
+/// only through this type's methods (invariant 1).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) runtime: Arc<dyn Runtime>,
@@ -52,14 +60,43 @@ pub(crate) struct Shared {
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) machine: Machine,
-    pub(crate) triggered_at: Option<Instant>,
+struct Inner {
+    machine: Machine,
+    triggered_at: Option<Instant>,
     /// When the drain ended and what was in flight then.
+    drain_end: Option<(Instant, usize)>,
+    triggers: Vec<TriggerRecord>,
+    transitions: Vec<Transition>,
+    report: Option<Arc<ShutdownReport>>,
+}
+
+/// What the report is made of, copied out under the lock in one go.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) machine: Machine,
     pub(crate) drain_end: Option<(Instant, usize)>,
     pub(crate) triggers: Vec<TriggerRecord>,
-    pub(crate) transitions: Vec<Transition>,
-    pub(crate) report: Option<Arc<ShutdownReport>>,
+}
+
+/// A state change made under the lock, for the unlocked half to act on.
+struct Change {
+    step: Step,
+    /// The phase running after it.
+    phase: Option<usize>,
+    /// The shutdown's reason, when the state changed (for the log line).
+    reason: Option<Reason>,
+    /// Time since the first trigger.
+    at: Duration,
+}
+
+/// The next entry of the transition log for a reader at some index.
+pub(crate) enum Next {
+    /// The entry at that index.
+    Entry(Transition),
+    /// The log ended (with `Done`) before that index.
+    End,
+    /// Not written yet.
+    Pending,
 }
 
 #[derive(Debug)]
@@ -101,7 +138,7 @@ impl Shared {
 
     #[inline]
     pub(crate) fn state(&self) -> State {
-        // Acquire: pairs with the Release store in `apply` (invariant 2).
+        // Acquire: pairs with the Release store in `step` (invariant 2).
         State::from_u8(self.state.load(Ordering::Acquire))
     }
 
@@ -111,11 +148,9 @@ impl Shared {
     }
 
     pub(crate) fn is_ready(&self) -> bool {
-        self.service_ready.load(Ordering::Relaxed) && self.state() == State::Running
-    }
-
-    pub(crate) fn inner(&self) -> crate::sync::MutexGuard<'_, Inner> {
-        self.inner.lock()
+        // Relaxed: as in `set_ready`.
+        self.state()
+            .is_ready(self.service_ready.load(Ordering::Relaxed))
     }
 
     pub(crate) fn listen(&self) -> EventListener {
@@ -128,17 +163,119 @@ impl Shared {
         (inner.machine.state(), inner.machine.current_phase())
     }
 
-    pub(crate) fn since_trigger(&self, at: Instant) -> Duration {
-        self.inner
-            .lock()
-            .triggered_at
-            .map_or(Duration::ZERO, |t0| at.saturating_duration_since(t0))
+    /// When the first trigger was accepted.
+    pub(crate) fn triggered_at(&self) -> Option<Instant> {
+        self.inner.lock().triggered_at
+    }
+
+    /// Why shutdown was triggered, once it was.
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        self.inner.lock().machine.reason().cloned()
+    }
+
+    /// Whether the drain delay has been recorded as over.
+    pub(crate) fn drain_delay_elapsed(&self) -> bool {
+        self.inner.lock().machine.drain_delay_elapsed()
+    }
+
+    /// Entry `index` of the transition log (invariant 3).
+    pub(crate) fn transition(&self, index: usize) -> Next {
+        let inner = self.inner.lock();
+        match inner.transitions.get(index) {
+            Some(entry) => Next::Entry(entry.clone()),
+            None if inner.machine.state() == State::Done => Next::End,
+            None => Next::Pending,
+        }
+    }
+
+    /// A snapshot for status endpoints.
+    pub(crate) fn status(&self) -> Status {
+        let now = self.runtime.now();
+        let (state, phase, triggered_at) = {
+            let inner = self.inner.lock();
+            let machine = &inner.machine;
+            (machine.state(), machine.current_phase(), inner.triggered_at)
+        };
+        Status {
+            state,
+            phase: phase.map(|i| self.phase_names[i].to_string()),
+            in_flight: self.in_flight.count(),
+            ready: self.is_ready(),
+            live: state.is_live(),
+            elapsed: triggered_at.map_or(Duration::ZERO, |t0| now.saturating_duration_since(t0)),
+        }
+    }
+
+    /// What the report is built from.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let inner = self.inner.lock();
+        Snapshot {
+            machine: inner.machine.clone(),
+            drain_end: inner.drain_end,
+            triggers: inner.triggers.clone(),
+        }
     }
 
     /// Applies a machine event and its side effects (invariant 1).
     pub(crate) fn apply(&self, event: MachineEvent) -> Result<Step, Rejection> {
         let now = self.runtime.now();
+        let change = self.step(&mut self.inner.lock(), event, now)?;
+        self.after(&change);
+        Ok(change.step)
+    }
+
+    /// Applies a trigger, force or abandon request and records it, both under one lock
+    /// (invariant 5). Returns whether it changed anything.
+    pub(crate) fn request(&self, kind: TriggerKind, reason: Reason) -> bool {
+        let event = match kind {
+            TriggerKind::Trigger => MachineEvent::Trigger(reason.clone()),
+            TriggerKind::Force => MachineEvent::Force,
+            TriggerKind::Abandon => MachineEvent::Abandon,
+        };
+        let now = self.runtime.now();
         let mut inner = self.inner.lock();
+        let step = self.step(&mut inner, event, now);
+        let at = inner
+            .triggered_at
+            .map_or(Duration::ZERO, |t0| now.saturating_duration_since(t0));
+        inner.triggers.push(TriggerRecord {
+            kind,
+            reason,
+            at,
+            accepted: step.is_ok(),
+        });
+        let state = inner.machine.state();
+        drop(inner);
+        match step {
+            Ok(change) => {
+                self.after(&change);
+                true
+            }
+            Err(_) => {
+                tracing::debug!(?kind, %state, "shutdown request changed nothing");
+                false
+            }
+        }
+    }
+
+    /// Counts escalations (signals) and applies what the count asks for (see [`Escalation`]).
+    pub(crate) fn escalate(&self, reason: Reason) -> Escalation {
+        let count = {
+            let mut count = self.escalations.lock();
+            *count += 1;
+            *count
+        };
+        let accepted = self.request(Escalation::request_for(count), reason);
+        Escalation::of(count, accepted)
+    }
+
+    /// The locked half of a state change: the machine, the times, the log and the mirror.
+    fn step(
+        &self,
+        inner: &mut Inner,
+        event: MachineEvent,
+        now: Instant,
+    ) -> Result<Change, Rejection> {
         let phase_before = inner.machine.current_phase();
         let step = inner.machine.apply(event)?;
         if step.from == State::Running {
@@ -149,90 +286,66 @@ impl Shared {
         }
         let at = now.saturating_duration_since(inner.triggered_at.unwrap_or(now));
         let phase_after = inner.machine.current_phase();
-        let phase_name = |index: Option<usize>| index.map(|i| self.phase_names[i].to_string());
         // Invariant 3: one entry per state entered, and one per phase started.
         for state in State::ALL {
             if state > step.from && state <= step.to {
-                let phase = if state == State::Stopping {
-                    phase_name(phase_after)
-                } else {
-                    None
-                };
-                inner.transitions.push(Transition { state, phase, at });
+                let phase = (state == State::Stopping).then_some(phase_after).flatten();
+                inner
+                    .transitions
+                    .push(self.transition_entry(state, phase, at));
             }
         }
         if step.from == State::Stopping && step.to == State::Stopping && phase_after != phase_before
         {
-            inner.transitions.push(Transition {
-                state: State::Stopping,
-                phase: phase_name(phase_after),
-                at,
-            });
+            let entry = self.transition_entry(State::Stopping, phase_after, at);
+            inner.transitions.push(entry);
         }
         // Release: pairs with the Acquire load in `state` (invariant 2).
         self.state.store(step.to as u8, Ordering::Release);
-        let reason = inner.machine.reason().cloned();
-        drop(inner);
+        let reason = (step.from != step.to)
+            .then(|| inner.machine.reason().cloned())
+            .flatten();
+        Ok(Change {
+            step,
+            phase: phase_after,
+            reason,
+            at,
+        })
+    }
 
+    /// The unlocked half: the log line, the tokens of the states entered, then every watcher.
+    fn after(&self, change: &Change) {
+        let Change { step, .. } = *change;
+        if step.from != step.to {
+            tracing::info!(
+                from = %step.from,
+                state = %step.to,
+                reason = change.reason.as_ref().map(tracing::field::display),
+                phase = self.phase_name(change.phase),
+                in_flight = self.in_flight.count(),
+                elapsed_ms = change.at.as_millis() as u64,
+                "shutdown state changed"
+            );
+        }
         if step.from < State::Draining && step.to >= State::Draining {
             self.draining.cancel();
         }
         if step.from < State::Stopping && step.to >= State::Stopping {
             self.stopping.cancel();
         }
-        if step.from != step.to {
-            tracing::info!(
-                from = %step.from,
-                state = %step.to,
-                reason = reason.as_ref().map(tracing::field::display),
-                phase = phase_name(phase_after).as_deref(),
-                in_flight = self.in_flight.count(),
-                elapsed_ms = at.as_millis() as u64,
-                "shutdown state changed"
-            );
-        }
         self.changed.notify(usize::MAX);
-        Ok(step)
     }
 
-    /// Applies a trigger, force or abandon request and records it.
-    pub(crate) fn request(&self, kind: TriggerKind, reason: Reason) -> bool {
-        let event = match kind {
-            TriggerKind::Trigger => MachineEvent::Trigger(reason.clone()),
-            TriggerKind::Force => MachineEvent::Force,
-            TriggerKind::Abandon => MachineEvent::Abandon,
-        };
-        let accepted = self.apply(event).is_ok();
-        let now = self.runtime.now();
-        let mut inner = self.inner.lock();
-        let at = inner
-            .triggered_at
-            .map_or(Duration::ZERO, |t0| now.saturating_duration_since(t0));
-        if !accepted {
-            tracing::debug!(?kind, %reason, state = %inner.machine.state(), "shutdown request changed nothing");
-        }
-        inner.triggers.push(TriggerRecord {
-            kind,
-            reason,
+    fn transition_entry(&self, state: State, phase: Option<usize>, at: Duration) -> Transition {
+        Transition {
+            state,
+            phase: self.phase_name(phase).map(str::to_owned),
             at,
-            accepted,
-        });
-        accepted
+        }
     }
 
-    /// Counts escalations (signals): the first triggers, the second forces, the rest abandon.
-    pub(crate) fn escalate(&self, reason: Reason) -> (u32, bool) {
-        let count = {
-            let mut count = self.escalations.lock();
-            *count += 1;
-            *count
-        };
-        let kind = match count {
-            1 => TriggerKind::Trigger,
-            2 => TriggerKind::Force,
-            _ => TriggerKind::Abandon,
-        };
-        (count, self.request(kind, reason))
+    fn phase_name(&self, index: Option<usize>) -> Option<&str> {
+        index.map(|i| &*self.phase_names[i])
     }
 
     pub(crate) fn add_hook(&self, phase: &str, hook: Hook) -> Result<(), HookError> {

@@ -1,0 +1,207 @@
+//! The coordinator's driving future: waits for the trigger, then walks the machine from
+//! `Draining` to `Done`, feeding it the events that time, the in-flight counter and the hooks
+//! produce.
+//!
+//! # Invariants
+//!
+//! 1. Every wait goes through [`wait`], which also watches the grace budget and the
+//!    machine's position; so a force or abandon from any handle, or the budget running out,
+//!    ends the wait at once.
+//! 2. A phase's deadline is the earlier of its own timeout and the budget's end, so `Done` is
+//!    reached by the end of the grace period even if every hook hangs.
+//! 3. Every hook registered for a phase appears in the report exactly once, with an outcome,
+//!    whether it ran or not.
+
+mod phase;
+mod report;
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
+use futures::future::{Either, select};
+
+use self::phase::PhaseEnd;
+use super::report::{HookReport, Outcome, ShutdownReport};
+use super::shared::Shared;
+use crate::runtime::Sleep;
+use crate::state::{Event, State};
+use crate::wait::poll_until;
+
+/// How a [`wait`] ended.
+enum Woke {
+    /// The awaited future finished.
+    Ready,
+    /// The machine moved (another handle forced or abandoned).
+    Moved,
+    /// The grace budget ran out.
+    Budget,
+}
+
+/// The grace budget: its end, and a timer for it.
+struct Budget {
+    end: Instant,
+    timer: Sleep,
+}
+
+/// Resolves when the machine is no longer where it was when this was made (invariant 1).
+struct Moved<'a> {
+    shared: &'a Shared,
+    at: (State, Option<usize>),
+    listener: Option<EventListener>,
+}
+
+impl Future for Moved<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Self {
+            shared,
+            at,
+            listener,
+        } = &mut *self;
+        poll_until(
+            listener,
+            cx,
+            || shared.listen(),
+            || (shared.position() != *at).then_some(()),
+        )
+    }
+}
+
+/// Waits for `future`, unless the machine moves or the budget runs out first (invariant 1):
+/// the one race of a future against the clock in the driver. The future is polled first, so
+/// work that finishes at the very instant of a deadline counts as finished.
+async fn wait(shared: &Shared, future: impl Future, budget: &mut Budget) -> Woke {
+    let mut future = pin!(future);
+    let mut moved = Moved {
+        shared,
+        at: shared.position(),
+        listener: None,
+    };
+    poll_fn(|cx| {
+        if future.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Ready);
+        }
+        if Pin::new(&mut moved).poll(cx).is_ready() {
+            return Poll::Ready(Woke::Moved);
+        }
+        if budget.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Budget);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
+    if let Some(report) = shared.report() {
+        return report;
+    }
+    shared.draining.cancelled().await;
+    let triggered_at = shared
+        .triggered_at()
+        .unwrap_or_else(|| shared.runtime.now());
+    let end = triggered_at + shared.plan.grace_period;
+    let mut budget = Budget {
+        end,
+        timer: shared.runtime.sleep_until(end),
+    };
+    wait_drain_delay(&shared, triggered_at, &mut budget).await;
+    wait_in_flight(&shared, triggered_at, &mut budget).await;
+    let phases = run_phases(&shared, &mut budget).await;
+    let report = report::build(&shared, triggered_at, phases);
+    log_outcome(&report);
+    shared.finish(report)
+}
+
+/// Draining, first step: keep serving while endpoints stop sending traffic.
+async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut Budget) {
+    if shared.state() != State::Draining || shared.drain_delay_elapsed() {
+        return;
+    }
+    let delay = shared.plan.drain_delay;
+    tracing::debug!(
+        drain_delay_ms = delay.as_millis() as u64,
+        "draining: waiting for endpoints to stop sending traffic"
+    );
+    let timer = shared.runtime.sleep_until(triggered_at + delay);
+    let woke = wait(shared, timer, budget).await;
+    on_wake(shared, woke, Event::DrainDelayElapsed);
+}
+
+/// Draining, second step: wait for the work in flight, up to the drain timeout.
+async fn wait_in_flight(shared: &Shared, triggered_at: Instant, budget: &mut Budget) {
+    if shared.state() != State::Draining {
+        return;
+    }
+    let plan = &shared.plan;
+    tracing::debug!(
+        in_flight = shared.in_flight.count(),
+        drain_timeout_ms = plan.drain_timeout.as_millis() as u64,
+        "draining: waiting for work in flight"
+    );
+    // From the end of the delay as planned, not from when this line runs.
+    let timeout = shared
+        .runtime
+        .sleep_until(triggered_at + plan.drain_delay + plan.drain_timeout);
+    let mut timed_out = false;
+    let end = async {
+        timed_out = matches!(
+            select(shared.in_flight.drained(), timeout).await,
+            Either::Right(_)
+        );
+    };
+    let woke = wait(shared, end, budget).await;
+    let event = if timed_out {
+        Event::DrainTimedOut
+    } else {
+        Event::InFlightZero
+    };
+    on_wake(shared, woke, event);
+}
+
+/// Feeds the machine what a wait found.
+fn on_wake(shared: &Shared, woke: Woke, event: Event) {
+    let event = match woke {
+        Woke::Ready => event,
+        Woke::Budget => Event::BudgetExhausted,
+        Woke::Moved => return,
+    };
+    // Rejected only if another handle moved the machine in the meantime: nothing to do.
+    let _ = shared.apply(event);
+}
+
+/// What each phase that ran reported: its hooks and how long it took.
+type PhaseRuns = Vec<Option<(Vec<HookReport>, Duration)>>;
+
+/// Stopping: the phases, one after another, while the machine says one is running.
+async fn run_phases(shared: &Shared, budget: &mut Budget) -> PhaseRuns {
+    let mut runs: PhaseRuns = vec![None; shared.plan.phases.len()];
+    while let (State::Stopping, Some(index)) = shared.position() {
+        let start = shared.runtime.now();
+        let (end, hooks) = phase::run(shared, index, budget).await;
+        let duration = shared.runtime.now().saturating_duration_since(start);
+        runs[index] = Some((hooks, duration));
+        // Rejected only if the machine moved meanwhile; then it accounts for the phase.
+        let _ = match end {
+            PhaseEnd::Finished(outcome) => shared.apply(Event::PhaseFinished(outcome)),
+            PhaseEnd::Budget => shared.apply(Event::BudgetExhausted),
+            PhaseEnd::Moved => continue,
+        };
+    }
+    runs
+}
+
+fn log_outcome(report: &ShutdownReport) {
+    let (outcome, exit_code) = (report.outcome, report.exit_code);
+    let elapsed_ms = report.duration.as_millis() as u64;
+    if outcome == Outcome::Clean {
+        tracing::info!(%outcome, exit_code, elapsed_ms, "shutdown complete");
+    } else {
+        tracing::warn!(%outcome, exit_code, elapsed_ms, "shutdown complete with problems");
+    }
+}

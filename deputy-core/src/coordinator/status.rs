@@ -1,0 +1,47 @@
+//! What a shutdown looks like from outside: the steps it went through and where it stands.
+
+use std::time::Duration;
+
+use crate::State;
+
+/// One step of a shutdown: a state entered, or (while stopping) a phase started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The state entered (or still in, when a new phase starts).
+    pub state: State,
+    /// The phase that started, while stopping.
+    pub phase: Option<String>,
+    /// Time since the first trigger.
+    pub at: Duration,
+}
+
+/// A snapshot of a shutdown, for status endpoints and progress lines; from
+/// [`Shutdown::status`](crate::Shutdown::status).
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator, State};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let _request = shutdown.guard();
+/// shutdown.trigger("deploy");
+/// let status = shutdown.status();
+/// assert_eq!((status.state, status.in_flight, status.ready, status.live), (State::Draining, 1, false, true));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The current state.
+    pub state: State,
+    /// The phase running, while stopping.
+    pub phase: Option<String>,
+    /// Work in flight.
+    pub in_flight: usize,
+    /// Readiness as a load balancer should see it.
+    pub ready: bool,
+    /// Liveness.
+    pub live: bool,
+    /// Time since the first trigger (zero before it).
+    pub elapsed: Duration,
+}
