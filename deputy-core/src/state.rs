@@ -24,6 +24,8 @@ use crate::Reason;
 /// assert_eq!(State::Stopping.to_string(), "stopping");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[repr(u8)]
 pub enum State {
     /// Serving; no shutdown has been triggered.
@@ -120,12 +122,15 @@ pub enum Event {
 
 /// How one phase ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum PhaseOutcome {
     /// Every hook completed.
     Completed,
     /// At least one hook returned an error or panicked; none timed out.
     Failed,
     /// At least one hook was still running at the phase's timeout and was dropped.
+    #[cfg_attr(feature = "serde", serde(rename = "timed out"))]
     TimedOut,
     /// The phase never ran, or was cut short, because shutdown was abandoned.
     Abandoned,

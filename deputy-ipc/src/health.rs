@@ -12,12 +12,10 @@
 //! other paths 404.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::pin::pin;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
 use deputy_core::{Reason, Shutdown};
-use futures::future::{Either, select};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
@@ -26,6 +24,8 @@ use smol_hyper::rt::FuturesIo;
 
 use crate::accept::serve_until;
 use crate::error::IpcError;
+use crate::protocol::Response as Protocol;
+use crate::timeout::within;
 
 /// The header that must carry the secret for `/shutdown`.
 pub const SHUTDOWN_TOKEN_HEADER: &str = "x-deputy-token";
@@ -174,7 +174,7 @@ fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> 
     response
 }
 
-fn json(status: StatusCode, value: &crate::protocol::Response) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, value: &Protocol) -> Response<Full<Bytes>> {
     let mut response = respond(status, value.encode());
     response
         .headers_mut()
@@ -204,7 +204,7 @@ async fn route(
         }
         "/health/live" => respond(status_code(shutdown.is_live()), Bytes::new()),
         "/health/ready" => respond(status_code(shutdown.is_ready()), Bytes::new()),
-        "/health/status" => json(StatusCode::OK, &crate::server::status(shutdown)),
+        "/health/status" => json(StatusCode::OK, &Protocol::status(&shutdown.status())),
         "/shutdown" if secret.is_some() => {
             if *method != Method::GET && *method != Method::POST {
                 not_allowed("GET, POST")
@@ -254,17 +254,13 @@ async fn shutdown_endpoint(
     });
     let started = shutdown.trigger(Reason::Http);
     tracing::info!(started, "shutdown requested over http");
-    let done = shutdown.done();
     let report = match wait {
-        None => Some(done.await),
-        Some(limit) => match select(pin!(done), Timer::after(limit)).await {
-            Either::Left((report, _)) => Some(report),
-            Either::Right(_) => None,
-        },
+        None => Some(shutdown.done().await),
+        Some(limit) => within(limit, shutdown.done()).await,
     };
     match report {
-        Some(report) => json(StatusCode::OK, &crate::server::summary(&report)),
-        None => json(StatusCode::ACCEPTED, &crate::server::status(shutdown)),
+        Some(report) => json(StatusCode::OK, &Protocol::done(&report)),
+        None => json(StatusCode::ACCEPTED, &Protocol::status(&shutdown.status())),
     }
 }
 

@@ -14,7 +14,9 @@
 //! assert_eq!(deputy_ipc::DEFAULT_HEALTH_CHECK_PORT, 8081);
 //! ```
 
-#![forbid(unsafe_code)]
+// Unsafe code only where the supervisor sets signal dispositions (allowed there, each with
+// its SAFETY comment).
+#![deny(unsafe_code)]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -23,16 +25,23 @@
 )]
 
 mod accept;
+#[cfg(feature = "client")]
+pub mod client;
 mod error;
 mod health;
 mod paths;
+#[cfg(feature = "client")]
+mod procs;
 pub mod protocol;
 mod server;
+#[cfg(feature = "supervisor")]
+pub mod supervisor;
+mod timeout;
 
 pub use error::IpcError;
 pub use health::{HealthServer, SHUTDOWN_TOKEN_HEADER, health_port};
-pub use paths::{entrypoint_path, entrypoint_pid, ipc_dir, socket_path};
-pub use server::{ControlServer, ServerConfig, status, summary};
+pub use paths::{entrypoint_path, entrypoint_pid, ipc_dir, socket_path, socket_pid};
+pub use server::{ControlServer, ServerConfig};
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
 pub const DEFAULT_IPC_DIR: &str = "/run";

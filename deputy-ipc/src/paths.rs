@@ -1,5 +1,6 @@
 //! Where the control files live.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// The control directory: `$DEPUTY_IPC_DIR`, else [`DEFAULT_IPC_DIR`](crate::DEFAULT_IPC_DIR).
@@ -23,7 +24,29 @@ pub fn ipc_dir() -> PathBuf {
 /// assert_eq!(path, std::path::PathBuf::from("/run/deputy.42.sock"));
 /// ```
 pub fn socket_path(dir: &Path, pid: u32) -> PathBuf {
-    dir.join(format!("deputy.{pid}.sock"))
+    dir.join(format!("{SOCKET_PREFIX}{pid}{SOCKET_SUFFIX}"))
+}
+
+const SOCKET_PREFIX: &str = "deputy.";
+const SOCKET_SUFFIX: &str = ".sock";
+
+/// The pid in a control socket's file name, the inverse of [`socket_path`]: `None` for any
+/// other name.
+///
+/// ```
+/// use std::ffi::OsStr;
+///
+/// assert_eq!(deputy_ipc::socket_pid(OsStr::new("deputy.42.sock")), Some(42));
+/// assert_eq!(deputy_ipc::socket_pid(OsStr::new("deputy-entrypoint.pid")), None);
+/// assert_eq!(deputy_ipc::socket_pid(OsStr::new("deputy.x.sock")), None);
+/// ```
+pub fn socket_pid(file_name: &OsStr) -> Option<u32> {
+    file_name
+        .to_str()?
+        .strip_prefix(SOCKET_PREFIX)?
+        .strip_suffix(SOCKET_SUFFIX)?
+        .parse()
+        .ok()
 }
 
 /// The entrypoint pid file in `dir`: `deputy-entrypoint.pid`.

@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+use deputy_core::{Outcome, PhaseOutcome, ShutdownReport, State, Status, Transition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -59,15 +60,71 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
-    /// A short, stable, machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// The code that goes on the wire for it.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ProtocolError::TooLong => "line_too_long",
-            ProtocolError::InvalidJson(_) => "invalid_json",
-            ProtocolError::UnsupportedVersion(_) => "unsupported_version",
-            ProtocolError::UnknownOp(_) => "unknown_op",
-            ProtocolError::InvalidField(_) => "invalid_field",
+            ProtocolError::TooLong => ErrorCode::LineTooLong,
+            ProtocolError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ProtocolError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            ProtocolError::UnknownOp(_) => ErrorCode::UnknownOp,
+            ProtocolError::InvalidField(_) => ErrorCode::InvalidField,
         }
+    }
+}
+
+/// Why the server refused a request: the `code` of an [`Response::Error`], short, stable
+/// and machine-readable.
+///
+/// ```
+/// use deputy_ipc::protocol::ErrorCode;
+///
+/// assert_eq!(ErrorCode::Refused.as_str(), "refused");
+/// assert_eq!(serde_json::to_string(&ErrorCode::LineTooLong).unwrap(), "\"line_too_long\"");
+/// // A code from a newer server reads as `Other`.
+/// assert_eq!(serde_json::from_str::<ErrorCode>("\"new_code\"").unwrap(), ErrorCode::Other);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request line is longer than [`MAX_LINE`].
+    LineTooLong,
+    /// The request line is not one JSON object.
+    InvalidJson,
+    /// The `v` field is missing or names a version the server does not speak.
+    UnsupportedVersion,
+    /// The `op` field is missing or names no operation.
+    UnknownOp,
+    /// A field has the wrong type.
+    InvalidField,
+    /// The peer belongs to another user (and is not root).
+    Refused,
+    /// The client sent no complete request line in time.
+    Timeout,
+    /// A code this version does not know (from a newer server).
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The code as it is on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -118,7 +175,7 @@ impl Request {
     /// );
     /// assert_eq!(
     ///     Request::decode(br#"{"v":2,"op":"status"}"#).unwrap_err().code(),
-    ///     "unsupported_version"
+    ///     deputy_ipc::protocol::ErrorCode::UnsupportedVersion
     /// );
     /// assert!(matches!(Request::decode(b"terminate"), Err(ProtocolError::InvalidJson(_))));
     /// ```
@@ -206,21 +263,24 @@ fn truncate(text: &str, max: usize) -> &str {
 pub struct PhaseSummary {
     /// The phase's name.
     pub name: String,
-    /// Its outcome (`completed`, `failed`, `timed out`, `abandoned`).
-    pub outcome: String,
+    /// Its outcome.
+    pub outcome: PhaseOutcome,
     /// How long it ran, in milliseconds.
     pub duration_ms: u64,
 }
 
 /// A response line.
+///
+/// The enums in it (state, outcome, error code) are the crate's types on the wire under
+/// their lower-case names (`"timed out"` for a timeout), as in version 1 from the start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Response {
     /// A state entered or a phase started.
     Progress {
-        /// The state (`draining`, `stopping`, `done`).
-        state: String,
+        /// The state entered (`draining`, `stopping`, `done`).
+        state: State,
         /// The phase started, while stopping.
         phase: Option<String>,
         /// Work in flight.
@@ -230,8 +290,8 @@ pub enum Response {
     },
     /// Shutdown is done: the report in short.
     Done {
-        /// `clean`, `failed`, `timed out` or `abandoned`.
-        outcome: String,
+        /// How it went.
+        outcome: Outcome,
         /// The exit code the service will use.
         exit_code: i32,
         /// The reason of the first trigger.
@@ -244,7 +304,7 @@ pub enum Response {
     /// Answer to `status`.
     Status {
         /// The state.
-        state: String,
+        state: State,
         /// The phase running, while stopping.
         phase: Option<String>,
         /// Work in flight.
@@ -263,8 +323,8 @@ pub enum Response {
     },
     /// The request was refused.
     Error {
-        /// A stable code ([`ProtocolError::code`], or `refused` for a peer of another user).
-        code: String,
+        /// Why, for a program.
+        code: ErrorCode,
         /// A sentence for a person.
         message: String,
     },
@@ -286,7 +346,7 @@ impl Response {
         line
     }
 
-    /// Decodes a response line (the client side).
+    /// Decodes a response line (the client side); a trailing newline is allowed.
     ///
     /// # Errors
     ///
@@ -298,8 +358,62 @@ impl Response {
     /// The error response for a refused request line.
     pub fn error(error: &ProtocolError) -> Response {
         Response::Error {
-            code: error.code().to_owned(),
+            code: error.code(),
             message: error.to_string(),
         }
     }
+
+    /// The answer to `status`: a snapshot of the shutdown.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator, State};
+    /// use deputy_ipc::protocol::Response;
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let status = Response::status(&coordinator.handle().status());
+    /// assert!(matches!(status, Response::Status { state: State::Running, elapsed_ms: 0, .. }));
+    /// ```
+    pub fn status(status: &Status) -> Response {
+        Response::Status {
+            state: status.state,
+            phase: status.phase.clone(),
+            in_flight: status.in_flight as u64,
+            ready: status.ready,
+            live: status.live,
+            elapsed_ms: millis(status.elapsed),
+        }
+    }
+
+    /// A `progress` line for a transition, with the work in flight now.
+    pub fn progress(transition: &Transition, in_flight: usize) -> Response {
+        Response::Progress {
+            state: transition.state,
+            phase: transition.phase.clone(),
+            in_flight: in_flight as u64,
+            elapsed_ms: millis(transition.at),
+        }
+    }
+
+    /// The `done` line: the report in short.
+    pub fn done(report: &ShutdownReport) -> Response {
+        Response::Done {
+            outcome: report.outcome,
+            exit_code: report.exit_code,
+            reason: report.reason.to_string(),
+            duration_ms: millis(report.duration),
+            phases: report
+                .phases
+                .iter()
+                .map(|phase| PhaseSummary {
+                    name: phase.name.clone(),
+                    outcome: phase.outcome,
+                    duration_ms: millis(phase.duration),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -11,18 +11,17 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::pin::pin;
 use std::time::Duration;
 
-use async_io::{Async, Timer};
-use deputy_core::{Reason, Shutdown, ShutdownReport, State};
-use futures::future::{Either, select};
+use async_io::Async;
+use deputy_core::{Reason, Shutdown};
 use futures::stream::StreamExt;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 use crate::accept::serve_until;
 use crate::error::IpcError;
-use crate::protocol::{MAX_LINE, PhaseSummary, ProtocolError, Request, Response};
+use crate::protocol::{ErrorCode, MAX_LINE, ProtocolError, Request, Response};
+use crate::timeout::within;
 use crate::{entrypoint_path, ipc_dir, socket_path};
 
 /// How the control server is set up.
@@ -34,8 +33,8 @@ use crate::{entrypoint_path, ipc_dir, socket_path};
 /// let config = ServerConfig::default()
 ///     .dir("/tmp")
 ///     .entrypoint(false)
-///     .read_timeout(Duration::from_secs(2));
-/// assert_eq!(config.linger_duration(), Duration::from_secs(1));
+///     .read_timeout(Duration::from_secs(2))
+///     .linger(Duration::from_millis(500));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -84,11 +83,6 @@ impl ServerConfig {
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
-    }
-
-    /// The linger time.
-    pub fn linger_duration(&self) -> Duration {
-        self.linger
     }
 }
 
@@ -241,7 +235,7 @@ impl ControlServer {
         // read the last message and hang up, so they exit before this process does.
         if !connections.is_empty() {
             let drain = async { while connections.next().await.is_some() {} };
-            let _ = select(pin!(drain), Timer::after(config.linger)).await;
+            let _ = within(config.linger, drain).await;
         }
         drop(files);
     }
@@ -253,118 +247,98 @@ async fn serve(stream: Async<UnixStream>, shutdown: Shutdown, config: ServerConf
     }
 }
 
+/// One connection: the peer's credentials, one request line, the answer.
 async fn serve_inner(
     stream: &Async<UnixStream>,
     shutdown: &Shutdown,
     config: &ServerConfig,
 ) -> io::Result<()> {
+    let peer_pid = match check_peer(stream)? {
+        Ok(pid) => pid,
+        Err(refusal) => return send(stream, &refusal).await,
+    };
+    match read_request(stream, config).await? {
+        None => Ok(()),
+        Some(Err(refusal)) => send(stream, &refusal).await,
+        Some(Ok(Request::Status)) => send(stream, &Response::status(&shutdown.status())).await,
+        Some(Ok(Request::Terminate { reason, wait })) => {
+            let started = shutdown.trigger(Reason::Ipc);
+            tracing::info!(
+                started,
+                client_reason = reason.as_deref().unwrap_or(""),
+                peer_pid,
+                "terminate requested on the control socket"
+            );
+            if wait {
+                stream_progress(stream, shutdown).await
+            } else {
+                send(stream, &Response::Accepted { started }).await
+            }
+        }
+    }
+}
+
+/// The peer's pid if it may control this process (same user, or root), else the refusal.
+fn check_peer(stream: &Async<UnixStream>) -> io::Result<Result<Option<i32>, Response>> {
     // nix, not rustix: rustix's `UCred` holds a non-zero pid, but the kernel reports 0 for a
     // peer in a PID namespace this process cannot see (a preStop entered from outside).
     let peer =
         nix::sys::socket::getsockopt(stream.get_ref(), nix::sys::socket::sockopt::PeerCredentials)?;
     let peer_uid = peer.uid();
-    if peer_uid != nix::unistd::getuid().as_raw() && peer_uid != 0 {
-        tracing::warn!(
-            peer_uid,
-            peer_pid = peer.pid(),
-            "refused a control connection from another user"
-        );
-        let refusal = Response::Error {
-            code: "refused".into(),
-            message: "only the same user or root may control this process".into(),
-        };
-        return send(stream, &refusal).await;
+    if peer_uid == nix::unistd::getuid().as_raw() || peer_uid == 0 {
+        return Ok(Ok(Some(peer.pid())));
     }
-    let line = match select(pin!(read_line(stream)), Timer::after(config.read_timeout)).await {
-        Either::Left((line, _)) => line?,
-        Either::Right(_) => {
-            let timeout = Response::Error {
-                code: "timeout".into(),
-                message: format!("no request line within {:?}", config.read_timeout),
-            };
-            return send(stream, &timeout).await;
-        }
+    tracing::warn!(
+        peer_uid,
+        peer_pid = peer.pid(),
+        "refused a control connection from another user"
+    );
+    Ok(Err(Response::Error {
+        code: ErrorCode::Refused,
+        message: "only the same user or root may control this process".into(),
+    }))
+}
+
+/// The request line, bounded in time and length; `None` if the client hung up first; the
+/// answer to send instead if the line is late or bad.
+async fn read_request(
+    stream: &Async<UnixStream>,
+    config: &ServerConfig,
+) -> io::Result<Option<Result<Request, Response>>> {
+    let Some(line) = within(config.read_timeout, read_line(stream)).await else {
+        return Ok(Some(Err(Response::Error {
+            code: ErrorCode::Timeout,
+            message: format!("no request line within {:?}", config.read_timeout),
+        })));
     };
-    let request = match line {
+    let request = match line? {
         Line::Complete(line) => Request::decode(&line),
         Line::TooLong => Err(ProtocolError::TooLong),
-        Line::Closed => return Ok(()),
+        Line::Closed => return Ok(None),
     };
-    let request = match request {
-        Ok(request) => request,
-        Err(error) => {
-            tracing::debug!(%error, "bad control request");
-            return send(stream, &Response::error(&error)).await;
-        }
-    };
-    match request {
-        Request::Status => send(stream, &status(shutdown)).await,
-        Request::Terminate { reason, wait } => {
-            let started = shutdown.trigger(Reason::Ipc);
-            tracing::info!(
-                started,
-                client_reason = reason.as_deref().unwrap_or(""),
-                peer_pid = peer.pid(),
-                "terminate requested on the control socket"
-            );
-            if !wait {
-                return send(stream, &Response::Accepted { started }).await;
-            }
-            let mut transitions = shutdown.transitions();
-            while let Some(transition) = transitions.next().await {
-                let progress = Response::Progress {
-                    state: transition.state.as_str().into(),
-                    phase: transition.phase,
-                    in_flight: shutdown.in_flight() as u64,
-                    elapsed_ms: transition.at.as_millis() as u64,
-                };
-                send(stream, &progress).await?;
-            }
-            let report = shutdown.done().await;
-            send(stream, &summary(&report)).await?;
-            // Wait for the client to hang up (the server's linger bounds this).
-            let mut rest = [0u8; 256];
-            let mut reader = stream;
-            while reader.read(&mut rest).await? > 0 {}
-            Ok(())
-        }
-    }
+    Ok(Some(request.map_err(|error| {
+        tracing::debug!(%error, "bad control request");
+        Response::error(&error)
+    })))
 }
 
-/// The status response for `shutdown` now.
-pub fn status(shutdown: &Shutdown) -> Response {
-    let status = shutdown.status();
-    Response::Status {
-        state: status.state.as_str().into(),
-        phase: status.phase,
-        in_flight: status.in_flight as u64,
-        ready: status.ready,
-        live: status.live,
-        elapsed_ms: if status.state == State::Running {
-            0
-        } else {
-            status.elapsed.as_millis() as u64
-        },
+/// `terminate` with `wait`: a progress line per transition, the summary at `Done`, then the
+/// connection stays open until the client hangs up (the server's linger bounds this).
+async fn stream_progress(stream: &Async<UnixStream>, shutdown: &Shutdown) -> io::Result<()> {
+    let mut transitions = shutdown.transitions();
+    while let Some(transition) = transitions.next().await {
+        send(
+            stream,
+            &Response::progress(&transition, shutdown.in_flight()),
+        )
+        .await?;
     }
-}
-
-/// The `done` response for a report.
-pub fn summary(report: &ShutdownReport) -> Response {
-    Response::Done {
-        outcome: report.outcome.as_str().into(),
-        exit_code: report.exit_code,
-        reason: report.reason.to_string(),
-        duration_ms: report.duration.as_millis() as u64,
-        phases: report
-            .phases
-            .iter()
-            .map(|phase| PhaseSummary {
-                name: phase.name.clone(),
-                outcome: phase.outcome.as_str().into(),
-                duration_ms: phase.duration.as_millis() as u64,
-            })
-            .collect(),
-    }
+    let report = shutdown.done().await;
+    send(stream, &Response::done(&report)).await?;
+    let mut rest = [0u8; 256];
+    let mut reader = stream;
+    while reader.read(&mut rest).await? > 0 {}
+    Ok(())
 }
 
 async fn send(stream: &Async<UnixStream>, response: &Response) -> io::Result<()> {

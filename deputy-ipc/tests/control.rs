@@ -118,7 +118,7 @@ fn status_of(service: &Service) -> (String, bool, bool) {
             Response::Status {
                 state, ready, live, ..
             },
-        ] => (state.clone(), *ready, *live),
+        ] => (state.to_string(), *ready, *live),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -214,7 +214,7 @@ fn a_second_terminate_while_draining_gets_progress_not_an_error() {
         .encode()
         .as_bytes(),
     );
-    assert!(matches!(second[0], Response::Progress { ref state, .. } if state == "draining"));
+    assert!(matches!(second[0], Response::Progress { state, .. } if state.as_str() == "draining"));
     assert!(matches!(second.last(), Some(Response::Done { .. })));
     assert_eq!(service.join().triggers.len(), 2);
 }
@@ -235,7 +235,7 @@ fn bad_input_gets_an_error_reply_and_the_service_carries_on() {
     for (line, code) in cases {
         match &service.ask(line)[..] {
             [Response::Error { code: got, message }] => {
-                assert_eq!(got, code);
+                assert_eq!(got.as_str(), code);
                 assert!(!message.is_empty());
             }
             other => panic!("{code}: {other:?}"),
@@ -257,7 +257,7 @@ fn silent_clients_time_out_and_hold_up_neither_others_nor_shutdown() {
     // The silent ones are told why they are dropped.
     for stream in silent {
         match &read_all(stream)[..] {
-            [Response::Error { code, .. }] => assert_eq!(code, "timeout"),
+            [Response::Error { code, .. }] => assert_eq!(code.as_str(), "timeout"),
             other => panic!("{other:?}"),
         }
     }
@@ -379,7 +379,7 @@ fn a_peer_of_another_user_is_refused() {
     let out = client(&service.socket);
     let reply = Response::decode(reply_of(&out).as_bytes()).unwrap();
     assert!(
-        matches!(reply, Response::Error { ref code, .. } if code == "refused"),
+        matches!(reply, Response::Error { code, .. } if code.as_str() == "refused"),
         "{reply:?}"
     );
     assert_eq!(
@@ -401,9 +401,9 @@ fn peer_client() {
         Err(error) => println!("client: connect failed: {error}"),
         Ok(mut stream) => {
             stream.set_read_timeout(Some(BOUND)).unwrap();
-            stream
-                .write_all(b"{\"v\":1,\"op\":\"terminate\"}\n")
-                .unwrap();
+            // The server may refuse (and hang up) before the request is written: the write
+            // can then fail, and the refusal is still there to read.
+            let _ = stream.write_all(b"{\"v\":1,\"op\":\"terminate\"}\n");
             let mut line = String::new();
             BufReader::new(stream).read_line(&mut line).unwrap();
             println!("client: {}", line.trim());

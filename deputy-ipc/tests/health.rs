@@ -71,7 +71,7 @@ fn methods_paths_and_bodies() {
     assert!(status.head.contains("application/json"));
     assert!(matches!(
         Response::decode(status.body.trim().as_bytes()).unwrap(),
-        Response::Status { ref state, ready: true, live: true, .. } if state == "running"
+        Response::Status { state, ready: true, live: true, .. } if state.as_str() == "running"
     ));
     assert!(request(addr, "HEAD", "/health/status", "").body.is_empty());
     let post = request(addr, "POST", "/health/ready", "");
@@ -134,7 +134,7 @@ fn shutdown_endpoint_honours_the_wait_limit() {
     assert_eq!(answer.status, 202);
     assert!(matches!(
         Response::decode(answer.body.trim().as_bytes()).unwrap(),
-        Response::Status { ref state, .. } if state == "draining"
+        Response::Status { state, .. } if state.as_str() == "draining"
     ));
     assert!(shutdown.is_triggered());
     thread.join().unwrap();

@@ -21,7 +21,7 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn check_error(error: &ProtocolError) {
     assert!(
-        CODES.contains(&error.code()),
+        CODES.contains(&error.code().as_str()),
         "unknown code {}",
         error.code()
     );
@@ -55,7 +55,7 @@ proptest! {
     }
 
     #[test]
-    fn responses_round_trip(state in "[a-z]{1,10}", in_flight in any::<u64>(), ready in any::<bool>()) {
+    fn responses_round_trip(state in prop::sample::select(deputy_core::State::ALL.to_vec()), in_flight in any::<u64>(), ready in any::<bool>()) {
         let response = Response::Status { state, phase: None, in_flight, ready, live: !ready, elapsed_ms: 5 };
         let line = response.encode();
         prop_assert_eq!(line.matches('\n').count(), 1);
@@ -89,7 +89,7 @@ fn each_kind_of_bad_input_gets_its_code() {
     ];
     for (line, code) in cases {
         let error = Request::decode(line).unwrap_err();
-        assert_eq!(error.code(), code, "{}", String::from_utf8_lossy(line));
+        assert_eq!(error.code().as_str(), code, "{}", String::from_utf8_lossy(line));
         check_error(&error);
     }
 }
@@ -125,4 +125,73 @@ fn a_long_reason_is_cut_at_a_character_boundary() {
     };
     assert!(kept.len() <= MAX_REASON && kept.len() >= MAX_REASON - 1);
     assert!(kept.chars().all(|c| c == 'é'));
+}
+
+/// Lines as version 1 servers and clients have written them since the first release (when
+/// the enums inside were strings): each decodes to the typed response and encodes back to
+/// the very same bytes, so old clients read new servers and new clients read old ones.
+const RECORDED_V1: [&str; 8] = [
+    r#"{"type":"progress","state":"draining","phase":null,"in_flight":3,"elapsed_ms":12}"#,
+    r#"{"type":"progress","state":"stopping","phase":"flush","in_flight":0,"elapsed_ms":5012}"#,
+    r#"{"type":"done","outcome":"timed out","exit_code":2,"reason":"SIGTERM","duration_ms":9000,"phases":[{"name":"flush","outcome":"timed out","duration_ms":3000},{"name":"close","outcome":"completed","duration_ms":1}]}"#,
+    r#"{"type":"status","state":"running","phase":null,"in_flight":0,"ready":true,"live":true,"elapsed_ms":0}"#,
+    r#"{"type":"accepted","started":false}"#,
+    r#"{"type":"error","code":"refused","message":"only the same user or root may control this process"}"#,
+    r#"{"type":"error","code":"unknown_op","message":"unknown op `x` (expected `terminate` or `status`)"}"#,
+    r#"{"type":"error","code":"timeout","message":"no request line within 5s"}"#,
+];
+
+#[test]
+fn recorded_version_1_lines_read_as_typed_responses_and_write_back_unchanged() {
+    use deputy_core::{Outcome, PhaseOutcome, State};
+    use deputy_ipc::protocol::ErrorCode;
+
+    let decoded: Vec<Response> = RECORDED_V1
+        .iter()
+        .map(|line| Response::decode(line.as_bytes()).unwrap())
+        .collect();
+    for (line, response) in RECORDED_V1.iter().zip(&decoded) {
+        assert_eq!(response.encode(), format!("{line}\n"));
+    }
+    assert!(matches!(
+        decoded[0],
+        Response::Progress {
+            state: State::Draining,
+            ..
+        }
+    ));
+    match &decoded[2] {
+        Response::Done {
+            outcome, phases, ..
+        } => {
+            assert_eq!(*outcome, Outcome::TimedOut);
+            assert_eq!(phases[0].outcome, PhaseOutcome::TimedOut);
+            assert_eq!(phases[1].outcome, PhaseOutcome::Completed);
+        }
+        other => panic!("{other:?}"),
+    }
+    let codes: Vec<_> = decoded[5..]
+        .iter()
+        .map(|r| match r {
+            Response::Error { code, .. } => *code,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [ErrorCode::Refused, ErrorCode::UnknownOp, ErrorCode::Timeout]
+    );
+}
+
+#[test]
+fn recorded_version_1_requests_are_what_clients_still_send() {
+    assert_eq!(
+        Request::Terminate {
+            reason: Some("preStop".into()),
+            wait: true
+        }
+        .encode(),
+        "{\"op\":\"terminate\",\"reason\":\"preStop\",\"v\":1,\"wait\":true}\n"
+    );
+    assert_eq!(Request::Status.encode(), "{\"op\":\"status\",\"v\":1}\n");
 }

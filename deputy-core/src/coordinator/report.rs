@@ -44,12 +44,15 @@ impl Default for ExitCodes {
 /// assert_eq!(Outcome::TimedOut.to_string(), "timed out");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Outcome {
     /// Drained, and every hook completed.
     Clean,
     /// A hook returned an error or panicked.
     Failed,
     /// The drain or a phase timed out.
+    #[cfg_attr(feature = "serde", serde(rename = "timed out"))]
     TimedOut,
     /// Shutdown was cut short.
     Abandoned,

@@ -103,7 +103,7 @@ impl Hooks {
         let mut hooks = Hooks {
             phase: phase.clone(),
             start,
-            reports: taken.iter().map(|hook| abandoned(hook)).collect(),
+            reports: taken.iter().map(abandoned).collect(),
             pending: vec![true; taken.len()],
             running: FuturesUnordered::new(),
         };

@@ -12,15 +12,54 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use super::{
+use deputy_ipc::supervisor::{parse_mapping, parse_signal};
+
+use crate::cli::{
     DEFAULT_CLEANUP_TIMEOUT, DEFAULT_DRAIN_DELAY, DEFAULT_GRACE, DEFAULT_STOP_SIGNAL, RunArgs,
-    parse_mapping, parse_signal,
 };
 
 /// Reads the arguments after `run`; `None` means "let clap do it".
 pub(crate) fn quick_parse(args: &[OsString]) -> Option<RunArgs> {
-    let duration = |text: &str| humantime::parse_duration(text).ok();
-    let mut parsed = RunArgs {
+    let mut parsed = defaults()?;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut at = 0;
+    while let Some(arg) = args.get(at) {
+        if let Some(command) = command_from(args, at) {
+            parsed.command = command;
+            break;
+        }
+        let (name, inline) = split_option(arg)?;
+        // clap refuses every option of these given twice, except --map-exit.
+        if seen.contains(&name) && name != "map-exit" {
+            return None;
+        }
+        seen.push(name);
+        if let Some(flag) = flag(&mut parsed, name) {
+            if inline.is_some() {
+                return None;
+            }
+            *flag = true;
+        } else {
+            let value = match inline {
+                Some(value) => value,
+                None => {
+                    at += 1;
+                    args.get(at)?.to_str()?
+                }
+            };
+            if value.is_empty() || value.starts_with('-') {
+                return None;
+            }
+            set(&mut parsed, name, value)?;
+        }
+        at += 1;
+    }
+    (!parsed.command.is_empty()).then_some(parsed)
+}
+
+/// The options as clap defaults them.
+fn defaults() -> Option<RunArgs> {
+    Some(RunArgs {
         grace: duration(DEFAULT_GRACE)?,
         drain_delay: duration(DEFAULT_DRAIN_DELAY)?,
         stop_signal: parse_signal(DEFAULT_STOP_SIGNAL).ok()?,
@@ -33,70 +72,59 @@ pub(crate) fn quick_parse(args: &[OsString]) -> Option<RunArgs> {
         no_control_socket: false,
         no_subreaper: false,
         command: Vec::new(),
-    };
-    let mut seen: Vec<&str> = Vec::new();
-    let mut at = 0;
-    while let Some(arg) = args.get(at) {
-        let bytes = arg.as_bytes();
-        if bytes == b"--" {
-            parsed.command = args[at + 1..].to_vec();
-            break;
-        }
-        if !bytes.starts_with(b"-") {
-            // The command starts here, and takes the rest as it is.
-            parsed.command = args[at..].to_vec();
-            break;
-        }
-        let (name, inline) = match arg.to_str()?.strip_prefix("--")?.split_once('=') {
-            Some((name, value)) => (name, Some(value)),
-            None => (arg.to_str()?.strip_prefix("--")?, None),
-        };
-        // clap refuses every option of these given twice, except --map-exit.
-        if seen.contains(&name) && name != "map-exit" {
-            return None;
-        }
-        seen.push(name);
-        let flag = match name {
-            "group" => Some(&mut parsed.group),
-            "no-control-socket" => Some(&mut parsed.no_control_socket),
-            "no-subreaper" => Some(&mut parsed.no_subreaper),
-            _ => None,
-        };
-        if let Some(flag) = flag {
-            if inline.is_some() {
-                return None;
-            }
-            *flag = true;
-            at += 1;
-            continue;
-        }
-        let value = match inline {
-            Some(value) => value,
-            None => {
-                at += 1;
-                args.get(at)?.to_str()?
-            }
-        };
-        if value.is_empty() || value.starts_with('-') {
-            return None;
-        }
-        match name {
-            "grace" => parsed.grace = duration(value)?,
-            "drain-delay" => parsed.drain_delay = duration(value)?,
-            "cleanup-timeout" => parsed.cleanup_timeout = duration(value)?,
-            "stop-signal" => parsed.stop_signal = parse_signal(value).ok()?,
-            "health-port" => parsed.health_port = Some(value.parse().ok()?),
-            "ready-port" => parsed.ready_port = Some(value.parse().ok()?),
-            "map-exit" => parsed.map_exit.push(parse_mapping(value).ok()?),
-            "ipc-dir" => parsed.ipc_dir = Some(PathBuf::from(value)),
-            _ => return None,
-        }
-        at += 1;
+    })
+}
+
+fn duration(text: &str) -> Option<std::time::Duration> {
+    humantime::parse_duration(text).ok()
+}
+
+/// The command, if it starts at `at`: after a `--`, or at the first argument that is not an
+/// option; it takes the rest as it is.
+fn command_from(args: &[OsString], at: usize) -> Option<Vec<OsString>> {
+    let bytes = args[at].as_bytes();
+    if bytes == b"--" {
+        Some(args[at + 1..].to_vec())
+    } else if !bytes.starts_with(b"-") {
+        Some(args[at..].to_vec())
+    } else {
+        None
     }
-    if parsed.command.is_empty() {
-        return None;
+}
+
+/// `--name=value` or `--name`: the name, and the value if inline.
+fn split_option(arg: &OsString) -> Option<(&str, Option<&str>)> {
+    let option = arg.to_str()?.strip_prefix("--")?;
+    Some(match option.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (option, None),
+    })
+}
+
+/// The flag named `name`, if it is one.
+fn flag<'a>(parsed: &'a mut RunArgs, name: &str) -> Option<&'a mut bool> {
+    match name {
+        "group" => Some(&mut parsed.group),
+        "no-control-socket" => Some(&mut parsed.no_control_socket),
+        "no-subreaper" => Some(&mut parsed.no_subreaper),
+        _ => None,
     }
-    Some(parsed)
+}
+
+/// Sets the option `name` to `value`; `None` if either is not one clap would take.
+fn set(parsed: &mut RunArgs, name: &str, value: &str) -> Option<()> {
+    match name {
+        "grace" => parsed.grace = duration(value)?,
+        "drain-delay" => parsed.drain_delay = duration(value)?,
+        "cleanup-timeout" => parsed.cleanup_timeout = duration(value)?,
+        "stop-signal" => parsed.stop_signal = parse_signal(value).ok()?,
+        "health-port" => parsed.health_port = Some(value.parse().ok()?),
+        "ready-port" => parsed.ready_port = Some(value.parse().ok()?),
+        "map-exit" => parsed.map_exit.push(parse_mapping(value).ok()?),
+        "ipc-dir" => parsed.ipc_dir = Some(PathBuf::from(value)),
+        _ => return None,
+    }
+    Some(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! What /proc says about processes: their state, and deputy's descendants.
+//! What /proc says about processes: their state, and (for the supervisor) deputy's
+//! descendants.
 
+#[cfg(feature = "supervisor")]
 use nix::unistd::Pid;
 
 /// A process's state letter (`R`, `S`, `Z`...) and parent pid, from `/proc/<pid>/stat`, or
@@ -22,6 +24,7 @@ fn parse_stat(stat: &[u8]) -> Option<(char, u32)> {
     Some((state, parent))
 }
 
+#[cfg(feature = "supervisor")]
 /// Whether /proc shows this process's own PID namespace: under `unshare --pid` without a
 /// new /proc mount it shows the outer one, whose pids would name the wrong processes.
 fn proc_is_ours() -> bool {
@@ -31,6 +34,7 @@ fn proc_is_ours() -> bool {
         == Some(std::process::id())
 }
 
+#[cfg(feature = "supervisor")]
 /// Whether process `pid` descends from this one: its parents, followed up through /proc,
 /// reach this process. `false` where /proc cannot tell.
 pub(crate) fn is_descendant(pid: u32) -> bool {
@@ -50,6 +54,7 @@ pub(crate) fn is_descendant(pid: u32) -> bool {
     false
 }
 
+#[cfg(feature = "supervisor")]
 /// Every live (not zombie) descendant of this process, or `None` if /proc cannot tell: it is
 /// missing, or it belongs to another PID namespace (`unshare --pid` without a new /proc
 /// mount), where its pids would name the wrong processes.
@@ -93,6 +98,7 @@ mod tests {
         assert_eq!(parse_stat(b"42 (broken"), None);
     }
 
+    #[cfg(feature = "supervisor")]
     #[test]
     fn descendants_are_found_and_leave_out_other_processes() {
         let mut child = std::process::Command::new("sleep")

@@ -34,6 +34,7 @@ impl Signals {
     /// they all inherit the mask) and opens a signalfd for them. Also sets SIGCHLD to its
     /// default action: if deputy inherited it ignored, the kernel would reap children itself
     /// and their exit codes would be lost.
+    #[allow(unsafe_code)]
     pub(crate) fn block() -> nix::Result<Signals> {
         let mut set = SigSet::empty();
         for signal in SHUTDOWN.iter().chain(&FORWARDED).chain(&[Signal::SIGCHLD]) {
@@ -78,23 +79,22 @@ impl Signals {
     }
 }
 
-/// The first shutdown signal starts shutdown (announced elsewhere, whatever started it), the
-/// second skips the drain delay, the third kills everything at once (and the shutdown, now
-/// abandoned, waits for the kills to be reaped: never wait here, since this loop reaps).
+/// deputy-core's escalation rule, said in its words: the first shutdown signal starts
+/// shutdown (announced elsewhere, whatever started it), the second skips the drain delay,
+/// the third kills everything at once (and the shutdown, now abandoned, waits for the kills
+/// to be reaped: never wait here, since this loop reaps).
 fn escalate(shutdown: &Shutdown, child: &Child, signal: Signal) {
     let name = signal.as_str();
-    match shutdown.escalate(deputy_core::Reason::Signal(signal as i32)) {
-        Escalation::Triggered => {}
-        Escalation::Forced => say!("second {name}: skipping the drain delay"),
-        Escalation::Ignored { count: 1 } => say!("{name}: shutdown is already under way"),
-        Escalation::Ignored { count: 2 } => {
-            say!("second {name}: the child is already being stopped");
+    let escalation = shutdown.escalate(deputy_core::Reason::Signal(signal as i32));
+    if escalation.is_final() {
+        if !child.is_done() {
+            say!(
+                "{name}: {escalation}: killing process group {}",
+                child.pid()
+            );
+            child.kill_all();
         }
-        Escalation::Abandoned | Escalation::Ignored { .. } => {
-            if !child.is_done() {
-                say!("{name} a third time: killing process group {}", child.pid());
-                child.kill_all();
-            }
-        }
+    } else if escalation != Escalation::Triggered {
+        say!("{name}: {escalation}");
     }
 }

@@ -2,24 +2,22 @@
 //! leaves behind.
 
 use std::ffi::{CString, OsString};
-use std::future::Future;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
-use std::pin::pin;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use async_io::Timer;
 use deputy_core::{CancellationToken, Reason, Shutdown};
-use futures::future::{Either, select};
 use nix::errno::Errno;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawnp};
 use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{code, say};
+use super::{RunError, say};
+use crate::client::{Client, ClientError};
 use crate::procs;
+use crate::timeout::within;
 
 /// The one phase of the supervisor's shutdown.
 pub(crate) const PHASE: &str = "stop-child";
@@ -71,13 +69,13 @@ impl Child {
         command: &[OsString],
         extra_env: &[(OsString, OsString)],
         plan: StopPlan,
-    ) -> Result<Child, (i32, String)> {
+    ) -> Result<Child, RunError> {
         let program = command[0].to_string_lossy().into_owned();
         let args = command
             .iter()
             .map(|arg| CString::new(arg.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| (code::USAGE, "the command holds a NUL byte".to_owned()))?;
+            .map_err(|_| RunError::Usage("the command holds a NUL byte".to_owned()))?;
         let env = std::env::vars_os()
             .filter(|(key, _)| !extra_env.iter().any(|(extra, _)| extra == key))
             .chain(extra_env.iter().cloned())
@@ -88,7 +86,7 @@ impl Child {
                 CString::new(pair).ok()
             })
             .collect::<Vec<_>>();
-        let setup = |error: Errno| (code::SETUP, format!("cannot start {program}: {error}"));
+        let setup = |error: Errno| RunError::Setup(format!("cannot start {program}: {error}"));
         let mut attr = PosixSpawnAttr::init().map_err(setup)?;
         attr.set_flags(
             PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
@@ -102,14 +100,12 @@ impl Child {
         let actions = PosixSpawnFileActions::init().map_err(setup)?;
         let pid =
             posix_spawnp(&args[0], &actions, &attr, &args, &env).map_err(|error| match error {
-                Errno::ENOENT => (
-                    code::NOT_FOUND,
-                    format!("cannot run {program}: command not found"),
-                ),
-                Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => (
-                    code::NOT_EXECUTABLE,
-                    format!("cannot run {program}: {}", error.desc()),
-                ),
+                Errno::ENOENT => {
+                    RunError::NotFound(format!("cannot run {program}: command not found"))
+                }
+                Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => {
+                    RunError::NotExecutable(format!("cannot run {program}: {}", error.desc()))
+                }
                 error => setup(error),
             })?;
         let terminal = give_terminal(pid);
@@ -181,13 +177,14 @@ impl Child {
 
     /// Asks `pid` to terminate over its control socket; whether it accepted.
     async fn ask_over_socket(&self, pid: Pid) -> bool {
-        match deputy_ipc_terminate(&self.plan.ipc_dir, pid.as_raw()).await {
-            Ok(()) => {
+        match ask_to_terminate(&self.plan.ipc_dir, pid).await {
+            Ok(_) => {
                 say!("asked process {pid} to shut down over its control socket");
                 true
             }
-            Err(None) => false,
-            Err(Some(error)) => {
+            // Most children have none.
+            Err(ClientError::NoSocket { .. }) => false,
+            Err(error) => {
                 say!("the control socket of process {pid} failed: {error}");
                 false
             }
@@ -246,7 +243,8 @@ impl Child {
         }
     }
 
-    /// SIGKILL to the child's process group and every descendant.
+    /// SIGKILL to the child's process group and every descendant; returns at once (the
+    /// signal loop, which calls it, is what reaps them).
     pub(crate) fn kill_all(&self) {
         if !self.exited.is_cancelled() {
             let _ = killpg(self.pid, Signal::SIGKILL);
@@ -255,7 +253,7 @@ impl Child {
     }
 
     /// [`kill_all`](Self::kill_all), then waits (a bounded time) for all to be reaped.
-    pub(crate) async fn kill_everything(&self) {
+    pub(crate) async fn kill_all_and_wait(&self) {
         self.kill_all();
         if within(AFTER_KILL, self.gone.cancelled()).await.is_none() {
             say!(
@@ -353,6 +351,7 @@ fn give_terminal_again(pid: Pid) -> nix::Result<()> {
 /// leaves them out, and posix_spawn sets a signal that is handled in the parent and missing
 /// from this set to *ignored* in the child (an ignore survives exec), where fork and exec
 /// would leave it at the default. With all of them here the child starts with none ignored.
+#[allow(unsafe_code)]
 fn every_signal() -> SigSet {
     let mut raw = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
     // SAFETY: sigset_t is a plain array of integers, one bit per signal, so any bit pattern
@@ -366,24 +365,17 @@ fn every_signal() -> SigSet {
 }
 
 /// The pids of the control sockets in `dir` whose processes descend from deputy, but for
-/// `child`'s (tried already) and deputy's own. A listing of `dir` and, per socket, a walk up its parents: no
-/// scan of /proc, which holds hundreds of processes outside a container.
-fn descendant_sockets(dir: &std::path::Path, child: Pid) -> Vec<Pid> {
+/// `child`'s (tried already) and deputy's own. A listing of `dir` and, per socket, a walk up
+/// its parents: no scan of /proc, which holds hundreds of processes outside a container.
+fn descendant_sockets(dir: &Path, child: Pid) -> Vec<Pid> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    let tried = [child.as_raw() as u32, std::process::id()];
     entries
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name();
-            let pid: u32 = name
-                .to_str()?
-                .strip_prefix("deputy.")?
-                .strip_suffix(".sock")?
-                .parse()
-                .ok()?;
-            let tried = [child.as_raw() as u32, std::process::id()];
-            (!tried.contains(&pid) && procs::is_descendant(pid)).then(|| Pid::from_raw(pid as i32))
-        })
+        .filter_map(|entry| crate::socket_pid(&entry.ok()?.file_name()))
+        .filter(|pid| !tried.contains(pid) && procs::is_descendant(*pid))
+        .map(|pid| Pid::from_raw(pid as i32))
         .collect()
 }
 
@@ -410,58 +402,14 @@ fn signal_all(pids: &[Pid], signal: Signal) {
     }
 }
 
-/// `future`'s output, or `None` if `timeout` passes first.
-async fn within<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {
-    match select(pin!(future), Timer::after(timeout)).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(_) => None,
-    }
-}
-
-/// Asks process `pid` to terminate over its control socket in `dir`, without waiting.
-/// `Err(None)`: it has no socket there (or nobody listens on it); `Err(Some(_))`: it has
-/// one, and the request failed.
-async fn deputy_ipc_terminate(dir: &std::path::Path, pid: i32) -> Result<(), Option<String>> {
-    use deputy_ipc::protocol::{Request, Response};
-    use futures::{AsyncBufReadExt, AsyncWriteExt};
-
-    let path = deputy_ipc::socket_path(dir, pid as u32);
-    // Most children have none: say so after one stat, without a socket or the reactor.
-    if std::fs::symlink_metadata(&path).is_err() {
-        return Err(None);
-    }
-    let mut stream = match async_io::Async::<std::os::unix::net::UnixStream>::connect(&path).await {
-        Ok(stream) => stream,
-        Err(error)
-            if matches!(
-                error.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(None);
-        }
-        Err(error) => return Err(Some(error.to_string())),
+/// Asks process `pid` to terminate over its control socket in `dir`, without waiting for
+/// it to finish; bounded to 2 s.
+async fn ask_to_terminate(dir: &Path, pid: Pid) -> Result<bool, ClientError> {
+    let ask = async {
+        let mut client = Client::connect(dir, pid.as_raw() as u32).await?;
+        client.ask_to_terminate(Some("deputy run")).await
     };
-    let request = Request::Terminate {
-        reason: Some("deputy run".into()),
-        wait: false,
-    };
-    let exchange = async {
-        stream.write_all(request.encode().as_bytes()).await?;
-        let mut line = String::new();
-        futures::io::BufReader::new(&mut stream)
-            .read_line(&mut line)
-            .await?;
-        Ok::<_, std::io::Error>(line)
-    };
-    let line = within(Duration::from_secs(2), exchange)
+    within(Duration::from_secs(2), ask)
         .await
-        .ok_or_else(|| Some("no answer within 2s".to_owned()))?
-        .map_err(|error| Some(error.to_string()))?;
-    match Response::decode(line.trim_end().as_bytes()) {
-        Ok(Response::Accepted { .. }) => Ok(()),
-        Ok(Response::Error { code, message }) => Err(Some(format!("{code}: {message}"))),
-        Ok(_) => Err(Some("unexpected answer".into())),
-        Err(error) => Err(Some(error.to_string())),
-    }
+        .unwrap_or(Err(ClientError::TimedOut))
 }

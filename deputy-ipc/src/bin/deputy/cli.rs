@@ -1,0 +1,205 @@
+//! The command line, as clap reads it (and `quick.rs` on the common path of `deputy run`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use deputy_ipc::supervisor::{self, Config, Signal};
+
+/// Exit codes, listed in `--help`.
+pub(crate) mod code {
+    pub(crate) const CLEAN: u8 = 0;
+    pub(crate) const FAILURES: u8 = 1;
+    pub(crate) const NO_TARGET: u8 = 3;
+    pub(crate) const REFUSED: u8 = 4;
+    pub(crate) const TIMED_OUT: u8 = 5;
+    pub(crate) const ERROR: u8 = 6;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done cleanly (terminate), or answered (status, terminate --no-wait)
+  1  done, with failures: a hook failed or timed out, or shutdown was abandoned
+  2  bad command line
+  3  no such target: no pid file, no control socket, or no such process
+  4  refused: the target belongs to another user
+  5  timed out (--timeout) before the target was done
+  6  any other error (connection, protocol)";
+
+#[derive(Debug, Parser)]
+#[command(name = "deputy", version, about = "Graceful shutdown for services: terminate, status, run", after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Ask the service to shut down gracefully; wait until it is done (the preStop command).
+    #[command(after_help = EXIT_CODES)]
+    Terminate {
+        #[command(flatten)]
+        target: Target,
+        /// Give up after this long (like `30s` or `1500ms`); default: wait until done.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// Return as soon as the request is accepted.
+        #[arg(long)]
+        no_wait: bool,
+        /// Why, for the service's logs.
+        #[arg(long, default_value = "deputy terminate")]
+        reason: String,
+        /// Print the service's JSON lines instead of lines for a person.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a program under a supervisor: PID 1 duties, drain delay, graceful stop, escalation.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Print the service's state, readiness and work in flight.
+    #[command(after_help = EXIT_CODES)]
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a line for a person.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The service's pid (default: the one in deputy-entrypoint.pid in the control directory).
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+    /// Where the control sockets are (default: $DEPUTY_IPC_DIR, else /run).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) ipc_dir: Option<PathBuf>,
+}
+
+pub(crate) const RUN_HELP: &str = "\
+On SIGTERM or SIGINT (or `deputy terminate`): readiness turns off (--health-port), the child
+keeps serving for --drain-delay, then it is asked to stop, over its deputy control socket if
+it serves one (else over its descendants' sockets, for a service under `sh -c`), else with
+--stop-signal. If it is still running when --grace (counted from the first signal) is over,
+its process group and every descendant get SIGKILL. A second signal skips the drain delay; a
+third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGALRM are forwarded to
+the child as they come.
+
+Images whose STOPSIGNAL is SIGQUIT (nginx): set STOPSIGNAL SIGTERM and --stop-signal QUIT,
+so the drain delay runs before nginx gets its QUIT.
+
+The child runs in its own process group, with an empty signal mask and default signal
+dispositions, deputy's stdin/stdout/stderr and environment (plus DEPUTY_ENTRYPOINT=0, so a
+child that uses deputy leaves the entrypoint pid file to the supervisor, and DEPUTY_IPC_DIR
+when --ipc-dir is given). At a terminal (docker run -it) the child's group gets the
+terminal's foreground, as with tini: Ctrl-C then goes to the child itself. deputy reaps every
+zombie: as PID 1, and otherwise as a child subreaper (unless --no-subreaper).
+
+Exit code: the child's, or 128+N when signal N killed it (after --map-exit). deputy's own:
+  2    bad command line
+  125  deputy could not set up (health port, signals) or start the child
+  126  the command cannot be executed
+  127  the command was not found";
+
+/// `--grace`'s default.
+pub(crate) const DEFAULT_GRACE: &str = "25s";
+/// `--drain-delay`'s default.
+pub(crate) const DEFAULT_DRAIN_DELAY: &str = "5s";
+/// `--stop-signal`'s default.
+pub(crate) const DEFAULT_STOP_SIGNAL: &str = "TERM";
+/// `--cleanup-timeout`'s default.
+pub(crate) const DEFAULT_CLEANUP_TIMEOUT: &str = "2s";
+
+/// The options of `deputy run`.
+#[derive(Debug, PartialEq, Args)]
+pub(crate) struct RunArgs {
+    /// The whole shutdown budget, from the first signal to SIGKILL: drain delay, stop,
+    /// cleanup. The default leaves 5 s of Kubernetes' default terminationGracePeriodSeconds
+    /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = humantime::parse_duration)]
+    pub(crate) grace: Duration,
+    /// How long the child keeps serving after the first signal, readiness off, before it is
+    /// asked to stop: the time endpoints take to stop sending traffic.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
+    pub(crate) drain_delay: Duration,
+    /// The signal that asks the child to stop when it has no deputy control socket (a name
+    /// like TERM, SIGQUIT, or a number).
+    #[arg(long, value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
+    pub(crate) stop_signal: Signal,
+    /// Send the stop signal and forwarded signals to the child's whole process group, not
+    /// only to the child.
+    #[arg(long)]
+    pub(crate) group: bool,
+    /// After the child exits, how long the descendants it left get between SIGTERM and
+    /// SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub(crate) cleanup_timeout: Duration,
+    /// Serve /health/live and /health/ready on this port (all addresses): ready while
+    /// running (see --ready-port), not ready from the first signal on.
+    #[arg(long, value_name = "PORT")]
+    pub(crate) health_port: Option<u16>,
+    /// Ready only while the child accepts TCP connections on this port of 127.0.0.1 (checked
+    /// every 200 ms until it does, then every second), so a pod gets no traffic before the
+    /// child listens. Without it, ready from the start.
+    #[arg(long, value_name = "PORT")]
+    pub(crate) ready_port: Option<u16>,
+    /// Map the child's exit code FROM to TO (default 0), like tini's -e; repeat it for more
+    /// codes. For example `--map-exit 143` makes a child killed by SIGTERM count as success.
+    #[arg(long = "map-exit", value_name = "FROM[=TO]", value_parser = supervisor::parse_mapping)]
+    pub(crate) map_exit: Vec<(i32, i32)>,
+    /// Where to put the control socket, and where the child's is looked for (default:
+    /// $DEPUTY_IPC_DIR, else /run).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) ipc_dir: Option<PathBuf>,
+    /// Do not serve a control socket (`deputy terminate` then cannot reach this process).
+    #[arg(long)]
+    pub(crate) no_control_socket: bool,
+    /// When not PID 1, do not become a child subreaper: orphaned descendants then go to
+    /// PID 1 instead of being reaped and cleaned up by deputy.
+    #[arg(long)]
+    pub(crate) no_subreaper: bool,
+    /// The program to run and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub(crate) command: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// What the supervisor runs with.
+    pub(crate) fn into_config(self) -> Config {
+        let mut config = Config::new(self.command);
+        config.grace = self.grace;
+        config.drain_delay = self.drain_delay;
+        config.stop_signal = self.stop_signal;
+        config.group = self.group;
+        config.cleanup_timeout = self.cleanup_timeout;
+        config.health_port = self.health_port;
+        config.ready_port = self.ready_port;
+        config.map_exit = self.map_exit;
+        config.ipc_dir = self.ipc_dir;
+        config.control_socket = !self.no_control_socket;
+        config.subreaper = !self.no_subreaper;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_are_the_supervisors() {
+        let Command::Run(args) = Cli::parse_from(["deputy", "run", "--", "true"]).command else {
+            panic!("not run");
+        };
+        assert_eq!(args.into_config(), Config::new(["true"]));
+    }
+}

@@ -1,0 +1,201 @@
+//! What each command prints for a person (or as JSON lines), and the exit codes it maps
+//! deputy-ipc's results to.
+
+use std::time::{Duration, Instant};
+
+use deputy_core::{Outcome, PhaseOutcome};
+use deputy_ipc::client::{self, Client, ClientError};
+use deputy_ipc::protocol::Response;
+
+use crate::Failure;
+use crate::cli::{RunArgs, Target, code};
+
+/// `deputy run`: the supervisor's exit code.
+pub(crate) fn run(args: RunArgs) -> i32 {
+    deputy_ipc::supervisor::run(args.into_config()).unwrap_or_else(|error| {
+        let line = format!("deputy: {error}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        error.exit_code()
+    })
+}
+
+/// `deputy terminate`: asks, then (with `wait`) prints the progress until done.
+pub(crate) fn terminate(
+    target: &Target,
+    timeout: Option<Duration>,
+    wait: bool,
+    reason: &str,
+    json: bool,
+) -> Result<u8, Failure> {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let timed_out = |pid: u32, what: &str| {
+        let after = humantime::format_duration(timeout.unwrap_or_default());
+        Failure::new(
+            code::TIMED_OUT,
+            format!("timed out after {after}; process {pid} is {what}"),
+        )
+    };
+    let mut client = connect(target)?;
+    let pid = client.pid();
+    client.set_deadline(deadline);
+    client
+        .terminate_blocking(Some(reason), wait)
+        .map_err(failure)?;
+    loop {
+        let reply = match client.next_blocking() {
+            Ok(Some(reply)) => reply,
+            Err(ClientError::TimedOut) => return Err(timed_out(pid, "still shutting down")),
+            Err(error @ (ClientError::Refused { .. } | ClientError::Server { .. })) => {
+                return Err(failure(error));
+            }
+            Err(ClientError::Protocol(error)) => {
+                return Err(Failure::new(
+                    code::ERROR,
+                    format!("unexpected reply: {error}"),
+                ));
+            }
+            // The connection dropped before Done: wait for the process to be gone.
+            Ok(None) | Err(_) => {
+                eprintln!(
+                    "deputy: connection to process {pid} closed before done; waiting for it to exit"
+                );
+                client::wait_gone_blocking(pid, deadline)
+                    .map_err(|_| timed_out(pid, "still running"))?;
+                println!("deputy: process {pid} exited (outcome unknown)");
+                return Ok(code::CLEAN);
+            }
+        };
+        if json {
+            print!("{}", reply.encode());
+        }
+        if let Some(exit) = show(&reply, pid, json) {
+            // Keep the connection open until this process exits: the service (often PID 1)
+            // waits for us to hang up before it exits, and when PID 1 exits the kernel kills
+            // everything left in its namespace. Closing here, before our own exit, would let
+            // it exit first and kill us with a non-zero status: a failed preStop. The kernel
+            // closes the socket during our exit, after our exit status is settled.
+            std::mem::forget(client);
+            return exit;
+        }
+    }
+}
+
+/// Prints one reply of `terminate` for a person (unless `json`); `Some` with the exit code
+/// once the reply is the last.
+fn show(reply: &Response, pid: u32, json: bool) -> Option<Result<u8, Failure>> {
+    match reply {
+        Response::Progress {
+            state,
+            phase,
+            in_flight,
+            elapsed_ms,
+        } => {
+            if !json {
+                let phase = phase.as_ref().map(|p| format!(" {p}")).unwrap_or_default();
+                println!(
+                    "deputy: {state}{phase}, {in_flight} in flight, {}",
+                    seconds(*elapsed_ms)
+                );
+            }
+            None
+        }
+        Response::Done {
+            outcome,
+            exit_code,
+            duration_ms,
+            phases,
+            ..
+        } => {
+            if !json {
+                let problems: Vec<_> = phases
+                    .iter()
+                    .filter(|p| p.outcome != PhaseOutcome::Completed)
+                    .map(|p| format!("{} {}", p.name, p.outcome))
+                    .collect();
+                let detail = if problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", problems.join(", "))
+                };
+                println!(
+                    "deputy: done, {outcome} in {}, exit code {exit_code}{detail}",
+                    seconds(*duration_ms)
+                );
+            }
+            Some(Ok(if *outcome == Outcome::Clean {
+                code::CLEAN
+            } else {
+                code::FAILURES
+            }))
+        }
+        Response::Accepted { started } => {
+            if !json {
+                let what = if *started {
+                    "shutdown started"
+                } else {
+                    "shutdown was already under way"
+                };
+                println!("deputy: {what} in process {pid}");
+            }
+            Some(Ok(code::CLEAN))
+        }
+        other => Some(Err(Failure::new(
+            code::ERROR,
+            format!("unexpected reply: {}", other.encode().trim_end()),
+        ))),
+    }
+}
+
+/// `deputy status`: one line (or the JSON line).
+pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
+    let mut client = connect(target)?;
+    let pid = client.pid();
+    client.set_deadline(Some(Instant::now() + Duration::from_secs(10)));
+    let reply = client.status_blocking().map_err(|error| match error {
+        ClientError::TimedOut => Failure::new(code::ERROR, "no reply within 10s"),
+        error => failure(error),
+    })?;
+    if json {
+        print!("{}", reply.encode());
+    } else if let Response::Status {
+        state,
+        phase,
+        in_flight,
+        ready,
+        live,
+        ..
+    } = reply
+    {
+        let phase = phase.map(|p| format!(" {p}")).unwrap_or_default();
+        let ready = if ready { "ready" } else { "not ready" };
+        let live = if live { "live" } else { "not live" };
+        println!("deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight");
+    }
+    Ok(code::CLEAN)
+}
+
+/// The target's control socket: `--pid`, else the entrypoint's.
+fn connect(target: &Target) -> Result<Client, Failure> {
+    let dir = target.ipc_dir.clone().unwrap_or_else(deputy_ipc::ipc_dir);
+    let pid = match target.pid {
+        Some(pid) => pid,
+        None => Client::entrypoint(&dir).map_err(failure)?,
+    };
+    Client::connect_blocking(&dir, pid).map_err(failure)
+}
+
+/// The exit code (see `--help`) for a client error.
+fn failure(error: ClientError) -> Failure {
+    let code = match error {
+        ClientError::NoEntrypoint { .. } | ClientError::NoSocket { .. } => code::NO_TARGET,
+        ClientError::Refused { .. } => code::REFUSED,
+        ClientError::TimedOut => code::TIMED_OUT,
+        _ => code::ERROR,
+    };
+    Failure::new(code, error.to_string())
+}
+
+/// `1234` ms as `1.2s`.
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}

@@ -1,0 +1,438 @@
+//! What `deputy run -- CMD` does, as a library: a supervisor that makes any program
+//! terminate gracefully in a container.
+//!
+//! The shutdown is deputy-core's coordinator with one phase, `stop-child`, whose hook stops
+//! the child and cleans up after it; so the control socket (`deputy terminate`, `deputy
+//! status`), the health endpoints and the signal escalation rule are the same as in a service
+//! that uses the library:
+//!
+//! 1. first SIGTERM/SIGINT (or `deputy terminate`, or `/shutdown`): readiness off, drain
+//!    delay (the child keeps serving), then the child is asked to stop: over its control
+//!    socket if it has one, else with the stop signal;
+//! 2. the child exits: descendants it left get SIGTERM, `cleanup_timeout`, SIGKILL;
+//! 3. the grace period (counted from the first signal) runs out, or a third signal comes:
+//!    SIGKILL to the child's process group and every descendant.
+//!
+//! Everything runs on one thread (plus async-io's reactor thread); signals are blocked in
+//! every thread and read from a signalfd, so none is lost, even as PID 1 (the kernel queues a
+//! blocked signal to PID 1 where it would drop one with the default action).
+//!
+//! Files: `child.rs` starts, stops, reaps and cleans up after the child; `signals.rs` reads
+//! and dispatches signals; `readiness.rs` follows the child's port; `error.rs` says why the
+//! supervisor could not start.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use deputy_ipc::supervisor::{self, Config};
+//!
+//! let mut config = Config::new(["python3", "app.py"]);
+//! config.drain_delay = Duration::from_secs(10);
+//! config.health_port = Some(8081);
+//! let code = supervisor::run(config).unwrap_or_else(|error| {
+//!     eprintln!("deputy: {error}");
+//!     error.exit_code()
+//! });
+//! std::process::exit(code);
+//! ```
+
+mod child;
+mod error;
+mod readiness;
+mod signals;
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deputy_core::{Ending, Phase, Shutdown, ShutdownCoordinator};
+use futures::future::{join, select};
+pub use nix::sys::signal::Signal;
+
+use self::child::{Child, StopPlan};
+pub use self::error::RunError;
+use self::signals::Signals;
+use crate::{ControlServer, HealthServer, ServerConfig};
+
+/// Prints one line for a person on stderr, prefixed `deputy:` so it stands apart from the
+/// child's output, in one write. Never panics (stderr may be closed).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        // One write per line (stderr is unbuffered): the line cannot be split by the
+        // child's output, and it costs one system call.
+        let line = format!("deputy: {}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+pub(crate) use say;
+
+/// How to supervise a program: [`Config::new`] gives `deputy run`'s defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_ipc::supervisor::{Config, Signal};
+///
+/// let config = Config::new(["nginx", "-g", "daemon off;"]);
+/// assert_eq!(config.grace, Duration::from_secs(25));
+/// assert_eq!(config.drain_delay, Duration::from_secs(5));
+/// assert_eq!(config.stop_signal, Signal::SIGTERM);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The whole shutdown budget, from the first signal to SIGKILL. Default 25 s: 5 s short
+    /// of Kubernetes' default terminationGracePeriodSeconds, for deputy to kill, reap and
+    /// exit before the kubelet's SIGKILL.
+    pub grace: Duration,
+    /// How long the child keeps serving after the first signal, readiness off, before it is
+    /// asked to stop. Default 5 s.
+    pub drain_delay: Duration,
+    /// The signal that asks the child to stop when it has no control socket. Default TERM.
+    pub stop_signal: Signal,
+    /// Send the stop signal and forwarded signals to the child's process group.
+    pub group: bool,
+    /// After the child exits, how long its leftovers get between SIGTERM and SIGKILL.
+    /// Default 2 s.
+    pub cleanup_timeout: Duration,
+    /// Serve /health/live and /health/ready on this port (all addresses).
+    pub health_port: Option<u16>,
+    /// Ready only while the child accepts TCP connections on this port of 127.0.0.1.
+    pub ready_port: Option<u16>,
+    /// Exit code mappings, FROM to TO, like tini's `-e`.
+    pub map_exit: Vec<(i32, i32)>,
+    /// The control directory (default: `$DEPUTY_IPC_DIR`, else /run).
+    pub ipc_dir: Option<PathBuf>,
+    /// Serve a control socket, so `deputy terminate` reaches the supervisor. Default true.
+    pub control_socket: bool,
+    /// When not PID 1, become a child subreaper. Default true.
+    pub subreaper: bool,
+    /// The program and its arguments.
+    pub command: Vec<OsString>,
+}
+
+impl Config {
+    /// `deputy run`'s defaults for `command`.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<OsString>>(command: I) -> Config {
+        Config {
+            grace: Duration::from_secs(25),
+            drain_delay: Duration::from_secs(5),
+            stop_signal: Signal::SIGTERM,
+            group: false,
+            cleanup_timeout: Duration::from_secs(2),
+            health_port: None,
+            ready_port: None,
+            map_exit: Vec::new(),
+            ipc_dir: None,
+            control_socket: true,
+            subreaper: true,
+            command: command.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Checks what no supervisor could run with.
+    fn check(&self) -> Result<(), RunError> {
+        if self.command.is_empty() {
+            return Err(RunError::Usage("no command to run".into()));
+        }
+        if self.grace.is_zero() {
+            return Err(RunError::Usage("--grace must be more than 0s".into()));
+        }
+        if self.drain_delay >= self.grace {
+            return Err(RunError::Usage(format!(
+                "--drain-delay ({}) must be shorter than --grace ({}): the child needs time to stop",
+                humantime::format_duration(self.drain_delay),
+                humantime::format_duration(self.grace)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The exit code deputy passes on for the child's `code`.
+    fn map(&self, code: i32) -> i32 {
+        self.map_exit
+            .iter()
+            .find(|(from, _)| *from == code)
+            .map_or(code, |(_, to)| *to)
+    }
+}
+
+/// Parses a signal as `deputy run --stop-signal` takes it: `TERM`, `SIGTERM`, `term` or `15`.
+///
+/// # Errors
+///
+/// A sentence for a person if it names no signal, or one that cannot be caught.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    let text = text.trim();
+    let signal = if let Ok(number) = text.parse::<i32>() {
+        Signal::try_from(number).ok()
+    } else {
+        let upper = text.to_ascii_uppercase();
+        let name = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        name.parse::<Signal>().ok()
+    };
+    match signal {
+        Some(Signal::SIGKILL | Signal::SIGSTOP) => Err(format!(
+            "{text} cannot be caught, so it cannot ask for a graceful stop"
+        )),
+        Some(signal) => Ok(signal),
+        None => Err(format!(
+            "`{text}` is not a signal (try TERM, INT, QUIT or a number)"
+        )),
+    }
+}
+
+/// Parses an exit code mapping as `deputy run --map-exit` takes it: `FROM=TO`, or `FROM`
+/// (to 0), each 0 to 255.
+///
+/// # Errors
+///
+/// A sentence for a person if either side is not an exit code.
+pub fn parse_mapping(text: &str) -> Result<(i32, i32), String> {
+    let code = |part: &str| {
+        part.trim()
+            .parse::<u8>()
+            .map(i32::from)
+            .map_err(|_| format!("`{part}` is not an exit code (0 to 255)"))
+    };
+    match text.split_once('=') {
+        Some((from, to)) => Ok((code(from)?, code(to)?)),
+        None => Ok((code(text)?, 0)),
+    }
+}
+
+/// Runs `config.command` under the supervisor until it and its descendants are gone;
+/// returns the exit code to exit with (the child's, mapped).
+///
+/// Call it from `main`, before any other thread starts: the signal mask it sets must be
+/// inherited by every thread.
+///
+/// # Errors
+///
+/// A [`RunError`] if the configuration is unusable or the child cannot be started; its
+/// [`exit_code`](RunError::exit_code) is the one to exit with.
+pub fn run(config: Config) -> Result<i32, RunError> {
+    config.check()?;
+    // First, before any thread exists: every thread inherits the blocked mask.
+    let signals =
+        Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
+    if std::process::id() != 1
+        && config.subreaper
+        && let Err(error) = nix::sys::prctl::set_child_subreaper(true)
+    {
+        say!("cannot become a child subreaper ({error}); orphans will go to PID 1");
+    }
+    let coordinator = plan(&config)?;
+    let shutdown = coordinator.handle();
+    let health = health_server(&shutdown, config.health_port)?;
+    let stop = StopPlan {
+        signal: config.stop_signal,
+        group: config.group,
+        ipc_dir: config.ipc_dir.clone().unwrap_or_else(crate::ipc_dir),
+        cleanup_timeout: config.cleanup_timeout,
+    };
+    // The control socket before the start, so that it (and the pid file) exists once the
+    // child runs: binding is a few system calls; async-io's reactor and thread start later.
+    let control = config
+        .control_socket
+        .then(|| control_server(&shutdown, &stop))
+        .flatten();
+    let child = Arc::new(Child::spawn(&config.command, &child_env(&config), stop)?);
+    if config.ready_port.is_none() {
+        shutdown.ready();
+    }
+    let stopping = child.clone();
+    coordinator
+        .hook(child::PHASE, "child", move |_ctx| async move {
+            stopping.stop().await;
+            stopping.clean_up().await;
+        })
+        .expect("the plan has the stop-child phase");
+    let supervisor = Supervisor {
+        coordinator,
+        shutdown,
+        control,
+        health,
+        child: child.clone(),
+        grace: config.grace,
+        drain_delay: config.drain_delay,
+        ready_port: config.ready_port,
+    };
+    async_io::block_on(supervisor.drive(signals));
+    let exit = child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32);
+    Ok(config.map(exit))
+}
+
+/// The coordinator: one phase, `stop-child`, bounded by the grace period.
+fn plan(config: &Config) -> Result<ShutdownCoordinator, RunError> {
+    ShutdownCoordinator::builder()
+        .grace_period(config.grace)
+        .drain_delay(config.drain_delay)
+        .without_default_phases()
+        .phase(Phase::new(child::PHASE).timeout(config.grace))
+        // The phase may use the whole grace period when a second signal skipped the delay;
+        // the grace period still bounds the whole shutdown.
+        .allow_over_budget()
+        .build(deputy_smol::AsyncIoRuntime)
+        .map_err(|e| RunError::Setup(e.to_string()))
+}
+
+fn health_server(shutdown: &Shutdown, port: Option<u16>) -> Result<Option<HealthServer>, RunError> {
+    let Some(port) = port else {
+        return Ok(None);
+    };
+    HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))
+        .map(Some)
+        .map_err(|e| RunError::Setup(format!("cannot serve health endpoints on port {port}: {e}")))
+}
+
+/// The supervisor's own control socket, and the pid file too, unless DEPUTY_ENTRYPOINT=0
+/// says deputy runs under another supervisor (say, another `deputy run`), which keeps it.
+fn control_server(shutdown: &Shutdown, stop: &StopPlan) -> Option<ControlServer> {
+    match ControlServer::bind(shutdown, ServerConfig::default().dir(&stop.ipc_dir)) {
+        Ok(server) => Some(server),
+        Err(error) => {
+            say!("no control socket, `deputy terminate` will not find this process: {error}");
+            None
+        }
+    }
+}
+
+/// What the child gets on top of deputy's environment.
+fn child_env(config: &Config) -> Vec<(OsString, OsString)> {
+    let mut env = vec![(crate::ENTRYPOINT_ENV.into(), "0".into())];
+    if let Some(dir) = &config.ipc_dir {
+        env.push((crate::IPC_DIR_ENV.into(), dir.clone().into_os_string()));
+    }
+    env
+}
+
+/// Everything the supervisor runs, once the child is started.
+struct Supervisor {
+    coordinator: ShutdownCoordinator,
+    shutdown: Shutdown,
+    control: Option<ControlServer>,
+    health: Option<HealthServer>,
+    child: Arc<Child>,
+    grace: Duration,
+    drain_delay: Duration,
+    ready_port: Option<u16>,
+}
+
+impl Supervisor {
+    /// Runs the signal loop, the servers and the shutdown until the child and its
+    /// descendants are gone and the control socket's clients have hung up.
+    async fn drive(self, signals: Signals) {
+        let Supervisor {
+            coordinator,
+            shutdown,
+            control,
+            health,
+            child,
+            grace,
+            drain_delay,
+            ready_port,
+        } = self;
+        let background = async {
+            let health = async {
+                if let Some(health) = health {
+                    health.run().await;
+                }
+            };
+            let readiness = async {
+                if let Some(port) = ready_port {
+                    readiness::follow(&shutdown, port).await;
+                }
+            };
+            let _ = join(
+                signals.run(&shutdown, &child),
+                join(
+                    join(health, readiness),
+                    announce(&shutdown, &child, drain_delay),
+                ),
+            )
+            .await;
+            // The signal loop ends only on an error it reported; keep the rest going.
+            std::future::pending::<()>().await;
+        };
+        let supervise = async {
+            let report = coordinator.run().await;
+            if !child.is_done() {
+                // After a third signal, that signal's line already said it.
+                if report.ending != Ending::Abandoned {
+                    say!(
+                        "the grace period of {} is over: killing process group {}",
+                        humantime::format_duration(grace),
+                        child.pid()
+                    );
+                }
+                child.kill_all_and_wait().await;
+            }
+        };
+        let control = async {
+            if let Some(control) = control {
+                control.run().await;
+            }
+        };
+        let _ = select(pin!(join(supervise, control)), pin!(background)).await;
+    }
+}
+
+/// Says when and why shutdown starts, whatever started it (a signal, `deputy terminate`,
+/// `/shutdown`).
+async fn announce(shutdown: &Shutdown, child: &Child, delay: Duration) {
+    shutdown.draining_token().cancelled().await;
+    if child.exit_code().is_some() {
+        return; // the child's own exit started it, and that was said
+    }
+    let why = shutdown
+        .reason()
+        .map_or_else(|| "shutdown".to_owned(), |reason| reason.to_string());
+    if delay.is_zero() {
+        say!("{why}: readiness off, stopping process {}", child.pid());
+    } else {
+        say!(
+            "{why}: readiness off, stopping process {} in {}",
+            child.pid(),
+            humantime::format_duration(delay)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_read_by_name_with_or_without_sig_or_by_number() {
+        for text in ["TERM", "SIGTERM", "term", "15", " 15 "] {
+            assert_eq!(parse_signal(text), Ok(Signal::SIGTERM), "{text}");
+        }
+        assert_eq!(parse_signal("quit"), Ok(Signal::SIGQUIT));
+        assert!(
+            parse_signal("KILL")
+                .unwrap_err()
+                .contains("cannot be caught")
+        );
+        assert!(parse_signal("19").unwrap_err().contains("cannot be caught"));
+        assert!(parse_signal("NOPE").unwrap_err().contains("not a signal"));
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn exit_code_mappings_default_to_zero_and_stay_in_range() {
+        assert_eq!(parse_mapping("143"), Ok((143, 0)));
+        assert_eq!(parse_mapping("1=2"), Ok((1, 2)));
+        assert!(parse_mapping("256").is_err());
+        assert!(parse_mapping("1=-1").is_err());
+        assert!(parse_mapping("x=1").is_err());
+    }
+}
