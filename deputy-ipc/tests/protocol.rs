@@ -89,7 +89,12 @@ fn each_kind_of_bad_input_gets_its_code() {
     ];
     for (line, code) in cases {
         let error = Request::decode(line).unwrap_err();
-        assert_eq!(error.code().as_str(), code, "{}", String::from_utf8_lossy(line));
+        assert_eq!(
+            error.code().as_str(),
+            code,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
         check_error(&error);
     }
 }

@@ -2,109 +2,43 @@
 //! preStop path, exit codes, health statuses, and the service as PID 1 of its own PID
 //! namespace with the preStop entered into it.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{assert_no_panic, can_unshare, free_port, http_status, text};
+use support::{
+    BOUND, Proc, assert_no_panic, can_unshare, deputy, example, free_port, http_status, text,
+};
 
-const BOUND: Duration = Duration::from_secs(20);
-
-/// `target/<profile>`, with `deputy` and `examples/ipc-service` built in it.
-fn target_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| support::build(&["ipc-service"]))
+fn deputy_cmd() -> Command {
+    Command::new(deputy())
 }
 
-fn deputy() -> Command {
-    Command::new(target_dir().join("deputy"))
+/// Starts `ipc-service --ipc-dir DIR ARGS`; returns it, once it has said its pid, and that
+/// pid.
+fn start_service(dir: &Path, args: &[&str]) -> (Proc, u32) {
+    let mut all = vec!["--ipc-dir".as_ref(), dir.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    with_pid(Proc::start(example("ipc-service"), all))
 }
 
-fn ipc_service() -> PathBuf {
-    target_dir().join("examples").join("ipc-service")
+/// Starts ipc-service as PID 1 of a new PID namespace, as a container runtime would.
+fn start_as_pid_1(dir: &Path) -> (Proc, u32) {
+    let args = ["--ipc-dir".as_ref(), dir.as_os_str()];
+    with_pid(Proc::start_as_pid_1(example("ipc-service"), args))
 }
 
-struct Service {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    pid: u32,
-}
-
-impl Service {
-    /// Starts `ipc-service` in `dir` and waits for its "listening" line.
-    fn start(dir: &Path, args: &[&str]) -> Service {
-        Self::spawn(
-            Command::new(ipc_service())
-                .arg("--ipc-dir")
-                .arg(dir)
-                .args(args),
-        )
-    }
-
-    fn spawn(command: &mut Command) -> Service {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ipc-service starts");
-        let lines = support::lines(child.stdout.take().unwrap());
-        let first = lines
-            .recv_timeout(BOUND)
-            .expect("ipc-service printed nothing");
-        let pid = first
-            .split_whitespace()
-            .nth(2)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"));
-        Service { child, lines, pid }
-    }
-
-    /// Waits for the service to exit; returns its exit code and every line it printed.
-    fn finish(mut self) -> (i32, Vec<String>, String) {
-        let result = self.wait();
-        std::mem::forget(self);
-        result
-    }
-
-    fn wait(&mut self) -> (i32, Vec<String>, String) {
-        let deadline = Instant::now() + BOUND;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "service did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        let mut lines = Vec::new();
-        loop {
-            match self.lines.recv_timeout(BOUND) {
-                Ok(line) => lines.push(line),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("stdout still open"),
-            }
-        }
-        (status.code().unwrap_or(-1), lines, stderr)
-    }
-}
-
-impl Drop for Service {
-    /// A test that failed half-way leaves no process behind (under `unshare --kill-child`,
-    /// killing unshare kills the service too).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The service and the pid its first line gives (`ipc-service: pid N ...`).
+fn with_pid(mut service: Proc) -> (Proc, u32) {
+    let first = service.next_out();
+    let pid = first
+        .split_whitespace()
+        .nth(2)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    (service, pid)
 }
 
 fn run(command: &mut Command) -> Output {
@@ -114,17 +48,20 @@ fn run(command: &mut Command) -> Output {
 #[test]
 fn terminate_through_the_entrypoint_pid_file() {
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(dir.path(), &["--hook-ms", "200"]);
-    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    let (service, _) = start_service(dir.path(), &["--hook-ms", "200"]);
+    let out = run(deputy_cmd()
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path()));
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("deputy: draining"), "{stdout}");
     assert!(stdout.contains("deputy: stopping flush"), "{stdout}");
     assert!(stdout.contains("deputy: done, clean"), "{stdout}");
-    let (code, lines, stderr) = service.finish();
-    assert_eq!(code, 0);
+    let ended = service.finish();
+    assert_eq!(ended.code, 0);
     assert_eq!(
-        lines
+        ended.out[1..] // after the pid line
             .iter()
             .map(|l| l.split(" after ").next().unwrap())
             .collect::<Vec<_>>(),
@@ -137,31 +74,34 @@ fn terminate_through_the_entrypoint_pid_file() {
             "ipc-service: exit code 0",
         ]
     );
-    assert_no_panic(&stderr);
+    assert_no_panic(&ended.err());
     assert!(!deputy_ipc::entrypoint_path(dir.path()).exists());
 }
 
 #[test]
 fn two_processes_without_entrypoint_are_terminated_by_pid() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Service::start(dir.path(), &["--no-entrypoint"]);
-    let b = Service::start(dir.path(), &["--no-entrypoint"]);
+    let a = start_service(dir.path(), &["--no-entrypoint"]);
+    let b = start_service(dir.path(), &["--no-entrypoint"]);
     assert!(!deputy_ipc::entrypoint_path(dir.path()).exists());
     // Without a pid there is no target, and the message names the path it looked at.
-    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    let out = run(deputy_cmd()
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path()));
     assert_eq!(out.status.code(), Some(3));
     assert!(
         text(&out.stderr).contains("deputy-entrypoint.pid"),
         "{}",
         text(&out.stderr)
     );
-    for service in [&b, &a] {
-        let out = run(deputy()
+    for (_, pid) in [&b, &a] {
+        let out = run(deputy_cmd()
             .args([
                 "terminate",
                 "--json",
                 "--pid",
-                &service.pid.to_string(),
+                &pid.to_string(),
                 "--ipc-dir",
             ])
             .arg(dir.path()));
@@ -169,36 +109,39 @@ fn two_processes_without_entrypoint_are_terminated_by_pid() {
         let last = text(&out.stdout).lines().last().unwrap().to_owned();
         assert!(last.contains("\"type\":\"done\""), "{last}");
     }
-    assert_eq!(a.finish().0, 0);
-    assert_eq!(b.finish().0, 0);
+    assert_eq!(a.0.finish().code, 0);
+    assert_eq!(b.0.finish().code, 0);
 }
 
 #[test]
 fn exit_codes_say_how_it_went() {
     let dir = tempfile::tempdir().unwrap();
     // Done with failures: 1, and the service exits with its report's code.
-    let failing = Service::start(dir.path(), &["--fail-hook"]);
-    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    let (failing, _) = start_service(dir.path(), &["--fail-hook"]);
+    let out = run(deputy_cmd()
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path()));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).contains("close failed"),
         "{}",
         text(&out.stdout)
     );
-    let (code, _, stderr) = failing.finish();
-    assert_eq!(code, 1);
-    assert_no_panic(&stderr);
+    let ended = failing.finish();
+    assert_eq!(ended.code, 1);
+    assert_no_panic(&ended.err());
 
     // Timed out: 5, and the service still finishes on its own.
-    let slow = Service::start(dir.path(), &["--hook-ms", "1500"]);
-    let out = run(deputy()
+    let (slow, _) = start_service(dir.path(), &["--hook-ms", "1500"]);
+    let out = run(deputy_cmd()
         .args(["terminate", "--timeout", "300ms", "--ipc-dir"])
         .arg(dir.path()));
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
-    assert_eq!(slow.finish().0, 0);
+    assert_eq!(slow.finish().code, 0);
 
     // No such target: 3, naming the socket path.
-    let out = run(deputy()
+    let out = run(deputy_cmd()
         .args(["status", "--pid", "999999", "--ipc-dir"])
         .arg(dir.path()));
     assert_eq!(out.status.code(), Some(3));
@@ -210,10 +153,12 @@ fn exit_codes_say_how_it_went() {
 
     // Bad command line: 2 (clap's), with the codes listed in --help.
     assert_eq!(
-        run(deputy().arg("terminate").arg("--bogus")).status.code(),
+        run(deputy_cmd().arg("terminate").arg("--bogus"))
+            .status
+            .code(),
         Some(2)
     );
-    let help = text(&run(deputy().args(["terminate", "--help"])).stdout);
+    let help = text(&run(deputy_cmd().args(["terminate", "--help"])).stdout);
     for line in [
         "0  done cleanly",
         "1  done, with failures",
@@ -235,29 +180,32 @@ fn refused_for_another_user() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let service = Service::start(dir.path(), &[]);
-    let out = run(deputy()
+    let (service, _) = start_service(dir.path(), &[]);
+    let out = run(deputy_cmd()
         .arg("terminate")
         .arg("--ipc-dir")
         .arg(dir.path())
         .uid(65534)
         .gid(65534));
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    let out = run(deputy().arg("status").arg("--ipc-dir").arg(dir.path()));
+    let out = run(deputy_cmd().arg("status").arg("--ipc-dir").arg(dir.path()));
     assert!(
         text(&out.stdout).contains("running"),
         "the refused peer changed the state"
     );
-    let out = run(deputy().arg("terminate").arg("--ipc-dir").arg(dir.path()));
+    let out = run(deputy_cmd()
+        .arg("terminate")
+        .arg("--ipc-dir")
+        .arg(dir.path()));
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(service.finish().0, 0);
+    assert_eq!(service.finish().code, 0);
 }
 
 #[test]
 fn health_statuses_follow_the_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let service = Service::start(
+    let (service, _) = start_service(
         dir.path(),
         &[
             "--health-port",
@@ -283,7 +231,7 @@ fn health_statuses_follow_the_shutdown() {
         "/shutdown is opt-in"
     );
 
-    let terminate = deputy()
+    let terminate = deputy_cmd()
         .arg("terminate")
         .arg("--ipc-dir")
         .arg(dir.path())
@@ -300,24 +248,7 @@ fn health_statuses_follow_the_shutdown() {
     assert_eq!(out.status.code(), Some(0));
     // Done: not live (the endpoints linger a second after Done).
     assert_eq!(http_status(port, "GET", "/health/live"), 503);
-    assert_eq!(service.finish().0, 0);
-}
-
-/// Starts ipc-service as PID 1 of a new PID namespace, as a container runtime would.
-fn start_as_pid_1(dir: &Path) -> Service {
-    let mut unshare = Command::new("unshare");
-    unshare
-        .args(["--pid", "--fork", "--kill-child"])
-        .arg(ipc_service())
-        .arg("--ipc-dir")
-        .arg(dir);
-    Service::spawn(&mut unshare)
-}
-
-/// The pid, outside its namespace, of a service started under `unshare --fork`: the only
-/// child of unshare.
-fn host_pid(service: &Service) -> u32 {
-    support::host_pid(service.child.id())
+    assert_eq!(service.finish().code, 0);
 }
 
 #[test]
@@ -326,15 +257,15 @@ fn as_pid_1_the_prestop_exits_cleanly_before_the_namespace_dies() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let service = start_as_pid_1(dir.path());
-    assert_eq!(service.pid, 1, "ipc-service is not PID 1");
+    let (service, pid) = start_as_pid_1(dir.path());
+    assert_eq!(pid, 1, "ipc-service is not PID 1");
     assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(1));
-    let host_pid = host_pid(&service);
+    let host_pid = service.pid();
     // The preStop runs inside the namespace, as the kubelet's exec does: when PID 1 exits
     // the kernel kills it, so it must have exited by then, cleanly.
     let out = run(Command::new("nsenter")
         .args(["--target", &host_pid.to_string(), "--pid", "--"])
-        .arg(target_dir().join("deputy"))
+        .arg(deputy())
         .arg("terminate")
         .arg("--ipc-dir")
         .arg(dir.path()));
@@ -346,16 +277,14 @@ fn as_pid_1_the_prestop_exits_cleanly_before_the_namespace_dies() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("deputy: done, clean"));
-    let (code, _, stderr) = service.finish();
-    assert_eq!(code, 0);
-    assert_no_panic(&stderr);
+    assert_eq!(service.finish().code, 0);
 }
 
 #[test]
 fn if_the_connection_drops_terminate_waits_for_the_process_to_go() {
     let dir = tempfile::tempdir().unwrap();
-    let mut service = Service::start(dir.path(), &["--drain-delay", "10s"]);
-    let terminate = deputy()
+    let (mut service, _) = start_service(dir.path(), &["--drain-delay", "10s"]);
+    let terminate = deputy_cmd()
         .args(["terminate", "--timeout", "20s", "--ipc-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
@@ -363,10 +292,10 @@ fn if_the_connection_drops_terminate_waits_for_the_process_to_go() {
         .spawn()
         .unwrap();
     // Wait until it is draining (the terminate request has arrived), then kill the service.
-    let line = service.lines.recv_timeout(BOUND).unwrap();
+    let line = service.next_out();
     assert!(line.starts_with("ipc-service: draining"), "{line}");
     // Killed, and not reaped yet: a zombie counts as gone.
-    service.child.kill().unwrap();
+    service.kill();
     let out = terminate.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
@@ -387,12 +316,11 @@ fn a_restart_as_pid_1_replaces_the_stale_socket() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let as_pid_1 = || start_as_pid_1(dir.path());
+    let as_pid_1 = || start_as_pid_1(dir.path()).0;
     // A pod killed hard leaves its socket and pid file behind...
     let mut first = as_pid_1();
-    let first_pid = host_pid(&first);
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    let first_pid = first.pid();
+    first.kill();
     // `--kill-child` kills the service when unshare dies, a moment later: wait for it.
     let deadline = Instant::now() + BOUND;
     while std::fs::read_to_string(format!("/proc/{first_pid}/stat")).is_ok_and(|stat| {
@@ -405,7 +333,7 @@ fn a_restart_as_pid_1_replaces_the_stale_socket() {
     }
     let stale = deputy_ipc::socket_path(dir.path(), 1);
     assert!(stale.exists(), "the killed service left no socket behind");
-    let out = run(deputy().arg("status").arg("--ipc-dir").arg(dir.path()));
+    let out = run(deputy_cmd().arg("status").arg("--ipc-dir").arg(dir.path()));
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -414,10 +342,10 @@ fn a_restart_as_pid_1_replaces_the_stale_socket() {
     );
     // ...and the restarted one, PID 1 again, takes the same path over.
     let second = as_pid_1();
-    let out = run(deputy()
+    let out = run(deputy_cmd()
         .args(["terminate", "--timeout", "20s", "--ipc-dir"])
         .arg(dir.path()));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(second.finish().0, 0);
+    assert_eq!(second.finish().code, 0);
     assert!(!stale.exists());
 }

@@ -210,7 +210,7 @@ fn the_supervised_deployment_agrees_with_deputy_run() {
 
     // deputy accepts these very options: run them in front of `true` (with a free health
     // port and a temporary control directory, so the test needs neither root nor 8081).
-    let target = support::build(&[]);
+    let target = support::target_dir();
     let dir = tempfile::tempdir().unwrap();
     let free = support::free_port();
     let options: Vec<String> = command[1..command.len() - 1]

@@ -6,17 +6,18 @@
 //! (no shutdown handling at all) under `deputy run`. The same harness against a naive server
 //! that exits at once must see failures, so the test can fail.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{free_port, is_root_with_unshare};
+use support::{Proc, deputy, example, free_port, is_root_with_unshare};
 
 const CLIENTS: usize = 8;
 
@@ -181,58 +182,55 @@ enum Pod {
     PlainServerAlone,
 }
 
-/// Starts the pod (as PID 1 of a new PID namespace when possible); returns the child, the
-/// pid to signal, and its HTTP address, once it serves.
-fn start_service(target: &Path, dir: &Path, as_pid_1: bool, pod: Pod) -> (Child, u32, SocketAddr) {
-    let port = free_port();
-    let mut command = if as_pid_1 {
-        let mut c = Command::new("unshare");
-        c.args(["--pid", "--fork", "--kill-child", "--mount-proc"]);
-        c
-    } else {
-        Command::new("env")
+/// Starts the pod (as PID 1 of a new PID namespace when possible); returns it and its HTTP
+/// address, once it serves.
+fn start_service(dir: &Path, as_pid_1: bool, pod: Pod) -> (Proc, SocketAddr) {
+    let port = free_port().to_string();
+    let (program, mut args): (_, Vec<OsString>) = match pod {
+        Pod::HttpService => (
+            example("http-service"),
+            ["--port", &port, "--health-port", &free_port().to_string()]
+                .into_iter()
+                .chain(["--drain-delay", "2500ms", "--drain-timeout", "5s"])
+                .chain(["--grace-period", "20s", "--ipc-dir"])
+                .map(OsString::from)
+                .collect(),
+        ),
+        Pod::PlainServerUnderDeputyRun => (
+            deputy(),
+            ["run", "--drain-delay", "3s", "--grace", "20s"]
+                .into_iter()
+                // plain-server dies of the SIGTERM: that is its success.
+                .chain(["--map-exit", "143", "--ipc-dir"])
+                .map(OsString::from)
+                .collect(),
+        ),
+        Pod::PlainServerAlone => (
+            example("plain-server"),
+            vec!["--port".into(), port.clone().into()],
+        ),
     };
     match pod {
-        Pod::HttpService => command
-            .arg(target.join("examples/http-service"))
-            .args(["--port", &port.to_string()])
-            .args(["--health-port", &free_port().to_string()])
-            .args(["--drain-delay", "2500ms", "--drain-timeout", "5s"])
-            .args(["--grace-period", "20s", "--ipc-dir"])
-            .arg(dir),
-        Pod::PlainServerUnderDeputyRun => command
-            .arg(target.join("deputy"))
-            .args(["run", "--drain-delay", "3s", "--grace", "20s"])
-            // plain-server dies of the SIGTERM: that is its success.
-            .args(["--map-exit", "143", "--ipc-dir"])
-            .arg(dir)
-            .arg("--")
-            .arg(target.join("examples/plain-server"))
-            .args(["--port", &port.to_string()]),
-        Pod::PlainServerAlone => command
-            .arg(target.join("examples/plain-server"))
-            .args(["--port", &port.to_string()]),
+        Pod::HttpService => args.push(dir.into()),
+        Pod::PlainServerUnderDeputyRun => {
+            args.push(dir.into());
+            args.extend(["--".into(), example("plain-server").into()]);
+            args.extend(["--port".into(), port.clone().into()]);
+        }
+        Pod::PlainServerAlone => {}
+    }
+    let mut service = if as_pid_1 {
+        Proc::start_as_pid_1(program, args)
+    } else {
+        Proc::start(program, args)
     };
-    command
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let line = service.next_out();
     assert!(
         line.contains("serving") || line.contains("listening"),
         "{line}"
     );
-    // Keep reading, so the service's later lines (its report) do not meet a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let pid = if as_pid_1 {
-        support::host_pid(child.id())
-    } else {
-        child.id()
-    };
-    (child, pid, SocketAddr::from(([127, 0, 0, 1], port)))
+    let port: u16 = port.parse().unwrap();
+    (service, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// What one rolling termination came to.
@@ -247,20 +245,20 @@ struct Outcome {
 }
 
 fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
-    let target = support::build(&["http-service", "plain-server"]);
     // Not plain-server alone: as PID 1 it would not even die of the SIGTERM (the kernel drops
     // a signal to PID 1 that has no handler), and the SIGKILL would come at the deadline.
     let as_pid_1 = is_root_with_unshare() && pod_kind != Pod::PlainServerAlone;
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let (mut pod, pod_pid, pod_addr) = start_service(&target, dir_a.path(), as_pid_1, pod_kind);
+    let (mut pod, pod_addr) = start_service(dir_a.path(), as_pid_1, pod_kind);
+    let pod_pid = pod.pid();
     // The other backend is of the same kind: a keep-alive backend next to one that closes
     // every connection would end up with every client, and the pod with no traffic.
     let other_kind = match pod_kind {
         Pod::HttpService => Pod::HttpService,
         Pod::PlainServerUnderDeputyRun | Pod::PlainServerAlone => Pod::PlainServerAlone,
     };
-    let (mut other, _, other_addr) = start_service(&target, dir_b.path(), false, other_kind);
+    let (other, other_addr) = start_service(dir_b.path(), false, other_kind);
     let proxy = Proxy::start(vec![pod_addr, other_addr]);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -277,7 +275,7 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
         });
         // The preStop, if the pod has one; then SIGTERM.
         if pod_kind != Pod::PlainServerAlone {
-            prestop(&target, pod_pid, as_pid_1, dir_a.path(), &mut pod);
+            prestop(pod_pid, as_pid_1, dir_a.path());
         }
         let _ = rustix::process::kill_process(
             rustix::process::Pid::from_raw(pod_pid as i32).unwrap(),
@@ -285,13 +283,11 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
         );
     });
     let status = loop {
-        if let Some(status) = pod.try_wait().unwrap() {
+        if let Some(status) = pod.try_wait() {
             break status;
         }
-        if start.elapsed() > grace {
-            let _ = pod.kill();
-            panic!("SIGKILL at the grace period");
-        }
+        // (Dropping the pod kills it.)
+        assert!(start.elapsed() < grace, "SIGKILL at the grace period");
         std::thread::sleep(Duration::from_millis(10));
     };
     let drain_time = start.elapsed();
@@ -300,14 +296,8 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
     for client in clients {
         client.join().unwrap();
     }
-    let _ = other.kill();
-    let _ = other.wait();
-    let mut stderr = String::new();
-    pod.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    drop(other);
+    let stderr = pod.finish().err();
     let outcome = Outcome {
         sent: tally.sent.load(Ordering::Relaxed),
         ok: tally.ok.load(Ordering::Relaxed),
@@ -331,14 +321,14 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
 
 /// The preStop hook: `deputy terminate`, inside the pod's PID namespace when it has one; it
 /// must succeed.
-fn prestop(target: &Path, pod_pid: u32, as_pid_1: bool, dir: &Path, pod: &mut Child) {
+fn prestop(pod_pid: u32, as_pid_1: bool, dir: &Path) {
     let mut prestop = if as_pid_1 {
         let mut c = Command::new("nsenter");
         c.args(["--target", &pod_pid.to_string(), "--pid", "--"])
-            .arg(target.join("deputy"));
+            .arg(deputy());
         c
     } else {
-        Command::new(target.join("deputy"))
+        Command::new(deputy())
     };
     let out = prestop
         .arg("terminate")
@@ -346,15 +336,12 @@ fn prestop(target: &Path, pod_pid: u32, as_pid_1: bool, dir: &Path, pod: &mut Ch
         .arg(dir)
         .output()
         .unwrap();
-    if out.status.code() != Some(0) {
-        let status = pod.try_wait();
-        let mut stderr = String::new();
-        let _ = pod.stderr.take().unwrap().read_to_string(&mut stderr);
-        panic!(
-            "preStop: {} (pod: {status:?}, {stderr})",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "preStop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// No request failed, every one completed (slow ones included), and the pod exited cleanly.

@@ -3,172 +3,34 @@
 //! descendants, a clean signal state for the child, and PID 1 (through
 //! `unshare --pid --fork --mount-proc`, as root).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{assert_no_panic, can_unshare, free_port, http_status, text};
+use support::{Proc, can_unshare, deputy as deputy_bin, example, free_port, http_status, text};
 
-/// How long any one step may take before the test fails (not a timing goal: a bound that
-/// keeps a broken build from hanging CI).
-const BOUND: Duration = Duration::from_secs(20);
-
-/// `target/<profile>`, with `deputy` and the examples built in it.
-fn target_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| support::build(&["plain-server", "http-service"]))
+/// `deputy run ARGS`; `args` holds the options, `--` and the command.
+fn deputy_run(args: &[&str]) -> Proc {
+    Proc::start(
+        deputy_bin(),
+        std::iter::once("run").chain(args.iter().copied()),
+    )
 }
 
-fn deputy_bin() -> PathBuf {
-    target_dir().join("deputy")
-}
-
-fn example(name: &str) -> PathBuf {
-    target_dir().join("examples").join(name)
-}
-
-/// `deputy run` (perhaps under unshare), its output read line by line.
-struct Supervisor {
-    child: Child,
-    /// The pid to signal: deputy's, seen from the test.
-    pid: u32,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    seen_out: Vec<String>,
-    seen_err: Vec<String>,
-}
-
-impl Supervisor {
-    /// `deputy run ARGS`; `args` holds the options, `--` and the command.
-    fn start(args: &[&str]) -> Supervisor {
-        let mut command = Command::new(deputy_bin());
-        command.arg("run").args(args);
-        Self::spawn(command, false)
-    }
-
-    /// `deputy run ARGS` as PID 1 of new PID and mount namespaces, with its own /proc, as a
-    /// container runtime starts it.
-    fn start_as_pid_1(args: &[&str]) -> Supervisor {
-        let mut command = Command::new("unshare");
-        command
-            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(deputy_bin())
-            .arg("run")
-            .args(args);
-        Self::spawn(command, true)
-    }
-
-    fn spawn(mut command: Command, unshared: bool) -> Supervisor {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("deputy starts");
-        let stdout = support::lines(child.stdout.take().unwrap());
-        let stderr = support::lines(child.stderr.take().unwrap());
-        let mut pid = child.id();
-        if unshared {
-            let deadline = Instant::now() + BOUND;
-            pid = loop {
-                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                    .unwrap_or_default();
-                if !children.trim().is_empty() {
-                    break support::host_pid(pid);
-                }
-                assert!(Instant::now() < deadline, "unshare started nothing");
-                std::thread::sleep(Duration::from_millis(5));
-            };
-        }
-        Supervisor {
-            child,
-            pid,
-            stdout,
-            stderr,
-            seen_out: Vec::new(),
-            seen_err: Vec::new(),
-        }
-    }
-
-    fn signal(&self, signal: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(self.pid as i32).unwrap();
-        rustix::process::kill_process(pid, signal).expect("deputy is running");
-    }
-
-    /// Waits for a line of the child's (stdout) that contains `text`; returns it.
-    fn expect_out(&mut self, text: &str) -> String {
-        wait_for(&self.stdout, &mut self.seen_out, text)
-    }
-
-    /// Waits for a line of deputy's (stderr) that contains `text`; returns it.
-    fn expect_err(&mut self, text: &str) -> String {
-        wait_for(&self.stderr, &mut self.seen_err, text)
-    }
-
-    /// Waits for deputy to exit; returns its exit code, and all of stdout and stderr.
-    fn finish(mut self) -> (i32, String, String) {
-        let deadline = Instant::now() + BOUND;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "deputy did not exit; it said: {:?}",
-                self.seen_err
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        for (lines, seen) in [
-            (&self.stdout, &mut self.seen_out),
-            (&self.stderr, &mut self.seen_err),
-        ] {
-            // The pipes may be held a moment longer by the child's own children.
-            while let Ok(line) = lines.recv_timeout(BOUND) {
-                seen.push(line);
-            }
-        }
-        let out = self.seen_out.join("\n");
-        let err = self.seen_err.join("\n");
-        assert_no_panic(&err);
-        let code = status.code().unwrap_or(-1);
-        std::mem::forget(self);
-        (code, out, err)
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, text: &str) -> String {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if line.contains(text) {
-                    return line;
-                }
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                panic!("no line with {text:?}; seen: {seen:?}")
-            }
-        }
-    }
+/// `deputy run ARGS` as PID 1 of new PID and mount namespaces, with its own /proc, as a
+/// container runtime starts it.
+fn deputy_run_as_pid_1(args: &[&str]) -> Proc {
+    Proc::start_as_pid_1(
+        deputy_bin(),
+        std::iter::once("run").chain(args.iter().copied()),
+    )
 }
 
 /// The exit code and stderr of `deputy run ARGS`, run to the end.
 fn run_to_end(args: &[&str]) -> (i32, String, String) {
-    Supervisor::start(args).finish()
+    deputy_run(args).finish().texts()
 }
 
 /// `deputy terminate --ipc-dir DIR` through `command` (deputy itself, or nsenter in front of
@@ -201,7 +63,7 @@ const IGNORES_TERM: &str = "trap '' TERM; echo ready; while :; do sleep 0.1; don
 
 #[test]
 fn a_child_that_ignores_term_is_killed_when_the_grace_period_is_over() {
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--grace",
         "1s",
@@ -215,7 +77,7 @@ fn a_child_that_ignores_term_is_killed_when_the_grace_period_is_over() {
     deputy.expect_out("ready");
     let sent = Instant::now();
     deputy.signal(Sig::TERM);
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 137, "{err}");
     assert_said(
         &err,
@@ -309,7 +171,7 @@ fn as_pid_1_the_zombies_of_a_double_forking_child_are_reaped() {
         text(&control.stdout)
     );
 
-    let mut deputy = Supervisor::start_as_pid_1(&[
+    let mut deputy = deputy_run_as_pid_1(&[
         "--no-control-socket",
         "--",
         "sh",
@@ -318,7 +180,7 @@ fn as_pid_1_the_zombies_of_a_double_forking_child_are_reaped() {
     ]);
     let line = deputy.expect_out("zombies=");
     assert_eq!(line, "zombies=0");
-    assert_eq!(deputy.finish().0, 0);
+    assert_eq!(deputy.finish().code, 0);
 }
 
 #[test]
@@ -333,15 +195,15 @@ for f in /proc/[0-9]*/stat; do
   set -- $(cat $f 2>/dev/null | sed 's/.*) //'); [ \"$1\" = Z ] && [ \"$2\" = $PPID ] && z=$((z+1))
 done
 echo zombies=$z";
-    let mut deputy = Supervisor::start(&["--no-control-socket", "--", "sh", "-c", script]);
+    let mut deputy = deputy_run(&["--no-control-socket", "--", "sh", "-c", script]);
     assert_eq!(deputy.expect_out("zombies="), "zombies=0");
-    assert_eq!(deputy.finish().0, 0);
+    assert_eq!(deputy.finish().code, 0);
 }
 
 #[test]
 fn the_child_keeps_serving_during_the_drain_delay_then_gets_the_stop_signal() {
     let (port, health) = (free_port(), free_port());
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--drain-delay",
         "1500ms",
@@ -361,7 +223,7 @@ fn the_child_keeps_serving_during_the_drain_delay_then_gets_the_stop_signal() {
     // During the delay, the child still answers.
     assert_eq!(http_status(port, "GET", "/"), 200);
     deputy.expect_err("sent SIGTERM to process");
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 128 + 15, "{err}");
 }
 
@@ -384,7 +246,7 @@ fn with_ready_port_readiness_waits_for_the_child_to_listen() {
         fifo.display(),
         example("plain-server").display()
     );
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--drain-delay",
         "1s",
@@ -406,14 +268,14 @@ fn with_ready_port_readiness_waits_for_the_child_to_listen() {
     deputy.signal(Sig::TERM);
     deputy.expect_err("readiness off");
     assert_eq!(http_status(health, "GET", "/health/ready"), 503);
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 128 + 15, "{err}");
 }
 
 #[test]
 fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_supervisor() {
     let dir = tempfile::tempdir().unwrap();
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--ipc-dir",
         dir.path().to_str().unwrap(),
         "--drain-delay",
@@ -429,7 +291,7 @@ fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_su
     ]);
     deputy.expect_out("http-service: serving");
     // The entrypoint pid file names the supervisor, not the child (DEPUTY_ENTRYPOINT=0).
-    assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(deputy.pid));
+    assert_eq!(deputy_ipc::entrypoint_pid(dir.path()), Some(deputy.pid()));
 
     let status = Command::new(deputy_bin())
         .args(["status", "--ipc-dir"])
@@ -442,7 +304,7 @@ fn a_child_with_a_control_socket_is_stopped_over_it_and_terminate_reaches_the_su
     );
     prestop(Command::new(deputy_bin()), dir.path());
 
-    let (code, out, err) = deputy.finish();
+    let (code, out, err) = deputy.finish().texts();
     assert_eq!(code, 0, "{err}");
     assert_said(&err, &["over its control socket"]);
     assert!(!err.contains("sent SIGTERM"), "{err}");
@@ -465,7 +327,7 @@ fn a_service_under_a_shell_without_exec_is_stopped_over_its_control_socket() {
         free_port(),
         free_port()
     );
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--ipc-dir",
         dir.path().to_str().unwrap(),
         "--drain-delay",
@@ -477,7 +339,7 @@ fn a_service_under_a_shell_without_exec_is_stopped_over_its_control_socket() {
     ]);
     deputy.expect_out("http-service: serving");
     deputy.signal(Sig::TERM);
-    let (code, out, err) = deputy.finish();
+    let (code, out, err) = deputy.finish().texts();
     assert_eq!(code, 0, "{err}");
     assert_said(&err, &["over its control socket"]);
     assert!(!err.contains("sent SIGTERM"), "{err}");
@@ -487,7 +349,7 @@ fn a_service_under_a_shell_without_exec_is_stopped_over_its_control_socket() {
 
 #[test]
 fn stop_signal_quit_is_what_the_child_gets() {
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--drain-delay",
         "0s",
@@ -501,7 +363,7 @@ fn stop_signal_quit_is_what_the_child_gets() {
     ]);
     deputy.expect_out("ready");
     deputy.signal(Sig::TERM);
-    let (code, out, err) = deputy.finish();
+    let (code, out, err) = deputy.finish().texts();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("got QUIT") && !out.contains("got TERM"),
@@ -512,8 +374,8 @@ fn stop_signal_quit_is_what_the_child_gets() {
 
 /// deputy running `script` (which prints "ready"), in the 100 s drain delay of a first
 /// SIGTERM: a test that needs deputy to go on before then fails at the bound, not later.
-fn in_a_long_drain_delay(script: &str) -> Supervisor {
-    let mut deputy = Supervisor::start(&[
+fn in_a_long_drain_delay(script: &str) -> Proc {
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--drain-delay",
         "100s",
@@ -549,10 +411,10 @@ fn with_group_the_stop_signal_reaches_the_whole_process_group() {
             "-c",
             SHELL_WITH_A_CHILD,
         ]);
-        let mut deputy = Supervisor::start(&args);
+        let mut deputy = deputy_run(&args);
         deputy.expect_out("ready");
         deputy.signal(Sig::TERM);
-        deputy.finish()
+        deputy.finish().texts()
     };
     // Without --group the shell alone gets SIGTERM; its sleep is left for the cleanup.
     let (code, _, err) = stop(false);
@@ -570,7 +432,7 @@ fn a_second_signal_skips_the_drain_delay() {
     let deputy = in_a_long_drain_delay("echo ready; exec sleep 1000");
     deputy.signal(Sig::INT);
     // Without the skip this would wait 100 s and the bound would fail the test.
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 128 + 15, "{err}");
     assert_said(&err, &["SIGINT: skipping the rest of the drain"]);
 }
@@ -582,14 +444,14 @@ fn a_child_that_exits_during_the_drain_delay_ends_it() {
     // The child goes on its own (here on a forwarded SIGHUP): without the skip, deputy
     // would wait out the 100 s delay and the bound would fail the test.
     deputy.signal(Sig::HUP);
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 4, "{err}");
     assert_said(&err, &["exited with code 4"]);
 }
 
 #[test]
 fn a_third_signal_kills_at_once() {
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--drain-delay",
         "0s",
@@ -606,7 +468,7 @@ fn a_third_signal_kills_at_once() {
     deputy.signal(Sig::TERM);
     deputy.expect_err("SIGTERM: the drain is already over");
     deputy.signal(Sig::TERM);
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 137, "{err}");
     assert_said(&err, &["SIGTERM: exiting at once: killing process group"]);
 }
@@ -621,7 +483,7 @@ exit 0";
 
 #[test]
 fn descendants_left_behind_get_term_then_kill() {
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--cleanup-timeout",
         "500ms",
@@ -632,7 +494,7 @@ fn descendants_left_behind_get_term_then_kill() {
     ]);
     let first: u32 = deputy.expect_out("").parse().unwrap();
     let second: u32 = deputy.expect_out("").parse().unwrap();
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 0, "{err}");
     assert_said(
         &err,
@@ -652,7 +514,7 @@ fn as_pid_1_descendants_left_behind_get_term_then_kill() {
     if !can_unshare() {
         return;
     }
-    let deputy = Supervisor::start_as_pid_1(&[
+    let deputy = deputy_run_as_pid_1(&[
         "--no-control-socket",
         "--cleanup-timeout",
         "500ms",
@@ -661,7 +523,7 @@ fn as_pid_1_descendants_left_behind_get_term_then_kill() {
         "-c",
         LEAVES_TWO,
     ]);
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     assert_eq!(code, 0, "{err}");
     assert_said(
         &err,
@@ -685,7 +547,7 @@ fn as_pid_1_without_its_own_proc_leftovers_are_reached_through_the_group() {
         .arg(deputy_bin())
         .args(["run", "--no-control-socket", "--cleanup-timeout", "300ms"])
         .args(["--", "sh", "-c", LEAVES_TWO]);
-    let (code, _, err) = Supervisor::spawn(command, true).finish();
+    let (code, _, err) = Proc::spawn_unshare(command).finish().texts();
     assert_eq!(code, 0, "{err}");
     assert_said(
         &err,
@@ -698,7 +560,7 @@ fn as_pid_1_without_its_own_proc_leftovers_are_reached_through_the_group() {
 
 #[test]
 fn signals_other_than_term_and_int_are_forwarded() {
-    let mut deputy = Supervisor::start(&[
+    let mut deputy = deputy_run(&[
         "--no-control-socket",
         "--drain-delay",
         "0s",
@@ -714,7 +576,7 @@ fn signals_other_than_term_and_int_are_forwarded() {
     deputy.signal(Sig::USR2);
     deputy.expect_out("got USR2");
     deputy.signal(Sig::TERM);
-    assert_eq!(deputy.finish().0, 128 + 15);
+    assert_eq!(deputy.finish().code, 128 + 15);
 }
 
 /// The signal mask, ignored signals and process group a program sees, from its
@@ -794,7 +656,7 @@ fn as_pid_1_a_prestop_terminate_reaches_the_supervisor() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut deputy = Supervisor::start_as_pid_1(&[
+    let mut deputy = deputy_run_as_pid_1(&[
         "--ipc-dir",
         dir.path().to_str().unwrap(),
         "--drain-delay",
@@ -812,10 +674,10 @@ fn as_pid_1_a_prestop_terminate_reaches_the_supervisor() {
     // is killed, so the preStop must be done first, and cleanly.
     let mut nsenter = Command::new("nsenter");
     nsenter
-        .args(["--target", &deputy.pid.to_string(), "--pid", "--"])
+        .args(["--target", &deputy.pid().to_string(), "--pid", "--"])
         .arg(deputy_bin());
     prestop(nsenter, dir.path());
-    let (code, _, err) = deputy.finish();
+    let (code, _, err) = deputy.finish().texts();
     // plain-server dies of the SIGTERM (143), mapped to 0.
     assert_eq!(code, 0, "{err}");
     assert_said(
@@ -839,18 +701,10 @@ fn at_a_terminal_the_child_gets_the_foreground() {
         "{} run --no-control-socket -- sh -c 'read line; echo \"got $line\"'",
         deputy_bin().display()
     );
-    let mut script = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = support::lines(script.stdout.take().unwrap());
-    std::io::Write::write_all(&mut script.stdin.take().unwrap(), b"hello\n").unwrap();
-    let mut seen = Vec::new();
-    let answer = wait_for(&lines, &mut seen, "got ");
-    let _ = script.kill();
-    let _ = script.wait();
+    let mut script = Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]);
+    let (mut script, mut stdin) = Proc::spawn_with_stdin(script);
+    std::io::Write::write_all(&mut stdin, b"hello\n").unwrap();
+    let answer = script.expect_out("got ");
     assert_eq!(answer.trim_end(), "got hello");
 }

@@ -7,15 +7,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
+use support::BOUND;
 
 mod support;
 
 const JOBS: usize = 40;
-const BOUND: Duration = Duration::from_secs(30);
 
 #[test]
 fn sigterm_mid_job_with_restarts_loses_nothing_and_repeats_nothing() {
-    let dir = support::build(&["smol-worker"]);
     let queue = tempfile::tempdir().unwrap();
     for i in 0..JOBS {
         std::fs::write(
@@ -30,7 +29,7 @@ fn sigterm_mid_job_with_restarts_loses_nothing_and_repeats_nothing() {
     while done.len() < JOBS {
         runs += 1;
         assert!(runs <= JOBS + 5, "no progress after {runs} runs");
-        let mut child = Command::new(dir.join("examples/smol-worker"))
+        let mut child = Command::new(support::example("smol-worker"))
             .arg("--queue")
             .arg(queue.path())
             .args(["--job-ms", "40"])

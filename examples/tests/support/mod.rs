@@ -1,18 +1,55 @@
-//! Helpers shared by the end-to-end tests: building the binaries they run, and reading a
-//! child's output line by line without blocking the test.
+//! The end-to-end tests' one harness: the binaries they run, built once ([`deputy`],
+//! [`example`]); a process with its output read line by line ([`Proc`]: started directly or
+//! as PID 1 under unshare, waited for with a [`BOUND`], killed on drop); and small helpers.
 
 #![allow(dead_code)] // each test file uses its own subset
 
+mod proc;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+#[allow(unused_imports)] // not every test file runs processes
+pub(crate) use proc::Proc;
+
+/// How long any one step may take before a test fails (not a timing goal: a bound that keeps
+/// a broken build from hanging CI).
+pub(crate) const BOUND: Duration = Duration::from_secs(20);
+
+/// The examples the end-to-end tests run.
+const EXAMPLES: [&str; 5] = [
+    "http-service",
+    "ipc-service",
+    "plain-server",
+    "signal-service",
+    "smol-worker",
+];
+
+/// `target/<profile>`, with `deputy` and every example the tests run built in it: once per
+/// test binary, in one cargo run (a no-op when they are up to date).
+pub(crate) fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build(&EXAMPLES))
+}
+
+/// The `deputy` binary.
+pub(crate) fn deputy() -> PathBuf {
+    target_dir().join("deputy")
+}
+
+/// The example `name`'s binary.
+pub(crate) fn example(name: &str) -> PathBuf {
+    target_dir().join("examples").join(name)
+}
+
 /// Builds the `deputy` binary and the named examples (debug profile, like the tests) and
 /// returns the target directory: `deputy` is in it, the examples under `examples/`.
-pub(crate) fn build(examples: &[&str]) -> PathBuf {
+fn build(examples: &[&str]) -> PathBuf {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args([
         "build",
@@ -48,18 +85,21 @@ pub(crate) fn lines(output: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-/// The pid, outside its namespace, of the program `unshare --fork` started as PID 1: the
-/// only child of the unshare process `unshare_pid`.
-pub(crate) fn host_pid(unshare_pid: u32) -> u32 {
-    let children =
-        std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
-            .expect("unshare is running");
-    children
-        .split_whitespace()
-        .next()
-        .expect("unshare has a child")
-        .parse()
-        .unwrap()
+/// The host's pid of the PID 1 that `unshare --fork` (pid `unshare`) starts, once it has.
+pub(crate) fn pid_1_of(unshare: u32) -> u32 {
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            return pid.parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unshare started nothing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A TCP port that was free a moment ago.
