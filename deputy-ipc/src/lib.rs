@@ -4,8 +4,11 @@
 //! This crate is where the UNIX-socket control protocol, the HTTP health endpoints
 //! (`/health/live`, `/health/ready`) and the `deputy` binary (`terminate`, `status`, `run`)
 //! live: [`ControlServer`] serves the [`protocol`] on `deputy.<pid>.sock`, [`HealthServer`]
-//! the probes' endpoints, and the binary is the client (`terminate`, `status`) and the
-//! supervisor (`run`).
+//! the probes' endpoints. Behind features: `client` (a client of the control socket, which
+//! `deputy terminate` and `deputy status` are built on) and `supervisor` (what `deputy run`
+//! does); `cli` (the default) adds the binary, a thin `main` over them. With
+//! `default-features = false` the crate pulls in neither clap nor the supervisor's
+//! dependencies.
 //!
 //! # Examples
 //!
