@@ -12,6 +12,8 @@
 //! other paths 404.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
@@ -20,15 +22,77 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use smol_hyper::rt::FuturesIo;
+use smol_hyper::rt::{FuturesIo, SmolTimer};
 
-use crate::accept::serve_until;
+use crate::accept::{Listener, Slot, serve_until};
 use crate::error::IpcError;
+use crate::log_limit::LogLimit;
 use crate::protocol::Response as Protocol;
 use crate::timeout::within;
 
 /// The header that must carry the secret for `/shutdown`.
 pub const SHUTDOWN_TOKEN_HEADER: &str = "x-deputy-token";
+
+/// The environment variable naming a file that holds the `/shutdown` token (a mounted
+/// Kubernetes Secret); see [`shutdown_token_from_env`].
+pub const SHUTDOWN_TOKEN_FILE_ENV: &str = "DEPUTY_SHUTDOWN_TOKEN_FILE";
+
+/// The environment variable holding the `/shutdown` token itself; see
+/// [`shutdown_token_from_env`].
+pub const SHUTDOWN_TOKEN_ENV: &str = "DEPUTY_SHUTDOWN_TOKEN";
+
+/// The shortest `/shutdown` token accepted from the environment, in bytes.
+pub const MIN_SHUTDOWN_TOKEN: usize = 16;
+
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_CONNECTIONS: usize = 128;
+
+/// The `/shutdown` token, if the environment sets one: read from the file named by
+/// `DEPUTY_SHUTDOWN_TOKEN_FILE` (a Kubernetes Secret mounted as a file: the better way, as
+/// the environment is inherited by child processes and shown by `kubectl describe`), else
+/// taken from `DEPUTY_SHUTDOWN_TOKEN`. Surrounding white space (a file's last newline) is
+/// dropped. `Ok(None)` when neither is set: the endpoint stays off.
+///
+/// # Errors
+///
+/// A sentence for a person if the file cannot be read, or the token is shorter than
+/// [`MIN_SHUTDOWN_TOKEN`] bytes.
+///
+/// ```
+/// // Neither variable is set in a plain test run: the endpoint stays off.
+/// if std::env::var_os("DEPUTY_SHUTDOWN_TOKEN_FILE").is_none()
+///     && std::env::var_os("DEPUTY_SHUTDOWN_TOKEN").is_none()
+/// {
+///     assert_eq!(deputy_ipc::shutdown_token_from_env(), Ok(None));
+/// }
+/// ```
+pub fn shutdown_token_from_env() -> Result<Option<String>, String> {
+    let from_file = std::env::var_os(SHUTDOWN_TOKEN_FILE_ENV).filter(|path| !path.is_empty());
+    let (token, source) = match from_file {
+        Some(path) => (read_token_file(Path::new(&path))?, SHUTDOWN_TOKEN_FILE_ENV),
+        None => match std::env::var(SHUTDOWN_TOKEN_ENV) {
+            Ok(token) if !token.is_empty() => (token, SHUTDOWN_TOKEN_ENV),
+            _ => return Ok(None),
+        },
+    };
+    let token = token.trim().to_owned();
+    if token.len() < MIN_SHUTDOWN_TOKEN {
+        return Err(format!(
+            "the /shutdown token from {source} is {} bytes long; it needs at least {MIN_SHUTDOWN_TOKEN}",
+            token.len()
+        ));
+    }
+    Ok(Some(token))
+}
+
+fn read_token_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|error| {
+        format!(
+            "cannot read the /shutdown token from {} ({SHUTDOWN_TOKEN_FILE_ENV}): {error}",
+            path.display()
+        )
+    })
+}
 
 /// The health port: `$DEPUTY_HEALTH_CHECK_PORT`, else
 /// [`DEFAULT_HEALTH_CHECK_PORT`](crate::DEFAULT_HEALTH_CHECK_PORT).
@@ -89,8 +153,29 @@ pub fn health_port() -> Result<u16, String> {
 pub struct HealthServer {
     shutdown: Shutdown,
     listener: Async<TcpListener>,
-    secret: Option<String>,
+    secret: Option<Secret>,
     linger: Duration,
+    header_read_timeout: Duration,
+    max_connections: usize,
+}
+
+/// The `/shutdown` token, kept out of `Debug` output (and so out of logs).
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Shared by every connection of one server.
+#[derive(Debug)]
+struct Endpoint {
+    shutdown: Shutdown,
+    secret: Option<Secret>,
+    /// Refused `/shutdown` attempts are logged, but not so that an attacker floods the log.
+    refusals: LogLimit,
+    header_read_timeout: Duration,
 }
 
 impl HealthServer {
@@ -106,14 +191,49 @@ impl HealthServer {
             listener,
             secret: None,
             linger: Duration::from_secs(1),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
+    }
+
+    /// How long a connection may take to send a whole request head, counted from when it
+    /// opens or its previous response was sent; then it is closed. So it bounds slowloris
+    /// clients (a head sent a byte at a time) and idle keep-alive connections alike. Default
+    /// 5 s: the kubelet's probes send their request at once, on a new connection each time.
+    ///
+    /// ```
+    /// # use deputy_core::ShutdownCoordinator;
+    /// # let coordinator = ShutdownCoordinator::builder().build(deputy_smol::AsyncIoRuntime).unwrap();
+    /// use std::time::Duration;
+    /// use deputy_ipc::HealthServer;
+    ///
+    /// let server = HealthServer::bind(&coordinator.handle(), "127.0.0.1:0".parse().unwrap())
+    ///     .unwrap()
+    ///     .header_read_timeout(Duration::from_secs(2))
+    ///     .max_connections(32);
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once (default 128). A new connection beyond it takes
+    /// the place of the oldest one that is not in the middle of a request (an idle or
+    /// half-sent one), so probes get through however many connections others hold open; if
+    /// all are busy, the new one is closed. When the process runs out of descriptors, an idle
+    /// connection (or a descriptor kept in reserve) is closed so the next one can be
+    /// accepted.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
     }
 
     /// Turns on `/shutdown`, for requests that carry `secret` in the
     /// [`x-deputy-token`](SHUTDOWN_TOKEN_HEADER) header. A request may add `?wait=10s` to
-    /// bound its wait (default: until done).
+    /// bound its wait (default: until done). [`shutdown_token_from_env`] reads the secret
+    /// from a mounted Secret or the environment.
     pub fn with_shutdown_endpoint(mut self, secret: impl Into<String>) -> Self {
-        self.secret = Some(secret.into());
+        self.secret = Some(Secret(secret.into()));
         self
     }
 
@@ -137,31 +257,49 @@ impl HealthServer {
             listener,
             secret,
             linger,
+            header_read_timeout,
+            max_connections,
         } = self;
         let until = async {
             shutdown.done().await;
             Timer::after(linger).await;
         };
+        let endpoint = Arc::new(Endpoint {
+            shutdown: shutdown.clone(),
+            secret,
+            refusals: LogLimit::new(Duration::from_secs(10)),
+            header_read_timeout,
+        });
+        let server = Listener {
+            what: "health endpoint",
+            listener: &listener,
+            max_connections,
+        };
         // Connections still open at the end are dropped.
         let _open = serve_until(
-            "health endpoint",
-            &listener,
+            server,
             |listener| listener.accept().map(|(stream, _)| stream),
-            |stream| serve(stream, shutdown.clone(), secret.clone()),
+            |stream, slot| serve(stream, slot, endpoint.clone()),
             until,
         )
         .await;
     }
 }
 
-async fn serve(stream: Async<TcpStream>, shutdown: Shutdown, secret: Option<String>) {
+async fn serve(stream: Async<TcpStream>, slot: Arc<Slot>, endpoint: Arc<Endpoint>) {
+    let timeout = endpoint.header_read_timeout;
     let service = hyper::service::service_fn(move |request| {
-        let (shutdown, secret) = (shutdown.clone(), secret.clone());
+        let (endpoint, slot) = (endpoint.clone(), slot.clone());
         async move {
-            Ok::<_, std::convert::Infallible>(route(request, &shutdown, secret.as_deref()).await)
+            slot.set_busy(true);
+            let response = route(request, &endpoint).await;
+            slot.set_busy(false);
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(SmolTimer::new())
+        .header_read_timeout(timeout)
         .serve_connection(FuturesIo::new(stream), service);
     if let Err(error) = connection.await {
         tracing::debug!(%error, "health connection ended");
@@ -190,11 +328,8 @@ fn status_code(ok: bool) -> StatusCode {
     }
 }
 
-async fn route(
-    request: Request<Incoming>,
-    shutdown: &Shutdown,
-    secret: Option<&str>,
-) -> Response<Full<Bytes>> {
+async fn route(request: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
+    let shutdown = &endpoint.shutdown;
     let path = request.uri().path();
     let method = request.method();
     let head_or_get = *method == Method::GET || *method == Method::HEAD;
@@ -205,11 +340,11 @@ async fn route(
         "/health/live" => respond(status_code(shutdown.is_live()), Bytes::new()),
         "/health/ready" => respond(status_code(shutdown.is_ready()), Bytes::new()),
         "/health/status" => json(StatusCode::OK, &Protocol::status(&shutdown.status())),
-        "/shutdown" if secret.is_some() => {
+        "/shutdown" if endpoint.secret.is_some() => {
             if *method != Method::GET && *method != Method::POST {
                 not_allowed("GET, POST")
             } else {
-                shutdown_endpoint(&request, shutdown, secret.unwrap_or_default()).await
+                shutdown_endpoint(&request, endpoint).await
             }
         }
         _ => respond(StatusCode::NOT_FOUND, Bytes::new()),
@@ -235,15 +370,21 @@ fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 
 async fn shutdown_endpoint(
     request: &Request<Incoming>,
-    shutdown: &Shutdown,
-    secret: &str,
+    endpoint: &Endpoint,
 ) -> Response<Full<Bytes>> {
+    let shutdown = &endpoint.shutdown;
+    let secret = endpoint.secret.as_ref().map_or("", |secret| &secret.0);
     let token = request
         .headers()
         .get(SHUTDOWN_TOKEN_HEADER)
         .map(HeaderValue::as_bytes);
     if !token.is_some_and(|token| constant_time_eq(token, secret.as_bytes())) {
-        tracing::warn!("refused a /shutdown request without the right token");
+        if let Some(suppressed) = endpoint.refusals.allow() {
+            tracing::warn!(
+                suppressed,
+                "refused a /shutdown request without the right token"
+            );
+        }
         return respond(StatusCode::FORBIDDEN, Bytes::new());
     }
     let wait = request.uri().query().and_then(|query| {

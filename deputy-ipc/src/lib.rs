@@ -32,6 +32,8 @@ mod accept;
 pub mod client;
 mod error;
 mod health;
+mod limits;
+mod log_limit;
 mod paths;
 #[cfg(feature = "client")]
 mod procs;
@@ -42,7 +44,11 @@ pub mod supervisor;
 mod timeout;
 
 pub use error::IpcError;
-pub use health::{HealthServer, SHUTDOWN_TOKEN_HEADER, health_port};
+pub use health::{
+    HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV, SHUTDOWN_TOKEN_FILE_ENV,
+    SHUTDOWN_TOKEN_HEADER, health_port, shutdown_token_from_env,
+};
+pub use limits::{NofileLimit, raise_nofile_limit};
 pub use paths::{entrypoint_path, entrypoint_pid, ipc_dir, socket_path, socket_pid};
 pub use server::{ControlServer, ServerConfig};
 

@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::Async;
@@ -18,7 +19,7 @@ use deputy_core::{Reason, Shutdown};
 use futures::stream::StreamExt;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
-use crate::accept::serve_until;
+use crate::accept::{Listener, Slot, serve_until};
 use crate::error::IpcError;
 use crate::protocol::{ErrorCode, MAX_LINE, ProtocolError, Request, Response};
 use crate::timeout::within;
@@ -42,6 +43,7 @@ pub struct ServerConfig {
     entrypoint: bool,
     read_timeout: Duration,
     linger: Duration,
+    max_clients: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
             entrypoint: !entrypoint_disabled(),
             read_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(1),
+            max_clients: 64,
         }
     }
 }
@@ -82,6 +85,16 @@ impl ServerConfig {
     /// a preStop `deputy terminate` exit on its own before PID 1 does.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
+        self
+    }
+
+    /// The most clients served at once (default 64). A client beyond it takes the place of
+    /// the oldest one that has not sent its request yet, so a preStop gets through however
+    /// many idle clients hold the socket; if every client is busy (a `terminate` that waits
+    /// for the end), the new one is closed. When the process runs out of descriptors, one
+    /// kept in reserve is given up so that a preStop is still accepted.
+    pub fn max_clients(mut self, max: usize) -> Self {
+        self.max_clients = max.max(1);
         self
     }
 }
@@ -222,11 +235,15 @@ impl ControlServer {
                 return;
             }
         };
+        let server = Listener {
+            what: "control socket",
+            listener: &listener,
+            max_connections: config.max_clients,
+        };
         let mut connections = serve_until(
-            "control socket",
-            &listener,
+            server,
             |listener| listener.accept().map(|(stream, _)| stream),
-            |stream| serve(stream, shutdown.clone(), config.clone()),
+            |stream, slot| serve(stream, slot, shutdown.clone(), config.clone()),
             shutdown.done(),
         )
         .await;
@@ -241,8 +258,13 @@ impl ControlServer {
     }
 }
 
-async fn serve(stream: Async<UnixStream>, shutdown: Shutdown, config: ServerConfig) {
-    if let Err(error) = serve_inner(&stream, &shutdown, &config).await {
+async fn serve(
+    stream: Async<UnixStream>,
+    slot: Arc<Slot>,
+    shutdown: Shutdown,
+    config: ServerConfig,
+) {
+    if let Err(error) = serve_inner(&stream, &slot, &shutdown, &config).await {
         tracing::debug!(%error, "control connection ended");
     }
 }
@@ -250,6 +272,7 @@ async fn serve(stream: Async<UnixStream>, shutdown: Shutdown, config: ServerConf
 /// One connection: the peer's credentials, one request line, the answer.
 async fn serve_inner(
     stream: &Async<UnixStream>,
+    slot: &Slot,
     shutdown: &Shutdown,
     config: &ServerConfig,
 ) -> io::Result<()> {
@@ -257,7 +280,10 @@ async fn serve_inner(
         Ok(pid) => pid,
         Err(refusal) => return send(stream, &refusal).await,
     };
-    match read_request(stream, config).await? {
+    let request = read_request(stream, config).await?;
+    // From here on it is a client with a request: not one to evict for a newcomer.
+    slot.set_busy(true);
+    match request {
         None => Ok(()),
         Some(Err(refusal)) => send(stream, &refusal).await,
         Some(Ok(Request::Status)) => send(stream, &Response::status(&shutdown.status())).await,

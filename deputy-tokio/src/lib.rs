@@ -10,6 +10,8 @@
 //! - [`stopping`]: the future to hand to hyper's or axum's graceful shutdown: it resolves when
 //!   the drain is over, so the server keeps accepting while endpoints propagate.
 //! - [`spawn_tracked`]: `tokio::spawn` for work the drain must wait for.
+//! - [`accept`]: an accept loop that pauses when the process is out of descriptors instead
+//!   of spinning.
 //!
 //! # Examples
 //!
@@ -42,8 +44,10 @@
 
 use std::time::Instant;
 
+mod accept;
 mod layer;
 
+pub use accept::accept;
 pub use layer::{Drain, DrainFuture, DrainLayer};
 
 pub use deputy_core::runtime::{Runtime, Sleep};

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Every setting has a flag and an environment variable; durations are written `30s`,
-//! `1500ms`. The defaults match `examples/k8s/deployment.yaml`.
+//! `1500ms`. The defaults match `examples/k8s/deployment.yaml`. With
+//! `DEPUTY_SHUTDOWN_TOKEN_FILE` (or `DEPUTY_SHUTDOWN_TOKEN`) set, the health port also serves
+//! `/shutdown` for an httpGet preStop (`examples/k8s/http-prestop.yaml`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -83,6 +85,9 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     deputy_examples::init_logs("info");
+    // As Go does: a flood of connections should not find the process at a soft limit of
+    // 1,024 descriptors when the hard limit allows more.
+    deputy_ipc::raise_nofile_limit().context("open-files limit")?;
 
     let coordinator = ShutdownCoordinator::builder()
         .grace_period(options.grace_period)
@@ -125,8 +130,13 @@ async fn main() -> anyhow::Result<()> {
         Some(port) => port,
         None => deputy_ipc::health_port().map_err(anyhow::Error::msg)?,
     };
-    let health = HealthServer::bind(&shutdown, SocketAddr::from(([0, 0, 0, 0], health_port)))
+    let mut health = HealthServer::bind(&shutdown, SocketAddr::from(([0, 0, 0, 0], health_port)))
         .context("health endpoints")?;
+    // /shutdown, for an httpGet preStop (images without the deputy binary), when
+    // DEPUTY_SHUTDOWN_TOKEN_FILE (a mounted Secret) or DEPUTY_SHUTDOWN_TOKEN gives its token.
+    if let Some(token) = deputy_ipc::shutdown_token_from_env().map_err(anyhow::Error::msg)? {
+        health = health.with_shutdown_endpoint(token);
+    }
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
         .await
         .with_context(|| format!("port {}", options.port))?;
@@ -141,8 +151,8 @@ async fn main() -> anyhow::Result<()> {
             let mut stop = std::pin::pin!(stopping(&shutdown));
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                    // Pauses (instead of spinning) when the process is out of descriptors.
+                    (stream, _) = deputy_tokio::accept(&listener) => {
                         let connection = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                         let connection = graceful.watch(connection);

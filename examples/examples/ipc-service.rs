@@ -41,6 +41,9 @@ struct Options {
     /// How long to keep serving after the trigger (like `5s`, `0s`).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     drain_delay: Duration,
+    /// How long a health connection may take to send a request head (idle ones included).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +54,9 @@ fn main() -> anyhow::Result<()> {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("ipc-service: internal error: {info}")
     }));
+    // As Go does: a flood of connections should not find the process at a soft limit of
+    // 1,024 descriptors when the hard limit allows more.
+    deputy_ipc::raise_nofile_limit().context("open-files limit")?;
 
     let coordinator = ShutdownCoordinator::builder()
         .grace_period(Duration::from_secs(30))
@@ -76,10 +82,18 @@ fn main() -> anyhow::Result<()> {
     }
     let server = ControlServer::bind(&shutdown, config).context("control socket")?;
     let health = match options.health_port {
-        Some(port) => Some(deputy_ipc::HealthServer::bind(
-            &shutdown,
-            ([0, 0, 0, 0], port).into(),
-        )?),
+        Some(port) => {
+            let server = deputy_ipc::HealthServer::bind(&shutdown, ([0, 0, 0, 0], port).into())?
+                .header_read_timeout(options.header_read_timeout);
+            // /shutdown, for an httpGet preStop, when DEPUTY_SHUTDOWN_TOKEN_FILE (or
+            // DEPUTY_SHUTDOWN_TOKEN) gives its token.
+            Some(
+                match deputy_ipc::shutdown_token_from_env().map_err(anyhow::Error::msg)? {
+                    Some(token) => server.with_shutdown_endpoint(token),
+                    None => server,
+                },
+            )
+        }
         None => None,
     };
     println!(

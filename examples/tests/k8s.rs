@@ -234,3 +234,107 @@ fn the_supervised_deployment_agrees_with_deputy_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The value of environment variable `name` in `container`, if the manifest sets it.
+fn env_of<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+}
+
+#[test]
+fn the_httpget_prestop_deployment_agrees_with_the_service_and_stops_it() {
+    let docs = documents("http-prestop.yaml");
+    let (pod, container) = pod_and_container(&docs);
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret")
+        .expect("a Secret");
+    let token = get(secret, &["stringData", "token"]).as_str().unwrap();
+    assert!(token.len() >= deputy_ipc::MIN_SHUTDOWN_TOKEN);
+
+    // The token file is the Secret's key, where the Secret is mounted.
+    let token_file = env_of(container, deputy_ipc::SHUTDOWN_TOKEN_FILE_ENV).expect("a token file");
+    let volume = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| get(v, &["secret", "secretName"]) == &secret["metadata"]["name"])
+        .expect("the Secret as a volume");
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the Secret's volume mounted");
+    assert_eq!(
+        token_file,
+        format!("{}/token", mount["mountPath"].as_str().unwrap())
+    );
+
+    // The preStop: /shutdown on the health port, with the token, waiting at most the grace
+    // period (within the pod's).
+    let health_port: u16 = env_of(container, "DEPUTY_HEALTH_CHECK_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let prestop = get(container, &["lifecycle", "preStop", "httpGet"]);
+    assert_eq!(prestop["port"].as_u64(), Some(u64::from(health_port)));
+    let header = get(prestop, &["httpHeaders", "0"]);
+    assert_eq!(
+        header["name"].as_str(),
+        Some(deputy_ipc::SHUTDOWN_TOKEN_HEADER)
+    );
+    assert_eq!(header["value"].as_str(), Some(token));
+    let path = prestop["path"].as_str().unwrap();
+    let wait = duration(
+        path.strip_prefix("/shutdown?wait=")
+            .expect("/shutdown?wait="),
+    );
+    let grace = duration(env_of(container, "DEPUTY_GRACE_PERIOD").unwrap());
+    assert!(wait <= grace);
+    let k8s_grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(Duration::from_secs(k8s_grace) >= grace + Duration::from_secs(2));
+    assert_run_is_writable(pod, container);
+
+    // And it works: http-service with the Secret's token in a file, then the kubelet's
+    // request (a wrong token first, which must change nothing).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let port = support::free_port();
+    let health = support::free_port();
+    let mut command = std::process::Command::new(support::example("http-service"));
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--health-port",
+            &health.to_string(),
+        ])
+        .args(["--drain-delay", "0s", "--ipc-dir"])
+        .arg(dir.path())
+        .env(deputy_ipc::SHUTDOWN_TOKEN_FILE_ENV, &file);
+    let mut service = support::Proc::spawn(command);
+    service.expect_out("serving");
+    let get_with = |token: &str| {
+        support::http_request(
+            health,
+            "GET",
+            path,
+            &[(deputy_ipc::SHUTDOWN_TOKEN_HEADER, token)],
+        )
+    };
+    assert_eq!(get_with("not-the-token-at-all").0, 403);
+    assert_eq!(support::http_status(health, "GET", "/health/ready"), 200);
+    let (status, body) = get_with(token);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"type\":\"done\"") && body.contains("\"outcome\":\"clean\""),
+        "{body}"
+    );
+    assert_eq!(service.finish().code, 0);
+}

@@ -37,6 +37,9 @@ use futures::{AsyncBufReadExt, AsyncWriteExt};
 pub use self::error::ClientError;
 use crate::protocol::{ErrorCode, Request, Response};
 
+/// How long [`Client::connect`] tries again while the server's backlog is full.
+const CONNECT_RETRIES_FOR: Duration = Duration::from_secs(5);
+
 /// A connection to one service's control socket.
 #[derive(Debug)]
 pub struct Client {
@@ -64,7 +67,8 @@ impl Client {
     ///
     /// [`ClientError::NoSocket`] if nothing listens there (checked first with one `stat`, so
     /// a process without a socket costs no socket of ours), [`ClientError::Refused`] if the
-    /// socket belongs to another user, [`ClientError::Io`] otherwise.
+    /// socket belongs to another user, [`ClientError::Io`] otherwise. A full backlog is
+    /// waited out for up to 5 s.
     ///
     /// # Cancel safety
     ///
@@ -74,13 +78,27 @@ impl Client {
         if let Err(source) = std::fs::symlink_metadata(&path) {
             return Err(ClientError::NoSocket { path, source });
         }
-        match Async::<UnixStream>::connect(&path).await {
-            Ok(stream) => Ok(Client {
-                pid,
-                stream: BufReader::new(stream),
-                deadline: None,
-            }),
-            Err(source) => Err(connect_error(path, source)),
+        // A full backlog (a flood of idle clients the server has not accepted yet) makes a
+        // UNIX socket's connect fail at once with EAGAIN: try again for a while, as the
+        // server sheds idle clients to make room.
+        let give_up = Instant::now() + CONNECT_RETRIES_FOR;
+        loop {
+            match Async::<UnixStream>::connect(&path).await {
+                Ok(stream) => {
+                    return Ok(Client {
+                        pid,
+                        stream: BufReader::new(stream),
+                        deadline: None,
+                    });
+                }
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        && Instant::now() < give_up =>
+                {
+                    Timer::after(Duration::from_millis(5)).await;
+                }
+                Err(source) => return Err(connect_error(path, source)),
+            }
         }
     }
 

@@ -111,6 +111,13 @@ pub struct Config {
     pub control_socket: bool,
     /// When not PID 1, become a child subreaper. Default true.
     pub subreaper: bool,
+    /// Start the child with the raised open-files limit too. By default deputy raises only
+    /// its own soft RLIMIT_NOFILE to the hard limit (after starting the child), and the
+    /// child gets the limit deputy was given, as Go does for the programs it execs.
+    pub raise_child_nofile: bool,
+    /// Serve `/shutdown` on the health port, for requests with this token (see
+    /// [`shutdown_token_from_env`](crate::shutdown_token_from_env)); needs `health_port`.
+    pub shutdown_token: Option<String>,
     /// The program and its arguments.
     pub command: Vec<OsString>,
 }
@@ -130,6 +137,8 @@ impl Config {
             ipc_dir: None,
             control_socket: true,
             subreaper: true,
+            raise_child_nofile: false,
+            shutdown_token: None,
             command: command.into_iter().map(Into::into).collect(),
         }
     }
@@ -141,6 +150,11 @@ impl Config {
         }
         if self.grace.is_zero() {
             return Err(RunError::Usage("--grace must be more than 0s".into()));
+        }
+        if self.shutdown_token.is_some() && self.health_port.is_none() {
+            return Err(RunError::Usage(
+                "a /shutdown token needs --health-port: the endpoint is served there".into(),
+            ));
         }
         if self.drain_delay >= self.grace {
             return Err(RunError::Usage(format!(
@@ -230,9 +244,12 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     {
         say!("cannot become a child subreaper ({error}); orphans will go to PID 1");
     }
+    if config.raise_child_nofile {
+        raise_nofile_limit();
+    }
     let coordinator = plan(&config)?;
     let shutdown = coordinator.handle();
-    let health = health_server(&shutdown, config.health_port)?;
+    let health = health_server(&shutdown, &config)?;
     let stop = StopPlan {
         signal: config.stop_signal,
         group: config.group,
@@ -246,6 +263,12 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         .then(|| control_server(&shutdown, &stop))
         .flatten();
     let child = Arc::new(Child::spawn(&config.command, &child_env(&config), stop)?);
+    // After the start, so the child keeps the limit deputy was given (unless told
+    // otherwise): a flood of connections to the health port or the control socket should
+    // not find deputy at a soft limit of 1,024 descriptors.
+    if !config.raise_child_nofile {
+        raise_nofile_limit();
+    }
     if config.ready_port.is_none() {
         shutdown.ready();
     }
@@ -285,13 +308,25 @@ fn plan(config: &Config) -> Result<ShutdownCoordinator, RunError> {
         .map_err(|e| RunError::Setup(e.to_string()))
 }
 
-fn health_server(shutdown: &Shutdown, port: Option<u16>) -> Result<Option<HealthServer>, RunError> {
-    let Some(port) = port else {
+fn health_server(shutdown: &Shutdown, config: &Config) -> Result<Option<HealthServer>, RunError> {
+    let Some(port) = config.health_port else {
         return Ok(None);
     };
-    HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))
-        .map(Some)
-        .map_err(|e| RunError::Setup(format!("cannot serve health endpoints on port {port}: {e}")))
+    let server =
+        HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port))).map_err(|e| {
+            RunError::Setup(format!("cannot serve health endpoints on port {port}: {e}"))
+        })?;
+    Ok(Some(match &config.shutdown_token {
+        Some(token) => server.with_shutdown_endpoint(token.clone()),
+        None => server,
+    }))
+}
+
+/// [`crate::raise_nofile_limit`], said if it fails (deputy goes on with the limit it has).
+fn raise_nofile_limit() {
+    if let Err(error) = crate::raise_nofile_limit() {
+        say!("cannot raise the open-files limit: {error}");
+    }
 }
 
 /// The supervisor's own control socket, and the pid file too, unless DEPUTY_ENTRYPOINT=0

@@ -127,23 +127,38 @@ pub(crate) fn can_unshare() -> bool {
 
 /// One HTTP/1.1 request to 127.0.0.1; returns the status code, or 0 if there was no answer.
 pub(crate) fn http_status(port: u16, method: &str, path: &str) -> u16 {
+    http_request(port, method, path, &[]).0
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 with extra headers; returns the status code (0 if there
+/// was no answer) and the body.
+pub(crate) fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
+        return (0, String::new());
     };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let _ = write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let _ = stream.write_all(request.as_bytes());
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer
+    let status = answer
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned());
+    (status, body)
 }
 
 /// Lossy UTF-8.

@@ -97,6 +97,11 @@ when --ipc-dir is given). At a terminal (docker run -it) the child's group gets 
 terminal's foreground, as with tini: Ctrl-C then goes to the child itself. deputy reaps every
 zombie: as PID 1, and otherwise as a child subreaper (unless --no-subreaper).
 
+With --health-port and DEPUTY_SHUTDOWN_TOKEN_FILE (a file holding a token of 16 bytes or
+more, such as a mounted Secret) or DEPUTY_SHUTDOWN_TOKEN set, the health port also serves
+/shutdown for an httpGet preStop: a request with the header `x-deputy-token: TOKEN` starts
+the shutdown and answers when it is done (`?wait=10s` bounds the wait).
+
 Exit code: the child's, or 128+N when signal N killed it (after --map-exit). deputy's own:
   2    bad command line
   125  deputy could not set up (health port, signals) or start the child
@@ -160,6 +165,11 @@ pub(crate) struct RunArgs {
     /// PID 1 instead of being reaped and cleaned up by deputy.
     #[arg(long)]
     pub(crate) no_subreaper: bool,
+    /// Start the child with the raised open-files limit too. deputy raises its own soft
+    /// RLIMIT_NOFILE to the hard limit (as Go does) after starting the child, which keeps the
+    /// limit deputy was given.
+    #[arg(long)]
+    pub(crate) raise_child_nofile: bool,
     /// The program to run and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub(crate) command: Vec<OsString>,
@@ -180,6 +190,7 @@ impl RunArgs {
         config.ipc_dir = self.ipc_dir;
         config.control_socket = !self.no_control_socket;
         config.subreaper = !self.no_subreaper;
+        config.raise_child_nofile = self.raise_child_nofile;
         config
     }
 }

@@ -6,17 +6,35 @@ use std::time::{Duration, Instant};
 use deputy_core::{Outcome, PhaseOutcome};
 use deputy_ipc::client::{self, Client, ClientError};
 use deputy_ipc::protocol::Response;
+use deputy_ipc::supervisor::RunError;
 
 use crate::Failure;
 use crate::cli::{RunArgs, Target, code};
 
 /// `deputy run`: the supervisor's exit code.
 pub(crate) fn run(args: RunArgs) -> i32 {
-    deputy_ipc::supervisor::run(args.into_config()).unwrap_or_else(|error| {
+    let mut config = args.into_config();
+    let result = match shutdown_token(config.health_port.is_some()) {
+        Ok(token) => {
+            config.shutdown_token = token;
+            deputy_ipc::supervisor::run(config)
+        }
+        Err(error) => Err(error),
+    };
+    result.unwrap_or_else(|error| {
         let line = format!("deputy: {error}\n");
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         error.exit_code()
     })
+}
+
+/// The /shutdown token from the environment, when there is a health port to serve it on
+/// (without one, the variables are only the child's business).
+fn shutdown_token(health_port: bool) -> Result<Option<String>, RunError> {
+    if !health_port {
+        return Ok(None);
+    }
+    deputy_ipc::shutdown_token_from_env().map_err(RunError::Usage)
 }
 
 /// `deputy terminate`: asks, then (with `wait`) prints the progress until done.

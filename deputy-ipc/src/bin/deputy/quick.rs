@@ -71,6 +71,7 @@ fn defaults() -> Option<RunArgs> {
         ipc_dir: None,
         no_control_socket: false,
         no_subreaper: false,
+        raise_child_nofile: false,
         command: Vec::new(),
     })
 }
@@ -107,6 +108,7 @@ fn flag<'a>(parsed: &'a mut RunArgs, name: &str) -> Option<&'a mut bool> {
         "group" => Some(&mut parsed.group),
         "no-control-socket" => Some(&mut parsed.no_control_socket),
         "no-subreaper" => Some(&mut parsed.no_subreaper),
+        "raise-child-nofile" => Some(&mut parsed.raise_child_nofile),
         _ => None,
     }
 }
@@ -224,6 +226,7 @@ mod tests {
             "--group",
             "--no-control-socket",
             "--no-subreaper",
+            "--raise-child-nofile",
             "--group=1",
             "--nope",
             "-h",
