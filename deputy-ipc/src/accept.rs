@@ -277,7 +277,10 @@ impl Loop {
             return true;
         }
         if self.reserve.release() {
-            tracing::debug!("{}: out of file descriptors; the reserve is given up", self.what);
+            tracing::debug!(
+                "{}: out of file descriptors; the reserve is given up",
+                self.what
+            );
             return true;
         }
         if let Some(suppressed) = self.exhausted.allow() {

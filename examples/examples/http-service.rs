@@ -185,9 +185,10 @@ async fn main() -> anyhow::Result<()> {
         "http-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
     ));
     let report = coordinator.run().await;
-    // Let a preStop `deputy terminate` read the end before this process (maybe PID 1) exits.
-    let _ = control.await;
-    health.abort();
+    // Let a preStop read the end before this process (maybe PID 1) exits: `deputy terminate`
+    // on the control socket, or an httpGet on /shutdown (the health endpoints answer it,
+    // then linger a second, so probes see the end too).
+    let _ = tokio::join!(control, health);
     say(format_args!("{report}"));
     std::process::exit(report.exit_code);
 }
