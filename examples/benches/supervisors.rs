@@ -13,7 +13,9 @@
 //! drain delay. A peer that is not
 //! installed is left out with a line saying so (`apt-get install tini dumb-init catatonit`).
 //!
-//! Run with `cargo bench -p deputy-examples --bench supervisors`.
+//! Run with `cargo bench -p deputy-examples --bench supervisors`. To compare a change with
+//! what came before in the same run, set `DEPUTY_BENCH_BASELINE` to the other build's
+//! `deputy`: it is measured as "deputy run (baseline)".
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -166,6 +168,13 @@ fn supervisors(c: &mut Criterion) {
             vec![("deputy run", release)]
         }
     };
+    // Before and after a change, in one run: DEPUTY_BENCH_BASELINE names another build of
+    // deputy (say, the static build of the last release, or of main before the change).
+    let mut deputy = deputy;
+    if let Some(baseline) = std::env::var_os("DEPUTY_BENCH_BASELINE") {
+        println!("deputy run (baseline): {}", baseline.to_string_lossy());
+        deputy.push(("deputy run (baseline)", baseline.into()));
+    }
     let ipc_dir = tempfile::tempdir().unwrap();
     let wrappers = wrappers(&deputy, ipc_dir.path());
     footprint(&wrappers);
