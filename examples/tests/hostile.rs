@@ -192,7 +192,7 @@ fn under_a_flood_of_idle_and_slowloris_connections_the_health_port_answers_and_t
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (mut service, port, _) = ipc_service(dir.path());
+    let (service, port, _) = ipc_service(dir.path());
     let started = Instant::now();
     let streams = flood(SocketAddr::from(([127, 0, 0, 1], port)), 1_100);
     println!(
@@ -232,7 +232,7 @@ fn under_2000_idle_clients_the_control_socket_still_takes_status_and_terminate()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (mut service, port, socket) = ipc_service(dir.path());
+    let (service, port, socket) = ipc_service(dir.path());
     let idle: Vec<UnixStream> = (0..2_000).filter_map(|_| connect_unix(&socket)).collect();
     println!("flood: {} idle clients on the control socket", idle.len());
     assert!(idle.len() >= 1_900, "the flood could not connect");
