@@ -708,3 +708,110 @@ fn at_a_terminal_the_child_gets_the_foreground() {
     let answer = script.expect_out("got ");
     assert_eq!(answer.trim_end(), "got hello");
 }
+
+/// `deputy run ARGS` with `VAR=VALUE`s added to its environment.
+fn deputy_run_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut command = Command::new(deputy_bin());
+    command.arg("run").args(args).envs(env.iter().copied());
+    Proc::spawn(command)
+}
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+#[test]
+fn with_a_token_the_health_port_serves_shutdown_for_an_httpget_prestop() {
+    let health = free_port();
+    let mut deputy = deputy_run_with_env(
+        &[
+            "--no-control-socket",
+            "--drain-delay",
+            "0s",
+            "--health-port",
+            &health.to_string(),
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 1000",
+        ],
+        &[("DEPUTY_SHUTDOWN_TOKEN", TOKEN)],
+    );
+    deputy.expect_out("ready");
+    let shutdown = |token: &str| {
+        support::http_request(
+            health,
+            "POST",
+            "/shutdown?wait=10s",
+            &[("x-deputy-token", token)],
+        )
+    };
+    // A wrong token changes nothing.
+    assert_eq!(shutdown("not-the-token-not-the-token").0, 403);
+    assert_eq!(http_status(health, "GET", "/health/ready"), 200);
+    // The right one: the answer comes when all is done (deputy waits to give it).
+    let (status, body) = shutdown(TOKEN);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"type\":\"done\""), "{body}");
+    let (code, _, err) = deputy.finish().texts();
+    assert_eq!(code, 128 + 15, "{err}");
+    assert_said(&err, &["sent SIGTERM to process"]);
+}
+
+#[test]
+fn a_shutdown_token_too_short_to_be_a_secret_is_refused() {
+    let health = free_port().to_string();
+    let (code, _, err) = deputy_run_with_env(
+        &["--health-port", &health, "--", "true"],
+        &[("DEPUTY_SHUTDOWN_TOKEN", "short")],
+    )
+    .finish()
+    .texts();
+    assert_eq!(code, 2, "{err}");
+    assert_said(&err, &["DEPUTY_SHUTDOWN_TOKEN", "at least 16"]);
+}
+
+/// The soft and hard open-files limits of `pid`, from /proc/<pid>/limits.
+fn nofile(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let mut fields = line.split_whitespace().skip(3);
+    (fields.next().unwrap().into(), fields.next().unwrap().into())
+}
+
+#[test]
+fn deputy_raises_its_own_open_files_limit_and_the_child_keeps_the_one_it_was_given() {
+    let run = |raise_child: bool| {
+        let mut command = Command::new("prlimit");
+        command.args(["--nofile=1024:4096", "--"]).arg(deputy_bin());
+        command.args(["run", "--no-control-socket"]);
+        if raise_child {
+            command.arg("--raise-child-nofile");
+        }
+        command.args([
+            "--",
+            "sh",
+            "-c",
+            "echo child $(ulimit -Sn); exec sleep 1000",
+        ]);
+        let mut deputy = Proc::spawn(command);
+        let child = deputy.expect_out("child ");
+        // deputy raises its own limit right after the child has started: wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut own = nofile(deputy.pid());
+        while own.0 != "4096" && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            own = nofile(deputy.pid());
+        }
+        deputy.signal(Sig::TERM);
+        assert_eq!(deputy.finish().code, 128 + 15);
+        (child, own)
+    };
+    let (child, own) = run(false);
+    assert_eq!(child, "child 1024");
+    assert_eq!(own, ("4096".into(), "4096".into()));
+    let (child, own) = run(true);
+    assert_eq!(child, "child 4096");
+    assert_eq!(own, ("4096".into(), "4096".into()));
+}

@@ -377,11 +377,6 @@ impl Supervisor {
             ready_port,
         } = self;
         let background = async {
-            let health = async {
-                if let Some(health) = health {
-                    health.run().await;
-                }
-            };
             let readiness = async {
                 if let Some(port) = ready_port {
                     readiness::follow(&shutdown, port).await;
@@ -389,10 +384,7 @@ impl Supervisor {
             };
             let _ = join(
                 signals.run(&shutdown, &child),
-                join(
-                    join(health, readiness),
-                    announce(&shutdown, &child, drain_delay),
-                ),
+                join(readiness, announce(&shutdown, &child, drain_delay)),
             )
             .await;
             // The signal loop ends only on an error it reported; keep the rest going.
@@ -412,12 +404,23 @@ impl Supervisor {
                 child.kill_all_and_wait().await;
             }
         };
-        let control = async {
-            if let Some(control) = control {
-                control.run().await;
-            }
+        // Both end once shutdown is done and their clients have what they waited for: the
+        // control socket's `deputy terminate`, and the health port's `/shutdown` (it lingers
+        // a second after Done, so that an httpGet preStop gets its answer).
+        let servers = async {
+            let control = async {
+                if let Some(control) = control {
+                    control.run().await;
+                }
+            };
+            let health = async {
+                if let Some(health) = health {
+                    health.run().await;
+                }
+            };
+            join(control, health).await
         };
-        let _ = select(pin!(join(supervise, control)), pin!(background)).await;
+        let _ = select(pin!(join(supervise, servers)), pin!(background)).await;
     }
 }
 

@@ -100,7 +100,8 @@ zombie: as PID 1, and otherwise as a child subreaper (unless --no-subreaper).
 With --health-port and DEPUTY_SHUTDOWN_TOKEN_FILE (a file holding a token of 16 bytes or
 more, such as a mounted Secret) or DEPUTY_SHUTDOWN_TOKEN set, the health port also serves
 /shutdown for an httpGet preStop: a request with the header `x-deputy-token: TOKEN` starts
-the shutdown and answers when it is done (`?wait=10s` bounds the wait).
+the shutdown and answers when it is done (`?wait=10s` bounds the wait). With --health-port,
+deputy exits a second after the shutdown is done, so that answer and the probes see the end.
 
 Exit code: the child's, or 128+N when signal N killed it (after --map-exit). deputy's own:
   2    bad command line
