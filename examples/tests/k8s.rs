@@ -30,6 +30,11 @@ fn get<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
         })
 }
 
+/// The first item of the YAML sequence `list` that `matches`.
+fn find(list: &Value, matches: impl Fn(&Value) -> bool) -> Option<&Value> {
+    list.as_sequence()?.iter().find(|item| matches(item))
+}
+
 fn duration(text: &str) -> Duration {
     humantime::parse_duration(text).unwrap()
 }
@@ -135,18 +140,9 @@ fn assert_run_is_writable(pod: &Value, container: &Value) {
         get(container, &["securityContext", "readOnlyRootFilesystem"]).as_bool(),
         Some(true)
     );
-    let mount = container["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|m| m["mountPath"] == "/run")
-        .expect("/run mounted");
-    let volume = pod["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .expect("the /run volume");
+    let mount =
+        find(&container["volumeMounts"], |m| m["mountPath"] == "/run").expect("/run mounted");
+    let volume = find(&pod["volumes"], |v| v["name"] == mount["name"]).expect("the /run volume");
     assert_eq!(
         get(volume, &["emptyDir", "medium"]).as_str(),
         Some("Memory")
@@ -258,17 +254,11 @@ fn the_httpget_prestop_deployment_agrees_with_the_service_and_stops_it() {
 
     // The token file is the Secret's key, where the Secret is mounted.
     let token_file = env_of(container, deputy_ipc::SHUTDOWN_TOKEN_FILE_ENV).expect("a token file");
-    let volume = pod["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| get(v, &["secret", "secretName"]) == &secret["metadata"]["name"])
-        .expect("the Secret as a volume");
-    let mount = container["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == volume["name"])
+    let volume = find(&pod["volumes"], |v| {
+        get(v, &["secret", "secretName"]) == &secret["metadata"]["name"]
+    })
+    .expect("the Secret as a volume");
+    let mount = find(&container["volumeMounts"], |m| m["name"] == volume["name"])
         .expect("the Secret's volume mounted");
     assert_eq!(
         token_file,
