@@ -53,9 +53,16 @@ fn a_force_just_before_the_drain_delay_wait_skips_the_delay() {
     runtime.shutdown.set(shutdown.clone()).unwrap();
     shutdown.trigger("first signal");
     let mut pool = LocalPool::new();
-    let run = pool.spawner().spawn_local_with_handle(coordinator.run()).unwrap();
+    let run = pool
+        .spawner()
+        .spawn_local_with_handle(coordinator.run())
+        .unwrap();
     // No time passes: the force must end the wait by itself, not the 30 s delay.
     pool.run_until_stalled();
-    assert_eq!(shutdown.state(), State::Done, "the driver still waits out the drain delay");
+    assert_eq!(
+        shutdown.state(),
+        State::Done,
+        "the driver still waits out the drain delay"
+    );
     assert_eq!(pool.run_until(run).exit_code, 0);
 }

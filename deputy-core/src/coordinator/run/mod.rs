@@ -72,14 +72,21 @@ impl Future for Moved<'_> {
     }
 }
 
-/// Waits for `future`, unless the machine moves or the budget runs out first (invariant 1):
-/// the one race of a future against the clock in the driver. The future is polled first, so
-/// work that finishes at the very instant of a deadline counts as finished.
-async fn wait(shared: &Shared, future: impl Future, budget: &mut Budget) -> Woke {
+/// Waits for `future`, unless the machine leaves `at` or the budget runs out first
+/// (invariant 1): the one race of a future against the clock in the driver. `at` is where
+/// the caller decided to wait, not where the machine is when this is first polled: a force
+/// that lands in between ends the wait at once. The future is polled first, so work that
+/// finishes at the very instant of a deadline counts as finished.
+async fn wait(
+    shared: &Shared,
+    at: (State, Option<usize>),
+    future: impl Future,
+    budget: &mut Budget,
+) -> Woke {
     let mut future = pin!(future);
     let mut moved = Moved {
         shared,
-        at: shared.position(),
+        at,
         listener: None,
     };
     poll_fn(|cx| {
@@ -129,7 +136,7 @@ async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut B
         "draining: waiting for endpoints to stop sending traffic"
     );
     let timer = shared.runtime.sleep_until(triggered_at + delay);
-    let woke = wait(shared, timer, budget).await;
+    let woke = wait(shared, (State::Draining, None), timer, budget).await;
     on_wake(shared, woke, Event::DrainDelayElapsed);
 }
 
@@ -155,7 +162,7 @@ async fn wait_in_flight(shared: &Shared, triggered_at: Instant, budget: &mut Bud
             Either::Right(_)
         );
     };
-    let woke = wait(shared, end, budget).await;
+    let woke = wait(shared, (State::Draining, None), end, budget).await;
     let event = if timed_out {
         Event::DrainTimedOut
     } else {

@@ -16,7 +16,7 @@ use super::{Budget, Shared, Woke, wait};
 use crate::CancellationToken;
 use crate::coordinator::hook::{Hook, HookContext};
 use crate::coordinator::report::{HookOutcome, HookReport};
-use crate::state::PhaseOutcome;
+use crate::state::{PhaseOutcome, State};
 
 /// How a phase ended.
 pub(super) enum PhaseEnd {
@@ -64,7 +64,7 @@ pub(super) async fn run(
             Either::Left(_)
         );
     };
-    let end = match wait(shared, race, budget).await {
+    let end = match wait(shared, (State::Stopping, Some(index)), race, budget).await {
         Woke::Ready if finished => PhaseEnd::Finished(hooks.outcome()),
         Woke::Ready if deadline < budget.end => PhaseEnd::Finished(PhaseOutcome::TimedOut),
         Woke::Ready | Woke::Budget => PhaseEnd::Budget,
