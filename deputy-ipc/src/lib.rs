@@ -49,7 +49,10 @@ pub use health::{
     SHUTDOWN_TOKEN_HEADER, health_port, shutdown_token_from_env,
 };
 pub use limits::{NofileLimit, raise_nofile_limit};
-pub use paths::{entrypoint_path, entrypoint_pid, ipc_dir, socket_path, socket_pid};
+pub use paths::{
+    entrypoint_path, entrypoint_pid, ipc_dir, julia_entrypoint_pid, julia_socket_path,
+    julia_socket_pid, socket_path, socket_pid,
+};
 pub use server::{ControlServer, ServerConfig};
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).

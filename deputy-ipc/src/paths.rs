@@ -67,3 +67,44 @@ pub fn entrypoint_pid(dir: &Path) -> Option<u32> {
         .parse()
         .ok()
 }
+
+const JULIA_PREFIX: &str = "graceful-terminator.";
+const JULIA_SUFFIX: &str = ".socket";
+
+/// K8sDeputy.jl's socket of process `pid` in `dir`: `graceful-terminator.<pid>.socket`, where
+/// a Julia service that calls `graceful_terminator` listens for the line `terminate`.
+///
+/// ```
+/// let path = deputy_ipc::julia_socket_path("/run".as_ref(), 42);
+/// assert_eq!(path, std::path::PathBuf::from("/run/graceful-terminator.42.socket"));
+/// ```
+pub fn julia_socket_path(dir: &Path, pid: u32) -> PathBuf {
+    dir.join(format!("{JULIA_PREFIX}{pid}{JULIA_SUFFIX}"))
+}
+
+/// The pid in a K8sDeputy.jl socket's file name, the inverse of [`julia_socket_path`].
+///
+/// ```
+/// use std::ffi::OsStr;
+///
+/// assert_eq!(deputy_ipc::julia_socket_pid(OsStr::new("graceful-terminator.7.socket")), Some(7));
+/// assert_eq!(deputy_ipc::julia_socket_pid(OsStr::new("deputy.7.sock")), None);
+/// ```
+pub fn julia_socket_pid(file_name: &OsStr) -> Option<u32> {
+    file_name
+        .to_str()?
+        .strip_prefix(JULIA_PREFIX)?
+        .strip_suffix(JULIA_SUFFIX)?
+        .parse()
+        .ok()
+}
+
+/// Reads K8sDeputy.jl's entrypoint pid file, `julia-entrypoint.pid` in `dir`, if it exists
+/// and holds a pid.
+pub fn julia_entrypoint_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("julia-entrypoint.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

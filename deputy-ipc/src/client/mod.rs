@@ -277,6 +277,40 @@ fn unexpected(reply: &Response) -> ClientError {
     )))
 }
 
+/// Asks a K8sDeputy.jl service (process `pid`, socket in `dir`) to terminate, as its
+/// `graceful_terminate` does: connects to `graceful-terminator.<pid>.socket`, writes the line
+/// `terminate` and closes. Its protocol has no reply: follow with [`wait_gone`].
+///
+/// # Errors
+///
+/// [`ClientError::NoSocket`] if nothing listens there, [`ClientError::Refused`] if the socket
+/// belongs to another user, [`ClientError::Io`] otherwise.
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping it before the write closes the connection unsent.
+pub async fn terminate_julia(dir: &Path, pid: u32) -> Result<(), ClientError> {
+    let path = crate::julia_socket_path(dir, pid);
+    if let Err(source) = std::fs::symlink_metadata(&path) {
+        return Err(ClientError::NoSocket { path, source });
+    }
+    let mut stream = Async::<UnixStream>::connect(&path)
+        .await
+        .map_err(|source| connect_error(path, source))?;
+    stream.write_all(b"terminate\n").await?;
+    stream.close().await?;
+    Ok(())
+}
+
+/// The blocking twin of [`terminate_julia`].
+///
+/// # Errors
+///
+/// As [`terminate_julia`].
+pub fn terminate_julia_blocking(dir: &Path, pid: u32) -> Result<(), ClientError> {
+    async_io::block_on(terminate_julia(dir, pid))
+}
+
 /// Whether process `pid` has exited: it no longer exists, or it is a zombie waiting for its
 /// parent to reap it (it will never run again).
 pub fn is_gone(pid: u32) -> bool {

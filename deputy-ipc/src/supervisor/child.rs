@@ -157,10 +157,21 @@ impl Child {
         if self.exited.is_cancelled() {
             return;
         }
+        let dir = &self.plan.ipc_dir;
         let mut asked = self.ask_over_socket(self.pid).await;
         if !asked {
-            for pid in descendant_sockets(&self.plan.ipc_dir, self.pid) {
+            for pid in descendant_sockets(dir, self.pid, crate::socket_pid) {
                 asked |= self.ask_over_socket(pid).await;
+            }
+        }
+        // A Julia service with K8sDeputy.jl's `graceful_terminator` (on SIGTERM, Julia
+        // prints a stack trace and dies): its own socket, the child's or a descendant's.
+        if !asked {
+            asked = self.ask_julia(self.pid).await;
+        }
+        if !asked {
+            for pid in descendant_sockets(dir, self.pid, crate::julia_socket_pid) {
+                asked |= self.ask_julia(pid).await;
             }
         }
         if !asked {
@@ -173,6 +184,21 @@ impl Child {
             say!("sent {} to {whom} {}", self.plan.signal.as_str(), self.pid);
         }
         self.exited.cancelled().await;
+    }
+
+    /// Writes `terminate` to `pid`'s K8sDeputy.jl socket; whether it could.
+    async fn ask_julia(&self, pid: Pid) -> bool {
+        match crate::client::terminate_julia(&self.plan.ipc_dir, pid.as_raw() as u32).await {
+            Ok(()) => {
+                say!("asked process {pid} to terminate over its K8sDeputy.jl socket");
+                true
+            }
+            Err(ClientError::NoSocket { .. }) => false,
+            Err(error) => {
+                say!("the K8sDeputy.jl socket of process {pid} failed: {error}");
+                false
+            }
+        }
     }
 
     /// Asks `pid` to terminate over its control socket; whether it accepted.
@@ -364,16 +390,21 @@ fn every_signal() -> SigSet {
     unsafe { SigSet::from_sigset_t_unchecked(raw) }
 }
 
-/// The pids of the control sockets in `dir` whose processes descend from deputy, but for
-/// `child`'s (tried already) and deputy's own. A listing of `dir` and, per socket, a walk up
-/// its parents: no scan of /proc, which holds hundreds of processes outside a container.
-fn descendant_sockets(dir: &Path, child: Pid) -> Vec<Pid> {
+/// The pids of the sockets in `dir` (named as `pid_of` reads them: deputy's or K8sDeputy.jl's)
+/// whose processes descend from deputy, but for `child`'s (tried already) and deputy's own.
+/// A listing of `dir` and, per socket, a walk up its parents: no scan of /proc, which holds
+/// hundreds of processes outside a container.
+fn descendant_sockets(
+    dir: &Path,
+    child: Pid,
+    pid_of: fn(&std::ffi::OsStr) -> Option<u32>,
+) -> Vec<Pid> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let tried = [child.as_raw() as u32, std::process::id()];
     entries
-        .filter_map(|entry| crate::socket_pid(&entry.ok()?.file_name()))
+        .filter_map(|entry| pid_of(&entry.ok()?.file_name()))
         .filter(|pid| !tried.contains(pid) && procs::is_descendant(*pid))
         .map(|pid| Pid::from_raw(pid as i32))
         .collect()

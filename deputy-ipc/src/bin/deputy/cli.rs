@@ -37,6 +37,8 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Ask the service to shut down gracefully; wait until it is done (the preStop command).
+    /// A Julia service with K8sDeputy.jl's graceful_terminator (julia-entrypoint.pid, no
+    /// deputy socket) is sent `terminate` on its socket and waited for until it exits.
     #[command(after_help = EXIT_CODES)]
     Terminate {
         #[command(flatten)]
@@ -81,7 +83,9 @@ pub(crate) struct Target {
 pub(crate) const RUN_HELP: &str = "\
 On SIGTERM or SIGINT (or `deputy terminate`): readiness turns off (--health-port), the child
 keeps serving for --drain-delay, then it is asked to stop, over its deputy control socket if
-it serves one (else over its descendants' sockets, for a service under `sh -c`), else with
+it serves one (else over its descendants' sockets, for a service under `sh -c`), else over
+K8sDeputy.jl's graceful-terminator.<pid>.socket (the line `terminate`, for a Julia service
+that calls graceful_terminator: Julia dies with a stack trace on SIGTERM), else with
 --stop-signal. If it is still running when --grace (counted from the first signal) is over,
 its process group and every descendant get SIGKILL. A second signal skips the drain delay; a
 third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGALRM are forwarded to

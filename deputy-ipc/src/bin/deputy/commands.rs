@@ -53,6 +53,12 @@ pub(crate) fn terminate(
             format!("timed out after {after}; process {pid} is {what}"),
         )
     };
+    if let Some((dir, pid)) = julia_target(target) {
+        return terminate_julia(&dir, pid, wait, deadline, json).map_err(|error| match error {
+            ClientError::TimedOut => timed_out(pid, "still running"),
+            error => failure(error),
+        });
+    }
     let mut client = connect(target)?;
     let pid = client.pid();
     client.set_deadline(deadline);
@@ -96,6 +102,45 @@ pub(crate) fn terminate(
             return exit;
         }
     }
+}
+
+/// A Julia service with K8sDeputy.jl's `graceful_terminator` and no deputy socket: the pid
+/// given, or the one in `julia-entrypoint.pid` when there is no deputy entrypoint.
+fn julia_target(target: &Target) -> Option<(std::path::PathBuf, u32)> {
+    let dir = target.ipc_dir.clone().unwrap_or_else(deputy_ipc::ipc_dir);
+    let pid = match target.pid {
+        Some(pid) => pid,
+        None if deputy_ipc::entrypoint_pid(&dir).is_none() => {
+            deputy_ipc::julia_entrypoint_pid(&dir)?
+        }
+        None => return None,
+    };
+    let julia = deputy_ipc::julia_socket_path(&dir, pid).exists()
+        && !deputy_ipc::socket_path(&dir, pid).exists();
+    julia.then_some((dir, pid))
+}
+
+/// `terminate` for a K8sDeputy.jl service: the line `terminate` on its socket (it sends no
+/// reply), then, with `wait`, until the process is gone (as its `graceful_terminate` does,
+/// without Julia's start-up, and with 10 ms polls instead of 100 ms).
+fn terminate_julia(
+    dir: &std::path::Path,
+    pid: u32,
+    wait: bool,
+    deadline: Option<Instant>,
+    json: bool,
+) -> Result<u8, ClientError> {
+    client::terminate_julia_blocking(dir, pid)?;
+    if !json {
+        println!("deputy: asked process {pid} to terminate over its K8sDeputy.jl socket");
+    }
+    if wait {
+        client::wait_gone_blocking(pid, deadline)?;
+        if !json {
+            println!("deputy: process {pid} exited");
+        }
+    }
+    Ok(code::CLEAN)
 }
 
 /// Prints one reply of `terminate` for a person (unless `json`); `Some` with the exit code
