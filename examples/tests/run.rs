@@ -815,3 +815,76 @@ fn deputy_raises_its_own_open_files_limit_and_the_child_keeps_the_one_it_was_giv
     assert_eq!(child, "child 4096");
     assert_eq!(own, ("4096".into(), "4096".into()));
 }
+
+/// An HTTP server in Python whose /ready answers 503 until the file `argv[2]` exists, then
+/// 200: `ready-server.py PORT FILE`.
+const READY_SERVER: &str = r#"
+import http.server, os, sys
+port, flag = int(sys.argv[1]), sys.argv[2]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path == "/ready" and os.path.exists(flag)
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+print("ready-server: listening", flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn with_ready_url_readiness_follows_the_childs_own_answer() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: needs python3");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ready-server.py");
+    std::fs::write(&script, READY_SERVER).unwrap();
+    let flag = dir.path().join("ready");
+    let (port, health) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let mut deputy = deputy_run(&[
+        "--no-control-socket",
+        "--drain-delay",
+        "0s",
+        "--health-port",
+        &health.to_string(),
+        "--ready-url",
+        &url,
+        "--",
+        "python3",
+        script.to_str().unwrap(),
+        &port.to_string(),
+        flag.to_str().unwrap(),
+    ]);
+    deputy.expect_out("ready-server: listening");
+    // The port accepts connections, but the URL says 503: not ready.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(http_status(port, "GET", "/ready"), 503);
+    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    std::fs::write(&flag, "").unwrap();
+    deputy.expect_err("ready: http://127.0.0.1");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 200);
+    deputy.signal(Sig::TERM);
+    let (code, _, err) = deputy.finish().texts();
+    assert_eq!(code, 128 + 15, "{err}");
+}
+
+#[test]
+fn ready_url_takes_only_http_urls_and_not_with_ready_port() {
+    let (code, _, err) = run_to_end(&["--ready-url", "https://x/ready", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert_said(&err, &["only http://"]);
+    let (code, _, _) = run_to_end(&[
+        "--ready-url",
+        "http://127.0.0.1:1/ready",
+        "--ready-port",
+        "1",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 2);
+}

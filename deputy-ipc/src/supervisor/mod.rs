@@ -55,6 +55,7 @@ pub use nix::sys::signal::Signal;
 
 use self::child::{Child, StopPlan};
 pub use self::error::RunError;
+use self::readiness::ReadyCheck;
 use self::signals::Signals;
 use crate::{ControlServer, HealthServer, ServerConfig};
 
@@ -103,6 +104,9 @@ pub struct Config {
     pub health_port: Option<u16>,
     /// Ready only while the child accepts TCP connections on this port of 127.0.0.1.
     pub ready_port: Option<u16>,
+    /// Ready only while `GET` on this `http://` URL (the child's own, on this machine)
+    /// answers 2xx; more precise than `ready_port`, and exclusive with it.
+    pub ready_url: Option<String>,
     /// Exit code mappings, FROM to TO, like tini's `-e`.
     pub map_exit: Vec<(i32, i32)>,
     /// The control directory (default: `$DEPUTY_IPC_DIR`, else /run).
@@ -133,6 +137,7 @@ impl Config {
             cleanup_timeout: Duration::from_secs(2),
             health_port: None,
             ready_port: None,
+            ready_url: None,
             map_exit: Vec::new(),
             ipc_dir: None,
             control_socket: true,
@@ -150,6 +155,11 @@ impl Config {
         }
         if self.grace.is_zero() {
             return Err(RunError::Usage("--grace must be more than 0s".into()));
+        }
+        if self.ready_port.is_some() && self.ready_url.is_some() {
+            return Err(RunError::Usage(
+                "give --ready-port or --ready-url, not both".into(),
+            ));
         }
         if self.shutdown_token.is_some() && self.health_port.is_none() {
             return Err(RunError::Usage(
@@ -269,7 +279,8 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     if !config.raise_child_nofile {
         raise_nofile_limit();
     }
-    if config.ready_port.is_none() {
+    let readiness = readiness_check(&config)?;
+    if readiness.is_none() {
         shutdown.ready();
     }
     let stopping = child.clone();
@@ -287,7 +298,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         child: child.clone(),
         grace: config.grace,
         drain_delay: config.drain_delay,
-        ready_port: config.ready_port,
+        readiness,
     };
     async_io::block_on(supervisor.drive(signals));
     let exit = child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32);
@@ -320,6 +331,16 @@ fn health_server(shutdown: &Shutdown, config: &Config) -> Result<Option<HealthSe
         Some(token) => server.with_shutdown_endpoint(token.clone()),
         None => server,
     }))
+}
+
+/// How readiness is told, if not from the start.
+fn readiness_check(config: &Config) -> Result<Option<ReadyCheck>, RunError> {
+    if let Some(url) = &config.ready_url {
+        return readiness::parse_ready_url(url)
+            .map(|url| Some(ReadyCheck::Url(url)))
+            .map_err(RunError::Usage);
+    }
+    Ok(config.ready_port.map(ReadyCheck::Port))
 }
 
 /// [`crate::raise_nofile_limit`], said if it fails (deputy goes on with the limit it has).
@@ -359,7 +380,7 @@ struct Supervisor {
     child: Arc<Child>,
     grace: Duration,
     drain_delay: Duration,
-    ready_port: Option<u16>,
+    readiness: Option<ReadyCheck>,
 }
 
 impl Supervisor {
@@ -374,12 +395,12 @@ impl Supervisor {
             child,
             grace,
             drain_delay,
-            ready_port,
+            readiness,
         } = self;
         let background = async {
             let readiness = async {
-                if let Some(port) = ready_port {
-                    readiness::follow(&shutdown, port).await;
+                if let Some(check) = &readiness {
+                    readiness::follow(&shutdown, check).await;
                 }
             };
             let _ = join(

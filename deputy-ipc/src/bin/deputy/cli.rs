@@ -155,6 +155,11 @@ pub(crate) struct RunArgs {
     /// child listens. Without it, ready from the start.
     #[arg(long, value_name = "PORT")]
     pub(crate) ready_port: Option<u16>,
+    /// Ready only while GET on this URL of the child's answers 2xx, checked like
+    /// --ready-port: more precise (a port can accept before the program is ready). For
+    /// example `--ready-url http://127.0.0.1:8080/healthz`.
+    #[arg(long, value_name = "URL", conflicts_with = "ready_port")]
+    pub(crate) ready_url: Option<String>,
     /// Map the child's exit code FROM to TO (default 0), like tini's -e; repeat it for more
     /// codes. For example `--map-exit 143` makes a child killed by SIGTERM count as success.
     #[arg(long = "map-exit", value_name = "FROM[=TO]", value_parser = supervisor::parse_mapping)]
@@ -191,6 +196,7 @@ impl RunArgs {
         config.cleanup_timeout = self.cleanup_timeout;
         config.health_port = self.health_port;
         config.ready_port = self.ready_port;
+        config.ready_url = self.ready_url;
         config.map_exit = self.map_exit;
         config.ipc_dir = self.ipc_dir;
         config.control_socket = !self.no_control_socket;

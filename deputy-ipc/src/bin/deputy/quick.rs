@@ -67,6 +67,7 @@ fn defaults() -> Option<RunArgs> {
         cleanup_timeout: duration(DEFAULT_CLEANUP_TIMEOUT)?,
         health_port: None,
         ready_port: None,
+        ready_url: None,
         map_exit: Vec::new(),
         ipc_dir: None,
         no_control_socket: false,
