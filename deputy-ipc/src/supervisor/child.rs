@@ -157,20 +157,23 @@ impl Child {
         if self.exited.is_cancelled() {
             return;
         }
-        let dir = &self.plan.ipc_dir;
-        let mut asked = self.ask_over_socket(self.pid).await;
+        // One listing of the control directory says which sockets there are: most children
+        // have none, and then stopping them costs this one system call.
+        let sockets = Sockets::list(&self.plan.ipc_dir);
+        let child = self.pid.as_raw() as u32;
+        let mut asked = sockets.deputy.contains(&child) && self.ask_over_socket(self.pid).await;
         if !asked {
-            for pid in descendant_sockets(dir, self.pid, crate::socket_pid) {
+            for pid in sockets.descendants(&sockets.deputy, child) {
                 asked |= self.ask_over_socket(pid).await;
             }
         }
         // A Julia service with K8sDeputy.jl's `graceful_terminator` (on SIGTERM, Julia
         // prints a stack trace and dies): its own socket, the child's or a descendant's.
         if !asked {
-            asked = self.ask_julia(self.pid).await;
+            asked = sockets.julia.contains(&child) && self.ask_julia(self.pid).await;
         }
         if !asked {
-            for pid in descendant_sockets(dir, self.pid, crate::julia_socket_pid) {
+            for pid in sockets.descendants(&sockets.julia, child) {
                 asked |= self.ask_julia(pid).await;
             }
         }
@@ -390,24 +393,39 @@ fn every_signal() -> SigSet {
     unsafe { SigSet::from_sigset_t_unchecked(raw) }
 }
 
-/// The pids of the sockets in `dir` (named as `pid_of` reads them: deputy's or K8sDeputy.jl's)
-/// whose processes descend from deputy, but for `child`'s (tried already) and deputy's own.
-/// A listing of `dir` and, per socket, a walk up its parents: no scan of /proc, which holds
-/// hundreds of processes outside a container.
-fn descendant_sockets(
-    dir: &Path,
-    child: Pid,
-    pid_of: fn(&std::ffi::OsStr) -> Option<u32>,
-) -> Vec<Pid> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let tried = [child.as_raw() as u32, std::process::id()];
-    entries
-        .filter_map(|entry| pid_of(&entry.ok()?.file_name()))
-        .filter(|pid| !tried.contains(pid) && procs::is_descendant(*pid))
-        .map(|pid| Pid::from_raw(pid as i32))
-        .collect()
+/// The sockets in the control directory, by the pid in their names: deputy's
+/// (`deputy.<pid>.sock`) and K8sDeputy.jl's (`graceful-terminator.<pid>.socket`).
+#[derive(Debug, Default)]
+struct Sockets {
+    deputy: Vec<u32>,
+    julia: Vec<u32>,
+}
+
+impl Sockets {
+    /// One listing of `dir` (nothing if it cannot be read).
+    fn list(dir: &Path) -> Sockets {
+        let mut sockets = Sockets::default();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if let Some(pid) = crate::socket_pid(&name) {
+                sockets.deputy.push(pid);
+            } else if let Some(pid) = crate::julia_socket_pid(&name) {
+                sockets.julia.push(pid);
+            }
+        }
+        sockets
+    }
+
+    /// Those of `pids` whose processes descend from deputy, but for `child` (tried on its
+    /// own) and deputy itself: a walk up each one's parents, no scan of /proc, which holds
+    /// hundreds of processes outside a container.
+    fn descendants(&self, pids: &[u32], child: u32) -> Vec<Pid> {
+        let tried = [child, std::process::id()];
+        pids.iter()
+            .filter(|pid| !tried.contains(pid) && procs::is_descendant(**pid))
+            .map(|&pid| Pid::from_raw(pid as i32))
+            .collect()
+    }
 }
 
 /// What [`Child::signal_leftovers`] reached.
