@@ -62,19 +62,26 @@ fn deputy_run(ipc: &Path, command: &[&str]) -> Proc {
     Proc::spawn(run)
 }
 
-#[test]
-fn deputy_run_stops_a_k8sdeputy_child_over_its_socket_not_with_a_signal() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(script) = stand_in(dir.path()) else {
-        return;
-    };
-    let mut deputy = deputy_run(dir.path(), &["python3", script.to_str().unwrap(), "3"]);
+/// Once the stand-in listens, SIGTERM to `deputy`; the stand-in must have got `terminate`
+/// and no signal. Returns how deputy ended, and its stderr.
+fn stop_and_check_terminate(mut deputy: Proc) -> (support::Ended, String) {
     deputy.expect_out("stand-in: listening");
     deputy.signal(rustix::process::Signal::TERM);
     let ended = deputy.finish();
     let (out, err) = (ended.out(), ended.err());
     assert!(out.contains("stand-in: got terminate"), "{out}\n{err}");
     assert!(!out.contains("got signal"), "{out}");
+    (ended, err)
+}
+
+#[test]
+fn deputy_run_stops_a_k8sdeputy_child_over_its_socket_not_with_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(script) = stand_in(dir.path()) else {
+        return;
+    };
+    let deputy = deputy_run(dir.path(), &["python3", script.to_str().unwrap(), "3"]);
+    let (ended, err) = stop_and_check_terminate(deputy);
     // Its own exit code, passed on.
     assert_eq!(ended.code, 3, "{err}");
     assert!(err.contains("over its K8sDeputy.jl socket"), "{err}");
@@ -88,13 +95,8 @@ fn deputy_run_reaches_a_k8sdeputy_grandchild_under_the_shell_its_docs_advise() {
         return;
     };
     let shell = format!("python3 {} 3; sleep 0.1", script.display());
-    let mut deputy = deputy_run(dir.path(), &["sh", "-c", &shell]);
-    deputy.expect_out("stand-in: listening");
-    deputy.signal(rustix::process::Signal::TERM);
-    let ended = deputy.finish();
-    let (out, err) = (ended.out(), ended.err());
-    assert!(out.contains("stand-in: got terminate"), "{out}\n{err}");
-    assert!(!out.contains("got signal"), "{out}");
+    let deputy = deputy_run(dir.path(), &["sh", "-c", &shell]);
+    let (ended, err) = stop_and_check_terminate(deputy);
     assert_eq!(ended.code, 0, "the shell's own code: {err}");
 }
 

@@ -46,14 +46,7 @@ fn the_deployment_agrees_with_the_service() {
 
     // The service's own budget, from the manifest's environment or the defaults.
     let env = |name: &str, default: &str| -> String {
-        container["env"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-            .find(|e| e["name"] == name)
-            .and_then(|e| e["value"].as_str())
-            .unwrap_or(default)
-            .to_owned()
+        env_of(container, name).unwrap_or(default).to_owned()
     };
     let grace = duration(&env("DEPUTY_GRACE_PERIOD", defaults::GRACE_PERIOD));
     let delay = duration(&env("DEPUTY_DRAIN_DELAY", defaults::DRAIN_DELAY));

@@ -15,7 +15,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 #[allow(unused_imports)] // not every test file runs processes
-pub(crate) use proc::Proc;
+pub(crate) use proc::{Ended, Proc};
 
 /// How long any one step may take before a test fails (not a timing goal: a bound that keeps
 /// a broken build from hanging CI).
