@@ -315,6 +315,11 @@ pub enum Response {
         live: bool,
         /// Milliseconds since the first trigger (0 before).
         elapsed_ms: u64,
+        /// What the service last said it is doing (systemd's `STATUS=` under `deputy run
+        /// --notify`); absent when it said nothing. Added in 0.2, within version 1: older
+        /// peers ignore it, and it decodes as `None` from them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// Answer to `terminate` without `wait`.
     Accepted {
@@ -381,6 +386,7 @@ impl Response {
             ready: status.ready,
             live: status.live,
             elapsed_ms: millis(status.elapsed),
+            message: status.message.clone(),
         }
     }
 

@@ -167,9 +167,51 @@ impl Shutdown {
         self.shared.is_ready()
     }
 
-    /// Liveness for a `/health/live` probe: true until `Done`.
+    /// Liveness for a `/health/live` probe: true until `Done`, unless
+    /// [`not_live`](Self::not_live) says the service is stuck.
     pub fn is_live(&self) -> bool {
-        self.state().is_live()
+        self.shared.is_live()
+    }
+
+    /// Says the service is stuck and should be restarted: `/health/live` fails (a
+    /// watchdog that was not fed, a deadlock detected). [`live`](Self::live) undoes it.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.not_live();
+    /// assert!(!shutdown.is_live() && !shutdown.status().live);
+    /// shutdown.live();
+    /// assert!(shutdown.is_live());
+    /// ```
+    pub fn not_live(&self) {
+        self.shared.set_live(false);
+    }
+
+    /// Says the service is no longer stuck (liveness is true again until `Done`).
+    pub fn live(&self) {
+        self.shared.set_live(true);
+    }
+
+    /// Sets a line for people about what the service is doing (systemd's `STATUS=`), shown
+    /// by `deputy status` and `/health/status`; an empty one clears it.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.set_message("loading 3 of 7 models");
+    /// assert_eq!(shutdown.status().message.as_deref(), Some("loading 3 of 7 models"));
+    /// shutdown.set_message("");
+    /// assert_eq!(shutdown.status().message, None);
+    /// ```
+    pub fn set_message(&self, message: impl Into<String>) {
+        let message: String = message.into();
+        self.shared
+            .set_message((!message.is_empty()).then(|| message.into()));
     }
 
     /// A token cancelled at the first trigger: stop taking new long-lived work.

@@ -53,6 +53,10 @@ pub(crate) struct Shared {
     pub(crate) in_flight: InFlight,
     state: AtomicU8,
     service_ready: AtomicBool,
+    /// Cleared by [`Shutdown::not_live`](crate::Shutdown::not_live): the service is stuck.
+    service_live: AtomicBool,
+    /// A line for people about what the service is doing (systemd's `STATUS=`).
+    message: Mutex<Option<Arc<str>>>,
     escalations: Mutex<u32>,
     inner: Mutex<Inner>,
     hooks: Mutex<Hooks>,
@@ -119,6 +123,8 @@ impl Shared {
             in_flight: InFlight::new(),
             state: AtomicU8::new(State::Running as u8),
             service_ready: AtomicBool::new(false),
+            service_live: AtomicBool::new(true),
+            message: Mutex::new(None),
             escalations: Mutex::new(0),
             inner: Mutex::new(Inner {
                 machine: Machine::new(count),
@@ -151,6 +157,19 @@ impl Shared {
         // Relaxed: as in `set_ready`.
         self.state()
             .is_ready(self.service_ready.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_live(&self, live: bool) {
+        // Relaxed: a standalone flag, as readiness.
+        self.service_live.store(live, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_live(&self) -> bool {
+        self.state().is_live() && self.service_live.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_message(&self, message: Option<Arc<str>>) {
+        *self.message.lock() = message;
     }
 
     pub(crate) fn listen(&self) -> EventListener {
@@ -201,7 +220,8 @@ impl Shared {
             phase: phase.map(|i| self.phase_names[i].to_string()),
             in_flight: self.in_flight.count(),
             ready: self.is_ready(),
-            live: state.is_live(),
+            live: state.is_live() && self.service_live.load(Ordering::Relaxed),
+            message: self.message.lock().as_deref().map(str::to_owned),
             elapsed: triggered_at.map_or(Duration::ZERO, |t0| now.saturating_duration_since(t0)),
         }
     }

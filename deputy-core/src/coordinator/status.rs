@@ -42,6 +42,8 @@ pub struct Status {
     pub ready: bool,
     /// Liveness.
     pub live: bool,
+    /// What the service last said it is doing ([`Shutdown::set_message`](crate::Shutdown::set_message)).
+    pub message: Option<String>,
     /// Time since the first trigger (zero before it).
     pub elapsed: Duration,
 }

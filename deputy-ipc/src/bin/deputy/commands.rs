@@ -226,13 +226,17 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
         in_flight,
         ready,
         live,
+        message,
         ..
     } = reply
     {
         let phase = phase.map(|p| format!(" {p}")).unwrap_or_default();
         let ready = if ready { "ready" } else { "not ready" };
         let live = if live { "live" } else { "not live" };
-        println!("deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight");
+        let message = message.map(|m| format!(": {m}")).unwrap_or_default();
+        println!(
+            "deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight{message}"
+        );
     }
     Ok(code::CLEAN)
 }
