@@ -27,7 +27,7 @@ fn parse_stat(stat: &[u8]) -> Option<(char, u32)> {
 #[cfg(feature = "supervisor")]
 /// Whether /proc shows this process's own PID namespace: under `unshare --pid` without a
 /// new /proc mount it shows the outer one, whose pids would name the wrong processes.
-fn proc_is_ours() -> bool {
+pub(crate) fn proc_is_ours() -> bool {
     std::fs::read_link("/proc/self")
         .ok()
         .and_then(|link| link.to_str()?.parse::<u32>().ok())

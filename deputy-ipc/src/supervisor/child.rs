@@ -3,9 +3,8 @@
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use deputy_core::{CancellationToken, Reason, Shutdown};
 use nix::errno::Errno;
@@ -14,8 +13,10 @@ use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use futures::channel::oneshot;
+
+use super::stop::StopPlan;
 use super::{RunError, say};
-use crate::client::{Client, ClientError};
 use crate::procs;
 use crate::timeout::within;
 
@@ -26,22 +27,9 @@ pub(crate) const PHASE: &str = "stop-child";
 /// process in uninterruptible sleep cannot die until its I/O returns).
 const AFTER_KILL: Duration = Duration::from_secs(5);
 
-/// How to stop the child.
-#[derive(Debug)]
-pub(crate) struct StopPlan {
-    /// The stop signal, when the child has no control socket.
-    pub(crate) signal: Signal,
-    /// Whether signals go to the child's process group.
-    pub(crate) group: bool,
-    /// Where the child's control socket would be.
-    pub(crate) ipc_dir: PathBuf,
-    /// After the child exits: SIGTERM to its leftovers, this long, then SIGKILL.
-    pub(crate) cleanup_timeout: Duration,
-}
-
-/// How the child ended.
+/// How a process ended.
 #[derive(Debug, Clone, Copy)]
-enum Exit {
+pub(super) enum Exit {
     Code(i32),
     Signal(Signal),
 }
@@ -49,65 +37,31 @@ enum Exit {
 /// The child, from spawn until it and every descendant are gone.
 #[derive(Debug)]
 pub(crate) struct Child {
-    pid: Pid,
-    plan: StopPlan,
+    pub(super) pid: Pid,
+    pub(super) plan: StopPlan,
     /// Whether the child's group was given the terminal's foreground.
     terminal: bool,
     exit: OnceLock<Exit>,
     /// Cancelled when the child has been reaped.
-    exited: CancellationToken,
+    pub(super) exited: CancellationToken,
+    /// A process deputy started to help stop the child (`--stop-command`), and where its
+    /// exit goes once reaped.
+    pub(super) helper: Mutex<Option<(Pid, oneshot::Sender<Exit>)>>,
+    /// Until when the child asked to be given to stop (systemd's `EXTEND_TIMEOUT_USEC`).
+    pub(super) extended: Mutex<Option<Instant>>,
     /// Cancelled when, the child reaped, deputy has no children left: every descendant is
     /// gone (each one's chain of parents passes through a child of deputy's).
     gone: CancellationToken,
 }
 
 impl Child {
-    /// Starts `command` in its own process group, with an empty signal mask, every signal at
-    /// its default disposition (ignored ones included: an ignore survives exec), deputy's
-    /// stdio, and deputy's environment with `extra_env` on top.
+    /// Starts `command` (see [`spawn`]) as the supervised child.
     pub(crate) fn spawn(
         command: &[OsString],
         extra_env: &[(OsString, OsString)],
         plan: StopPlan,
     ) -> Result<Child, RunError> {
-        let program = command[0].to_string_lossy().into_owned();
-        let args = command
-            .iter()
-            .map(|arg| CString::new(arg.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| RunError::Usage("the command holds a NUL byte".to_owned()))?;
-        let env = std::env::vars_os()
-            .filter(|(key, _)| !extra_env.iter().any(|(extra, _)| extra == key))
-            .chain(extra_env.iter().cloned())
-            .filter_map(|(key, value)| {
-                let mut pair = key.into_vec();
-                pair.push(b'=');
-                pair.extend_from_slice(value.as_bytes());
-                CString::new(pair).ok()
-            })
-            .collect::<Vec<_>>();
-        let setup = |error: Errno| RunError::Setup(format!("cannot start {program}: {error}"));
-        let mut attr = PosixSpawnAttr::init().map_err(setup)?;
-        attr.set_flags(
-            PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
-                | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
-                | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
-        )
-        .map_err(setup)?;
-        attr.set_pgroup(Pid::from_raw(0)).map_err(setup)?;
-        attr.set_sigmask(&SigSet::empty()).map_err(setup)?;
-        attr.set_sigdefault(&every_signal()).map_err(setup)?;
-        let actions = PosixSpawnFileActions::init().map_err(setup)?;
-        let pid =
-            posix_spawnp(&args[0], &actions, &attr, &args, &env).map_err(|error| match error {
-                Errno::ENOENT => {
-                    RunError::NotFound(format!("cannot run {program}: command not found"))
-                }
-                Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => {
-                    RunError::NotExecutable(format!("cannot run {program}: {}", error.desc()))
-                }
-                error => setup(error),
-            })?;
+        let pid = spawn(command, extra_env)?;
         let terminal = give_terminal(pid);
         Ok(Child {
             pid,
@@ -115,6 +69,8 @@ impl Child {
             terminal,
             exit: OnceLock::new(),
             exited: CancellationToken::new(),
+            helper: Mutex::new(None),
+            extended: Mutex::new(None),
             gone: CancellationToken::new(),
         })
     }
@@ -148,76 +104,6 @@ impl Child {
         } else {
             kill(self.pid, signal)
         };
-    }
-
-    /// Asks the child to stop, and waits for it to exit: over its control socket if it has
-    /// one; else over those of its descendants that have one (a shell that runs the service
-    /// without `exec`, as K8sDeputy.jl's docs advise for Julia); else with the stop signal.
-    pub(crate) async fn stop(&self) {
-        if self.exited.is_cancelled() {
-            return;
-        }
-        // One listing of the control directory says which sockets there are: most children
-        // have none, and then stopping them costs this one system call.
-        let sockets = Sockets::list(&self.plan.ipc_dir);
-        let child = self.pid.as_raw() as u32;
-        let mut asked = sockets.deputy.contains(&child) && self.ask_over_socket(self.pid).await;
-        if !asked {
-            for pid in sockets.descendants(&sockets.deputy, child) {
-                asked |= self.ask_over_socket(pid).await;
-            }
-        }
-        // A Julia service with K8sDeputy.jl's `graceful_terminator` (on SIGTERM, Julia
-        // prints a stack trace and dies): its own socket, the child's or a descendant's.
-        if !asked {
-            asked = sockets.julia.contains(&child) && self.ask_julia(self.pid).await;
-        }
-        if !asked {
-            for pid in sockets.descendants(&sockets.julia, child) {
-                asked |= self.ask_julia(pid).await;
-            }
-        }
-        if !asked {
-            self.forward(self.plan.signal);
-            let whom = if self.plan.group {
-                "process group"
-            } else {
-                "process"
-            };
-            say!("sent {} to {whom} {}", self.plan.signal.as_str(), self.pid);
-        }
-        self.exited.cancelled().await;
-    }
-
-    /// Writes `terminate` to `pid`'s K8sDeputy.jl socket; whether it could.
-    async fn ask_julia(&self, pid: Pid) -> bool {
-        match crate::client::terminate_julia(&self.plan.ipc_dir, pid.as_raw() as u32).await {
-            Ok(()) => {
-                say!("asked process {pid} to terminate over its K8sDeputy.jl socket");
-                true
-            }
-            Err(ClientError::NoSocket { .. }) => false,
-            Err(error) => {
-                say!("the K8sDeputy.jl socket of process {pid} failed: {error}");
-                false
-            }
-        }
-    }
-
-    /// Asks `pid` to terminate over its control socket; whether it accepted.
-    async fn ask_over_socket(&self, pid: Pid) -> bool {
-        match ask_to_terminate(&self.plan.ipc_dir, pid).await {
-            Ok(_) => {
-                say!("asked process {pid} to shut down over its control socket");
-                true
-            }
-            // Most children have none.
-            Err(ClientError::NoSocket { .. }) => false,
-            Err(error) => {
-                say!("the control socket of process {pid} failed: {error}");
-                false
-            }
-        }
     }
 
     /// After the child exited: SIGTERM to every descendant left, `--cleanup-timeout`, SIGKILL
@@ -325,6 +211,13 @@ impl Child {
             };
             if pid == self.pid {
                 self.exited_with(exit, shutdown);
+            } else {
+                let mut helper = self.helper.lock().unwrap_or_else(|e| e.into_inner());
+                if helper.as_ref().is_some_and(|(helper, _)| *helper == pid)
+                    && let Some((_, done)) = helper.take()
+                {
+                    let _ = done.send(exit);
+                }
             }
         }
     }
@@ -361,6 +254,50 @@ impl Child {
     }
 }
 
+/// Starts `command` in its own process group, with an empty signal mask, every signal at its
+/// default disposition (ignored ones included: an ignore survives exec), deputy's stdio, and
+/// deputy's environment with `extra_env` on top.
+pub(super) fn spawn(
+    command: &[OsString],
+    extra_env: &[(OsString, OsString)],
+) -> Result<Pid, RunError> {
+    let program = command[0].to_string_lossy().into_owned();
+    let args = command
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| RunError::Usage("the command holds a NUL byte".to_owned()))?;
+    let env = std::env::vars_os()
+        .filter(|(key, _)| !extra_env.iter().any(|(extra, _)| extra == key))
+        .chain(extra_env.iter().cloned())
+        .filter_map(|(key, value)| {
+            let mut pair = key.into_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            CString::new(pair).ok()
+        })
+        .collect::<Vec<_>>();
+    let setup = |error: Errno| RunError::Setup(format!("cannot start {program}: {error}"));
+    let mut attr = PosixSpawnAttr::init().map_err(setup)?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )
+    .map_err(setup)?;
+    attr.set_pgroup(Pid::from_raw(0)).map_err(setup)?;
+    attr.set_sigmask(&SigSet::empty()).map_err(setup)?;
+    attr.set_sigdefault(&every_signal()).map_err(setup)?;
+    let actions = PosixSpawnFileActions::init().map_err(setup)?;
+    posix_spawnp(&args[0], &actions, &attr, &args, &env).map_err(|error| match error {
+        Errno::ENOENT => RunError::NotFound(format!("cannot run {program}: command not found")),
+        Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => {
+            RunError::NotExecutable(format!("cannot run {program}: {}", error.desc()))
+        }
+        error => setup(error),
+    })
+}
+
 /// With a terminal on stdin whose foreground is deputy's process group (a person at a
 /// terminal, `docker run -it`), hands the foreground to the child's group, as tini does: in a
 /// background group, a child that reads the terminal would be stopped (SIGTTIN) for good.
@@ -393,41 +330,6 @@ fn every_signal() -> SigSet {
     unsafe { SigSet::from_sigset_t_unchecked(raw) }
 }
 
-/// The sockets in the control directory, by the pid in their names: deputy's
-/// (`deputy.<pid>.sock`) and K8sDeputy.jl's (`graceful-terminator.<pid>.socket`).
-#[derive(Debug, Default)]
-struct Sockets {
-    deputy: Vec<u32>,
-    julia: Vec<u32>,
-}
-
-impl Sockets {
-    /// One listing of `dir` (nothing if it cannot be read).
-    fn list(dir: &Path) -> Sockets {
-        let mut sockets = Sockets::default();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            if let Some(pid) = crate::socket_pid(&name) {
-                sockets.deputy.push(pid);
-            } else if let Some(pid) = crate::julia_socket_pid(&name) {
-                sockets.julia.push(pid);
-            }
-        }
-        sockets
-    }
-
-    /// Those of `pids` whose processes descend from deputy, but for `child` (tried on its
-    /// own) and deputy itself: a walk up each one's parents, no scan of /proc, which holds
-    /// hundreds of processes outside a container.
-    fn descendants(&self, pids: &[u32], child: u32) -> Vec<Pid> {
-        let tried = [child, std::process::id()];
-        pids.iter()
-            .filter(|pid| !tried.contains(pid) && procs::is_descendant(**pid))
-            .map(|&pid| Pid::from_raw(pid as i32))
-            .collect()
-    }
-}
-
 /// What [`Child::signal_leftovers`] reached.
 enum Leftovers {
     /// These many descendants, alive.
@@ -449,18 +351,4 @@ fn signal_all(pids: &[Pid], signal: Signal) {
     for &pid in pids {
         let _ = kill(pid, signal);
     }
-}
-
-/// Asks process `pid` to terminate over its control socket in `dir`, without waiting for
-/// it to finish; the exchange is bounded to 2 s. Most children have no socket: connecting
-/// says so after one `stat`, before any timer is set (a timer wakes async-io's reactor
-/// thread, which costs more than the rest of this on the path from signal to exit).
-async fn ask_to_terminate(dir: &Path, pid: Pid) -> Result<bool, ClientError> {
-    let mut client = Client::connect(dir, pid.as_raw() as u32).await?;
-    within(
-        Duration::from_secs(2),
-        client.ask_to_terminate(Some("deputy run")),
-    )
-    .await
-    .unwrap_or(Err(ClientError::TimedOut))
 }

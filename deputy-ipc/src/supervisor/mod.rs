@@ -39,12 +39,15 @@
 
 mod child;
 mod error;
+mod local_url;
+mod notify;
 mod readiness;
 mod signals;
+mod stop;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +56,13 @@ use deputy_core::{Ending, Phase, Shutdown, ShutdownCoordinator};
 use futures::future::{join, select};
 pub use nix::sys::signal::Signal;
 
-use self::child::{Child, StopPlan};
+use self::child::Child;
 pub use self::error::RunError;
+use self::local_url::LocalUrl;
+use self::notify::NotifySocket;
 use self::readiness::ReadyCheck;
 use self::signals::Signals;
+use self::stop::{StopPlan, StopWay};
 use crate::{ControlServer, HealthServer, ServerConfig};
 
 /// Prints one line for a person on stderr, prefixed `deputy:` so it stands apart from the
@@ -122,6 +128,25 @@ pub struct Config {
     /// Serve `/shutdown` on the health port, for requests with this token (see
     /// [`shutdown_token_from_env`](crate::shutdown_token_from_env)); needs `health_port`.
     pub shutdown_token: Option<String>,
+    /// Speak systemd's notify protocol: the child gets `NOTIFY_SOCKET`, readiness waits for
+    /// its `READY=1`, `STATUS=` shows in `deputy status` (see `--notify` in `deputy run
+    /// --help`). Exclusive with `ready_port` and `ready_url`.
+    pub notify: bool,
+    /// With `notify`: the child gets `WATCHDOG_USEC`, and liveness fails when this passes
+    /// (from its `READY=1` on) without a `WATCHDOG=1`.
+    pub watchdog: Option<Duration>,
+    /// Ask the child to stop by running this command line instead (`nginx -s quit`): split
+    /// into words as a shell would, run without a shell, with `DEPUTY_CHILD_PID` set. If it
+    /// fails, the stop signal is sent. Exclusive with `stop_url`.
+    pub stop_command: Option<String>,
+    /// Ask the child to stop with a `POST` to this `http://` URL of its own (Envoy's
+    /// `/quitquitquit`, Spring's `/actuator/shutdown`); unless it answers 2xx, the stop
+    /// signal is sent.
+    pub stop_url: Option<String>,
+    /// SIGKILL the child this long after it was asked to stop, unless it asks for more
+    /// (systemd's `EXTEND_TIMEOUT_USEC`, with `notify`); the grace period bounds it all.
+    /// Default: none, the grace period alone.
+    pub stop_timeout: Option<Duration>,
     /// The program and its arguments.
     pub command: Vec<OsString>,
 }
@@ -144,6 +169,11 @@ impl Config {
             subreaper: true,
             raise_child_nofile: false,
             shutdown_token: None,
+            notify: false,
+            watchdog: None,
+            stop_command: None,
+            stop_url: None,
+            stop_timeout: None,
             command: command.into_iter().map(Into::into).collect(),
         }
     }
@@ -159,6 +189,29 @@ impl Config {
         if self.ready_port.is_some() && self.ready_url.is_some() {
             return Err(RunError::Usage(
                 "give --ready-port or --ready-url, not both".into(),
+            ));
+        }
+        if self.notify && (self.ready_port.is_some() || self.ready_url.is_some()) {
+            return Err(RunError::Usage(
+                "with --notify, readiness is the child's READY=1: give no --ready-port or --ready-url"
+                    .into(),
+            ));
+        }
+        if self.watchdog.is_some() && !self.notify {
+            return Err(RunError::Usage(
+                "--watchdog needs --notify: the child feeds it with WATCHDOG=1".into(),
+            ));
+        }
+        if self.watchdog.is_some_and(|watchdog| watchdog.is_zero())
+            || self.stop_timeout.is_some_and(|timeout| timeout.is_zero())
+        {
+            return Err(RunError::Usage(
+                "--watchdog and --stop-timeout must be more than 0s".into(),
+            ));
+        }
+        if self.stop_command.is_some() && self.stop_url.is_some() {
+            return Err(RunError::Usage(
+                "give --stop-command or --stop-url, not both".into(),
             ));
         }
         if self.shutdown_token.is_some() && self.health_port.is_none() {
@@ -260,27 +313,25 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     let coordinator = plan(&config)?;
     let shutdown = coordinator.handle();
     let health = health_server(&shutdown, &config)?;
-    let stop = StopPlan {
-        signal: config.stop_signal,
-        group: config.group,
-        ipc_dir: config.ipc_dir.clone().unwrap_or_else(crate::ipc_dir),
-        cleanup_timeout: config.cleanup_timeout,
-    };
+    let stop = stop_plan(&config)?;
+    let readiness = readiness_check(&config)?;
+    let notify = notify_socket(&config, &stop.ipc_dir)?;
     // The control socket before the start, so that it (and the pid file) exists once the
     // child runs: binding is a few system calls; async-io's reactor and thread start later.
     let control = config
         .control_socket
         .then(|| control_server(&shutdown, &stop))
         .flatten();
-    let child = Arc::new(Child::spawn(&config.command, &child_env(&config), stop)?);
+    let mut env = child_env(&config);
+    env.extend(notify.iter().flat_map(NotifySocket::env));
+    let child = Arc::new(Child::spawn(&config.command, &env, stop)?);
     // After the start, so the child keeps the limit deputy was given (unless told
     // otherwise): a flood of connections to the health port or the control socket should
     // not find deputy at a soft limit of 1,024 descriptors.
     if !config.raise_child_nofile {
         raise_nofile_limit();
     }
-    let readiness = readiness_check(&config)?;
-    if readiness.is_none() {
+    if readiness.is_none() && notify.is_none() {
         shutdown.ready();
     }
     let stopping = child.clone();
@@ -299,6 +350,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         grace: config.grace,
         drain_delay: config.drain_delay,
         readiness,
+        notify,
     };
     async_io::block_on(supervisor.drive(signals));
     let exit = child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32);
@@ -336,11 +388,58 @@ fn health_server(shutdown: &Shutdown, config: &Config) -> Result<Option<HealthSe
 /// How readiness is told, if not from the start.
 fn readiness_check(config: &Config) -> Result<Option<ReadyCheck>, RunError> {
     if let Some(url) = &config.ready_url {
-        return readiness::parse_ready_url(url)
+        return LocalUrl::parse("--ready-url", url)
             .map(|url| Some(ReadyCheck::Url(url)))
             .map_err(RunError::Usage);
     }
     Ok(config.ready_port.map(ReadyCheck::Port))
+}
+
+/// How the child is to be stopped.
+fn stop_plan(config: &Config) -> Result<StopPlan, RunError> {
+    Ok(StopPlan {
+        signal: config.stop_signal,
+        group: config.group,
+        ipc_dir: config.ipc_dir.clone().unwrap_or_else(crate::ipc_dir),
+        cleanup_timeout: config.cleanup_timeout,
+        way: stop_way(config)?,
+        timeout: config.stop_timeout,
+    })
+}
+
+/// With `--notify`, the socket the child's messages come to, in the control directory.
+fn notify_socket(config: &Config, dir: &Path) -> Result<Option<NotifySocket>, RunError> {
+    if !config.notify {
+        return Ok(None);
+    }
+    NotifySocket::bind(dir, config.watchdog)
+        .map(Some)
+        .map_err(|e| {
+            RunError::Setup(format!(
+                "cannot bind the notify socket in {}: {e}",
+                dir.display()
+            ))
+        })
+}
+
+/// The child's own way to be asked to stop, if one is given.
+fn stop_way(config: &Config) -> Result<Option<StopWay>, RunError> {
+    if let Some(text) = &config.stop_command {
+        let words = shell_words::split(text)
+            .map_err(|e| RunError::Usage(format!("--stop-command `{text}`: {e}")))?;
+        if words.is_empty() {
+            return Err(RunError::Usage("--stop-command is empty".into()));
+        }
+        return Ok(Some(StopWay::Command(
+            words.into_iter().map(OsString::from).collect(),
+        )));
+    }
+    config
+        .stop_url
+        .as_ref()
+        .map(|url| LocalUrl::parse("--stop-url", url).map(StopWay::Url))
+        .transpose()
+        .map_err(RunError::Usage)
 }
 
 /// [`crate::raise_nofile_limit`], said if it fails (deputy goes on with the limit it has).
@@ -381,6 +480,7 @@ struct Supervisor {
     grace: Duration,
     drain_delay: Duration,
     readiness: Option<ReadyCheck>,
+    notify: Option<NotifySocket>,
 }
 
 impl Supervisor {
@@ -396,6 +496,7 @@ impl Supervisor {
             grace,
             drain_delay,
             readiness,
+            notify,
         } = self;
         let background = async {
             let readiness = async {
@@ -403,9 +504,17 @@ impl Supervisor {
                     readiness::follow(&shutdown, check).await;
                 }
             };
+            let notify = async {
+                if let Some(notify) = &notify {
+                    notify.serve(&shutdown, &child, grace).await;
+                }
+            };
             let _ = join(
                 signals.run(&shutdown, &child),
-                join(readiness, announce(&shutdown, &child, drain_delay)),
+                join(
+                    join(readiness, notify),
+                    announce(&shutdown, &child, drain_delay),
+                ),
             )
             .await;
             // The signal loop ends only on an error it reported; keep the rest going.

@@ -82,14 +82,21 @@ pub(crate) struct Target {
 
 pub(crate) const RUN_HELP: &str = "\
 On SIGTERM or SIGINT (or `deputy terminate`): readiness turns off (--health-port), the child
-keeps serving for --drain-delay, then it is asked to stop, over its deputy control socket if
-it serves one (else over its descendants' sockets, for a service under `sh -c`), else over
-K8sDeputy.jl's graceful-terminator.<pid>.socket (the line `terminate`, for a Julia service
-that calls graceful_terminator: Julia dies with a stack trace on SIGTERM), else with
---stop-signal. If it is still running when --grace (counted from the first signal) is over,
-its process group and every descendant get SIGKILL. A second signal skips the drain delay; a
+keeps serving for --drain-delay, then it is asked to stop: its own way if one is given
+(--stop-command, --stop-url; if that fails, --stop-signal), else over its deputy control
+socket if it serves one (else over its descendants' sockets, for a service under `sh -c`),
+else over K8sDeputy.jl's graceful-terminator.<pid>.socket (the line `terminate`, for a Julia
+service that calls graceful_terminator: Julia dies with a stack trace on SIGTERM), else with
+--stop-signal. If it is still running after --stop-timeout, or when --grace (counted from
+the first signal) is over, its process group and every descendant get SIGKILL. A second signal skips the drain delay; a
 third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGALRM are forwarded to
 the child as they come.
+
+Examples:
+  deputy run --health-port 8081 --ready-url http://127.0.0.1:8080/healthz -- python3 app.py
+  deputy run --stop-command 'nginx -s quit' -- nginx -g 'daemon off;'
+  deputy run --notify --watchdog 30s --health-port 8081 -- ./daemon   (calls sd_notify)
+  deputy run -- julia entrypoint.jl   (K8sDeputy.jl's graceful_terminator: no sh -c needed)
 
 Images whose STOPSIGNAL is SIGQUIT (nginx): set STOPSIGNAL SIGTERM and --stop-signal QUIT,
 so the drain delay runs before nginx gets its QUIT.
@@ -175,6 +182,35 @@ pub(crate) struct RunArgs {
     /// PID 1 instead of being reaped and cleaned up by deputy.
     #[arg(long)]
     pub(crate) no_subreaper: bool,
+    /// Speak systemd's notify protocol: the child gets NOTIFY_SOCKET and sends READY=1 when
+    /// it is ready (readiness is off until then), STATUS=... (shown by `deputy status`),
+    /// STOPPING=1, RELOADING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=n. For a daemon that
+    /// already calls sd_notify, or `systemd-notify --ready` in a script. Exclusive with
+    /// --ready-port and --ready-url.
+    #[arg(long, conflicts_with_all = ["ready_port", "ready_url"])]
+    pub(crate) notify: bool,
+    /// With --notify: give the child WATCHDOG_USEC, and fail /health/live when this passes
+    /// without a WATCHDOG=1 (from its READY=1 on), so the kubelet restarts a hung child.
+    /// For example `--notify --watchdog 30s`.
+    #[arg(long, value_name = "DURATION", requires = "notify", value_parser = humantime::parse_duration)]
+    pub(crate) watchdog: Option<Duration>,
+    /// Ask the child to stop by running this command instead of sending a signal, then wait
+    /// for the child to exit. Split into words as a shell would, run without a shell (write
+    /// `sh -c '...'` for one), with DEPUTY_CHILD_PID set. If it fails or runs over 10 s, the
+    /// stop signal is sent. For example `--stop-command 'nginx -s quit'`.
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) stop_command: Option<String>,
+    /// Ask the child to stop with a POST to this URL of its own, then wait for it to exit;
+    /// unless it answers 2xx within 10 s, the stop signal is sent. For example
+    /// `--stop-url http://127.0.0.1:15000/quitquitquit` (Envoy).
+    #[arg(long, value_name = "URL", conflicts_with = "stop_command")]
+    pub(crate) stop_url: Option<String>,
+    /// SIGKILL the child (its process group and descendants) if it has not exited this long
+    /// after it was asked to stop, unless it asks for more with EXTEND_TIMEOUT_USEC
+    /// (--notify); --grace still bounds the whole shutdown. Default: --grace alone. For
+    /// example `--stop-timeout 10s`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) stop_timeout: Option<Duration>,
     /// Start the child with the raised open-files limit too. deputy raises its own soft
     /// RLIMIT_NOFILE to the hard limit (as Go does) after starting the child, which keeps the
     /// limit deputy was given.
@@ -202,6 +238,11 @@ impl RunArgs {
         config.control_socket = !self.no_control_socket;
         config.subreaper = !self.no_subreaper;
         config.raise_child_nofile = self.raise_child_nofile;
+        config.notify = self.notify;
+        config.watchdog = self.watchdog;
+        config.stop_command = self.stop_command;
+        config.stop_url = self.stop_url;
+        config.stop_timeout = self.stop_timeout;
         config
     }
 }

@@ -73,6 +73,11 @@ fn defaults() -> Option<RunArgs> {
         no_control_socket: false,
         no_subreaper: false,
         raise_child_nofile: false,
+        notify: false,
+        watchdog: None,
+        stop_command: None,
+        stop_url: None,
+        stop_timeout: None,
         command: Vec::new(),
     })
 }
@@ -125,6 +130,8 @@ fn set(parsed: &mut RunArgs, name: &str, value: &str) -> Option<()> {
         "ready-port" => parsed.ready_port = Some(value.parse().ok()?),
         "map-exit" => parsed.map_exit.push(parse_mapping(value).ok()?),
         "ipc-dir" => parsed.ipc_dir = Some(PathBuf::from(value)),
+        "stop-timeout" => parsed.stop_timeout = Some(duration(value)?),
+        "stop-command" => parsed.stop_command = Some(value.to_owned()),
         _ => return None,
     }
     Some(())
@@ -186,6 +193,9 @@ mod tests {
                 "--cleanup-timeout",
                 "500ms",
                 "--ready-port=8080",
+                "--stop-timeout=10s",
+                "--stop-command",
+                "nginx -s quit",
                 "--",
                 "sh",
                 "-c",
@@ -245,6 +255,9 @@ mod tests {
                 "--ready-port",
                 "--map-exit",
                 "--ipc-dir",
+                "--stop-timeout",
+                "--stop-command",
+                "--stop-url",
             ]),
             prop::sample::select(vec![
                 "1s", "25s", "1500ms", "1m 30s", "2h", "TERM", "sigquit", "15", "3", "8081",
