@@ -135,7 +135,14 @@ async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut B
         drain_delay_ms = delay.as_millis() as u64,
         "draining: waiting for endpoints to stop sending traffic"
     );
-    let timer = shared.runtime.sleep_until(triggered_at + delay);
+    let end = triggered_at + delay;
+    // Over already (a delay of zero): no timer, which a runtime may round up to its tick
+    // (tokio's is a millisecond) on the way from signal to exit.
+    if shared.runtime.now() >= end {
+        on_wake(shared, Woke::Ready, Event::DrainDelayElapsed);
+        return;
+    }
+    let timer = shared.runtime.sleep_until(end);
     let woke = wait(shared, (State::Draining, None), timer, budget).await;
     on_wake(shared, woke, Event::DrainDelayElapsed);
 }
