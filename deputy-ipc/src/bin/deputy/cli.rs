@@ -88,9 +88,9 @@ socket if it serves one (else over its descendants' sockets, for a service under
 else over K8sDeputy.jl's graceful-terminator.<pid>.socket (the line `terminate`, for a Julia
 service that calls graceful_terminator: Julia dies with a stack trace on SIGTERM), else with
 --stop-signal. If it is still running after --stop-timeout, or when --grace (counted from
-the first signal) is over, its process group and every descendant get SIGKILL. A second signal skips the drain delay; a
-third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGALRM are forwarded to
-the child as they come.
+the first signal) is over, its process group and every descendant get SIGKILL. A second
+signal skips the drain delay; a third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+SIGWINCH and SIGALRM are forwarded to the child as they come.
 
 Examples:
   deputy run --health-port 8081 --ready-url http://127.0.0.1:8080/healthz -- python3 app.py
@@ -134,32 +134,36 @@ pub(crate) const DEFAULT_CLEANUP_TIMEOUT: &str = "2s";
 pub(crate) struct RunArgs {
     /// The whole shutdown budget, from the first signal to SIGKILL: drain delay, stop,
     /// cleanup. The default leaves 5 s of Kubernetes' default terminationGracePeriodSeconds
-    /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL.
+    /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL. For example
+    /// `--grace 55s` with terminationGracePeriodSeconds: 60.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = humantime::parse_duration)]
     pub(crate) grace: Duration,
     /// How long the child keeps serving after the first signal, readiness off, before it is
-    /// asked to stop: the time endpoints take to stop sending traffic.
+    /// asked to stop: the time endpoints take to stop sending traffic. For example
+    /// `--drain-delay 10s`, or `0s` outside Kubernetes.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
     pub(crate) drain_delay: Duration,
     /// The signal that asks the child to stop when it has no deputy control socket (a name
-    /// like TERM, SIGQUIT, or a number).
+    /// like TERM, SIGQUIT, or a number). For example `--stop-signal QUIT` for nginx.
     #[arg(long, value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
     pub(crate) stop_signal: Signal,
     /// Send the stop signal and forwarded signals to the child's whole process group, not
-    /// only to the child.
+    /// only to the child: for a shell script whose workers should all get them
+    /// (`--group -- sh run.sh`).
     #[arg(long)]
     pub(crate) group: bool,
     /// After the child exits, how long the descendants it left get between SIGTERM and
-    /// SIGKILL.
+    /// SIGKILL. For example `--cleanup-timeout 500ms`.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
     pub(crate) cleanup_timeout: Duration,
     /// Serve /health/live and /health/ready on this port (all addresses): ready while
-    /// running (see --ready-port), not ready from the first signal on.
+    /// running (see --ready-port), not ready from the first signal on. For example
+    /// `--health-port 8081`, with the pod's probes on /health/ready and /health/live.
     #[arg(long, value_name = "PORT")]
     pub(crate) health_port: Option<u16>,
     /// Ready only while the child accepts TCP connections on this port of 127.0.0.1 (checked
     /// every 200 ms until it does, then every second), so a pod gets no traffic before the
-    /// child listens. Without it, ready from the start.
+    /// child listens. Without it, ready from the start. For example `--ready-port 8080`.
     #[arg(long, value_name = "PORT")]
     pub(crate) ready_port: Option<u16>,
     /// Ready only while GET on this URL of the child's answers 2xx, checked like
@@ -172,14 +176,17 @@ pub(crate) struct RunArgs {
     #[arg(long = "map-exit", value_name = "FROM[=TO]", value_parser = supervisor::parse_mapping)]
     pub(crate) map_exit: Vec<(i32, i32)>,
     /// Where to put the control socket, and where the child's is looked for (default:
-    /// $DEPUTY_IPC_DIR, else /run).
+    /// $DEPUTY_IPC_DIR, else /run). For example `--ipc-dir /tmp` where /run is not
+    /// writable.
     #[arg(long, value_name = "DIR")]
     pub(crate) ipc_dir: Option<PathBuf>,
-    /// Do not serve a control socket (`deputy terminate` then cannot reach this process).
+    /// Do not serve a control socket (`deputy terminate` then cannot reach this process):
+    /// for a read-only filesystem with no tmpfs to put it on.
     #[arg(long)]
     pub(crate) no_control_socket: bool,
     /// When not PID 1, do not become a child subreaper: orphaned descendants then go to
-    /// PID 1 instead of being reaped and cleaned up by deputy.
+    /// PID 1 instead of being reaped and cleaned up by deputy (for deputy under a shell that
+    /// expects to reap them itself).
     #[arg(long)]
     pub(crate) no_subreaper: bool,
     /// Speak systemd's notify protocol: the child gets NOTIFY_SOCKET and sends READY=1 when
@@ -213,7 +220,8 @@ pub(crate) struct RunArgs {
     pub(crate) stop_timeout: Option<Duration>,
     /// Start the child with the raised open-files limit too. deputy raises its own soft
     /// RLIMIT_NOFILE to the hard limit (as Go does) after starting the child, which keeps the
-    /// limit deputy was given.
+    /// limit deputy was given. For a child that needs many connections and does not raise
+    /// the limit itself (most runtimes other than Go and Java).
     #[arg(long)]
     pub(crate) raise_child_nofile: bool,
     /// The program to run and its arguments.
@@ -256,6 +264,21 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_run_option_with_a_value_shows_an_example() {
+        let command = Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        for arg in run.get_arguments() {
+            let takes_value = arg.get_action().takes_values() && arg.get_long().is_some();
+            let help = arg.get_long_help().or(arg.get_help()).unwrap().to_string();
+            assert!(
+                !takes_value || help.contains("For example"),
+                "--{} has no example: {help}",
+                arg.get_long().unwrap_or_default()
+            );
+        }
     }
 
     #[test]
