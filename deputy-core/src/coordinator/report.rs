@@ -240,6 +240,68 @@ impl ShutdownReport {
         })
     }
 
+    /// The report in a few lines for a person who reads it after the fact (a container's
+    /// termination message, `kubectl describe pod`): the outcome, the duration and the
+    /// first reason; the drain; and only the phases and hooks that did not complete. The
+    /// exit code is left to the caller, who knows the one the process exits with.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator};
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// coordinator
+    ///     .hook("close", "db", |_| async { Err::<(), _>("connection reset") })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// let report = futures::executor::block_on(coordinator.run());
+    /// assert_eq!(
+    ///     report.summary(),
+    ///     "shutdown failed in 0.0s (reason: deploy)\n\
+    ///      drain: drained in 0.0s, 0 in flight at its end\n\
+    ///      phase close: failed in 0.0s (hook db: failed: connection reset)\n"
+    /// );
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "shutdown {} in {:.1}s (reason: {})\n",
+            self.outcome,
+            self.duration.as_secs_f64(),
+            self.reason
+        );
+        text.push_str(&format!(
+            "drain: {} in {:.1}s, {} in flight at its end\n",
+            self.drain.outcome,
+            self.drain.duration.as_secs_f64(),
+            self.drain.in_flight_at_end
+        ));
+        for phase in self
+            .phases
+            .iter()
+            .filter(|phase| phase.outcome != PhaseOutcome::Completed)
+        {
+            let hooks: Vec<String> = phase
+                .hooks
+                .iter()
+                .filter(|hook| hook.outcome != HookOutcome::Completed)
+                .map(|hook| format!("hook {}: {}", hook.name, hook.outcome))
+                .collect();
+            text.push_str(&format!(
+                "phase {}: {} in {:.1}s",
+                phase.name,
+                phase.outcome,
+                phase.duration.as_secs_f64()
+            ));
+            if !hooks.is_empty() {
+                text.push_str(&format!(" ({})", hooks.join(", ")));
+            }
+            text.push('\n');
+        }
+        text
+    }
+
     pub(crate) fn outcome_of(
         ending: Ending,
         drain: &DrainReport,
