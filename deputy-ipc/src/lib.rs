@@ -41,6 +41,7 @@ pub mod protocol;
 mod server;
 #[cfg(feature = "supervisor")]
 pub mod supervisor;
+mod termination;
 mod timeout;
 
 pub use error::IpcError;
@@ -54,6 +55,10 @@ pub use paths::{
     julia_socket_pid, socket_path, socket_pid,
 };
 pub use server::{ControlServer, ServerConfig};
+pub use termination::{
+    DEFAULT_TERMINATION_LOG, MAX_TERMINATION_MESSAGE, TERMINATION_LOG_ENV, record_termination,
+    termination_log_path, termination_message, write_termination_message,
+};
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
 pub const DEFAULT_IPC_DIR: &str = "/run";

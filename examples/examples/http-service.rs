@@ -190,6 +190,8 @@ async fn main() -> anyhow::Result<()> {
     // then linger a second, so probes see the end too).
     let _ = tokio::join!(control, health);
     say(format_args!("{report}"));
+    // For `kubectl describe pod` (DEPUTY_TERMINATION_LOG, or /dev/termination-log).
+    deputy_ipc::record_termination(&report);
     std::process::exit(report.exit_code);
 }
 

@@ -132,5 +132,6 @@ fn main() -> anyhow::Result<()> {
         health,
     ));
     println!("ipc-service: exit code {}", report.exit_code);
+    deputy_ipc::record_termination(&report);
     std::process::exit(report.exit_code);
 }

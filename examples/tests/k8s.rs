@@ -89,6 +89,7 @@ fn the_deployment_agrees_with_the_service() {
     assert!(ports.contains(&u64::from(defaults::PORT)) && ports.contains(&u64::from(health_port)));
 
     assert_run_is_writable(pod, container);
+    assert_termination_message(container);
     assert_eq!(service_target_port(&docs), u64::from(defaults::PORT));
 }
 
@@ -125,6 +126,18 @@ fn assert_probes_and_prestop(container: &Value, health_port: u16) {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(command, ["deputy", "terminate"]);
+}
+
+/// The termination message where deputy writes it, the log's tail when it did not.
+fn assert_termination_message(container: &Value) {
+    assert_eq!(
+        container["terminationMessagePath"].as_str(),
+        Some(deputy_ipc::DEFAULT_TERMINATION_LOG)
+    );
+    assert_eq!(
+        container["terminationMessagePolicy"].as_str(),
+        Some("FallbackToLogsOnError")
+    );
 }
 
 /// A read-only root, and /run an in-memory emptyDir for the control socket.
@@ -188,6 +201,7 @@ fn the_supervised_deployment_agrees_with_deputy_run() {
     );
     assert_probes_and_prestop(container, health_port);
     assert_run_is_writable(pod, container);
+    assert_termination_message(container);
     let args = strings("args");
     assert_eq!(args[0], "plain-server");
     let port: u64 = args[args.iter().position(|a| a == "--port").unwrap() + 1]
@@ -282,6 +296,7 @@ fn the_httpget_prestop_deployment_agrees_with_the_service_and_stops_it() {
     let k8s_grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(Duration::from_secs(k8s_grace) >= grace + Duration::from_secs(2));
     assert_run_is_writable(pod, container);
+    assert_termination_message(container);
 
     // And it works: http-service with the Secret's token in a file, then the kubelet's
     // request (a wrong token first, which must change nothing).

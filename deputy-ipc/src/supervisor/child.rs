@@ -88,6 +88,17 @@ impl Child {
         })
     }
 
+    /// How the child ended, for a person: "process 7 exited with code 3", "process 7 was
+    /// killed by SIGKILL"; `None` while it runs.
+    pub(crate) fn ending(&self) -> Option<String> {
+        self.exit.get().map(|exit| match *exit {
+            Exit::Code(code) => format!("process {} exited with code {code}", self.pid),
+            Exit::Signal(signal) => {
+                format!("process {} was killed by {}", self.pid, signal.as_str())
+            }
+        })
+    }
+
     /// Whether the child and all its descendants are gone.
     pub(crate) fn is_done(&self) -> bool {
         self.gone.is_cancelled()
@@ -233,16 +244,8 @@ impl Child {
         } else {
             String::new()
         };
-        match exit {
-            Exit::Code(0) if !triggered => {}
-            Exit::Code(code) => say!("process {} exited with code {code}{when}", self.pid),
-            Exit::Signal(signal) => {
-                say!(
-                    "process {} was killed by {}{when}",
-                    self.pid,
-                    signal.as_str()
-                );
-            }
+        if !matches!(exit, Exit::Code(0)) || triggered {
+            say!("{}{when}", self.ending().unwrap_or_default());
         }
         self.exited.cancel();
         // Whether shutdown had started or not, the rest of the drain delay is moot now.

@@ -50,7 +50,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deputy_core::{Ending, Phase, Shutdown, ShutdownCoordinator};
 use futures::future::{join, select};
@@ -298,6 +298,7 @@ pub fn parse_mapping(text: &str) -> Result<(i32, i32), String> {
 /// [`exit_code`](RunError::exit_code) is the one to exit with.
 pub fn run(config: Config) -> Result<i32, RunError> {
     config.check()?;
+    let started = SystemTime::now();
     // First, before any thread exists: every thread inherits the blocked mask.
     let signals =
         Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
@@ -312,6 +313,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     }
     let coordinator = plan(&config)?;
     let shutdown = coordinator.handle();
+    let after = shutdown.clone();
     let health = health_server(&shutdown, &config)?;
     let stop = stop_plan(&config)?;
     let readiness = readiness_check(&config)?;
@@ -353,8 +355,41 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         notify,
     };
     async_io::block_on(supervisor.drive(signals));
-    let exit = child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32);
-    Ok(config.map(exit))
+    let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
+    record_termination(&child, &after, exit, started);
+    Ok(exit)
+}
+
+/// The container's termination message (see [`crate::record_termination`]): how the child
+/// ended and deputy's exit code, the shutdown's summary, then what the child wrote there
+/// itself during this run (a service that uses deputy), if anything.
+fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, started: SystemTime) {
+    let Some(path) = crate::termination_log_path() else {
+        return;
+    };
+    let ending = child
+        .ending()
+        .unwrap_or_else(|| format!("process {} was not reaped", child.pid()));
+    let mut message = format!("{ending}; deputy run exits with code {exit}\n");
+    if let Some(report) = shutdown.report() {
+        message.push_str(&report.summary());
+    }
+    let written_by_child = std::fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|modified| modified >= started);
+    if written_by_child
+        && let Ok(own) = std::fs::read_to_string(&path)
+        && !own.trim().is_empty()
+    {
+        message.push_str("the child's own message:\n");
+        message.push_str(&own);
+    }
+    if let Err(error) = crate::write_termination_message(&message) {
+        say!(
+            "cannot write the termination message to {}: {error}",
+            path.display()
+        );
+    }
 }
 
 /// The coordinator: one phase, `stop-child`, bounded by the grace period.
