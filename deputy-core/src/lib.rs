@@ -75,9 +75,10 @@ mod token;
 mod wait;
 
 pub use coordinator::{
-    Builder, DEFAULT_PHASE_TIMEOUT, DrainReport, Escalation, ExitCodes, HookContext, HookOutcome,
-    HookOutput, HookReport, Outcome, Phase, PhaseReport, Shutdown, ShutdownCoordinator,
-    ShutdownReport, Status, Transition, Transitions, TriggerKind, TriggerRecord, phases,
+    Arrival, Builder, DEFAULT_PHASE_TIMEOUT, DrainReport, Escalation, ExitCodes, HookContext,
+    HookOutcome, HookOutput, HookReport, Outcome, Phase, PhaseReport, Propagation, Shutdown,
+    ShutdownCoordinator, ShutdownReport, Status, Transition, Transitions, TriggerKind,
+    TriggerRecord, phases,
 };
 pub use error::{BuildError, HookError};
 pub use inflight::{DrainGuard, Drained, InFlight, Track};

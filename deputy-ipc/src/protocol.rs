@@ -320,6 +320,13 @@ pub enum Response {
         /// peers ignore it, and it decodes as `None` from them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// Milliseconds from the trigger to the last new connection, if one came after it
+        /// (added in 0.2, as `message`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_connection_ms: Option<u64>,
+        /// Milliseconds from the trigger to the last new request, if one came after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_request_ms: Option<u64>,
     },
     /// Answer to `terminate` without `wait`.
     Accepted {
@@ -387,6 +394,8 @@ impl Response {
             live: status.live,
             elapsed_ms: millis(status.elapsed),
             message: status.message.clone(),
+            last_connection_ms: status.propagation.last_connection.map(millis),
+            last_request_ms: status.propagation.last_request.map(millis),
         }
     }
 

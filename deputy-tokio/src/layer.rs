@@ -1,11 +1,12 @@
 //! A tower layer that counts every request as in flight and, once shutdown has begun, asks
-//! HTTP/1 clients to close their keep-alive connections.
+//! HTTP/1 clients to close their keep-alive connections. It notes every request
+//! ([`Shutdown::arrived`]), so the report says when the last new one came after the trigger.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use deputy_core::{DrainGuard, Shutdown};
+use deputy_core::{Arrival, DrainGuard, Shutdown};
 use http::header::{CONNECTION, HeaderValue};
 use pin_project_lite::pin_project;
 
@@ -80,6 +81,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> DrainFuture<S::Future> {
+        // After the trigger, the last of these is this run's propagation lag.
+        self.shutdown.arrived(Arrival::Request);
         DrainFuture {
             guard: Some(self.shutdown.guard()),
             shutdown: self.shutdown.clone(),

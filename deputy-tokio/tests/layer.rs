@@ -34,6 +34,12 @@ async fn a_slow_request_holds_the_drain_open_and_late_ones_are_served() {
         .await
         .unwrap();
     assert_eq!(late.headers()["connection"], "close");
+    // It is the last new request after the trigger: the report's propagation.
+    let late_at = shutdown.status().propagation.last_request;
+    assert!(
+        late_at.is_some_and(|at| at < Duration::from_secs(1)),
+        "{late_at:?}"
+    );
     // Past the drain delay, the slow request still holds the drain open.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(shutdown.state(), State::Draining);
@@ -41,6 +47,7 @@ async fn a_slow_request_holds_the_drain_open_and_late_ones_are_served() {
     assert_eq!(slow.headers()["connection"], "close");
     let report = run.await.unwrap();
     assert_eq!(report.drain.in_flight_at_end, 0);
+    assert_eq!(report.drain.propagation.last_request, late_at);
     assert_eq!(report.exit_code, 0);
 }
 
@@ -59,4 +66,6 @@ async fn responses_before_the_trigger_keep_the_connection() {
         .unwrap();
     assert!(response.headers().get("connection").is_none());
     assert_eq!(coordinator.handle().in_flight(), 0);
+    // Before the trigger, requests are not propagation.
+    assert_eq!(coordinator.handle().status().propagation.last_request, None);
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::escalation::Escalation;
 use super::hook::{Hook, HookContext, HookOutput};
+use super::propagation::Arrival;
 use super::report::{ShutdownReport, TriggerKind};
 use super::shared::Shared;
 use super::status::Status;
@@ -212,6 +213,31 @@ impl Shutdown {
         let message: String = message.into();
         self.shared
             .set_message((!message.is_empty()).then(|| message.into()));
+    }
+
+    /// Notes a new connection or request, for [`Status::propagation`](crate::Status) and
+    /// the report: after the trigger, the latest of each is when endpoints last sent this
+    /// process new traffic. Before the trigger it costs one atomic load. deputy-tokio's
+    /// `DrainLayer` notes every request; a server notes its accepts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{Arrival, ManualClock, ShutdownCoordinator};
+    ///
+    /// let clock = ManualClock::new();
+    /// let coordinator = ShutdownCoordinator::builder().build(clock.clone()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.arrived(Arrival::Request); // before the trigger: not counted
+    /// shutdown.trigger("deploy");
+    /// clock.advance(Duration::from_millis(1400));
+    /// shutdown.arrived(Arrival::Request);
+    /// assert_eq!(shutdown.status().propagation.last_request, Some(Duration::from_millis(1400)));
+    /// assert_eq!(shutdown.status().propagation.last_connection, None);
+    /// ```
+    pub fn arrived(&self, arrival: Arrival) {
+        self.shared
+            .arrivals
+            .arrived(arrival, || self.shared.runtime.now());
     }
 
     /// A token cancelled at the first trigger: stop taking new long-lived work.

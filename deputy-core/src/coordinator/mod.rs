@@ -5,6 +5,7 @@ mod escalation;
 mod handle;
 mod hook;
 mod phase;
+mod propagation;
 mod report;
 mod run;
 mod shared;
@@ -20,6 +21,7 @@ pub use self::escalation::Escalation;
 pub use self::handle::Shutdown;
 pub use self::hook::{HookContext, HookOutput};
 pub use self::phase::{DEFAULT_PHASE_TIMEOUT, Phase, phases};
+pub use self::propagation::{Arrival, Propagation};
 pub use self::report::{
     DrainReport, ExitCodes, HookOutcome, HookReport, Outcome, PhaseReport, ShutdownReport,
     TriggerKind, TriggerRecord,

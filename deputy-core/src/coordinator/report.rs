@@ -1,8 +1,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::Reason;
 use crate::state::{DrainOutcome, Ending, PhaseOutcome};
+use crate::{Propagation, Reason};
 
 /// The exit codes a [`ShutdownReport`] maps its [`Outcome`] to. Configurable with
 /// [`Builder::exit_codes`](crate::Builder::exit_codes).
@@ -147,6 +147,9 @@ pub struct DrainReport {
     pub duration: Duration,
     /// Work still in flight when the drain ended.
     pub in_flight_at_end: usize,
+    /// When the last new connection and request arrived after the trigger, as noted by
+    /// [`Shutdown::arrived`](crate::Shutdown::arrived): this run's propagation lag.
+    pub propagation: Propagation,
 }
 
 /// One trigger, force or abandon request, in the order they came.
@@ -260,7 +263,8 @@ impl ShutdownReport {
     /// assert_eq!(
     ///     report.summary(),
     ///     "shutdown failed in 0.0s (reason: deploy)\n\
-    ///      drain: drained in 0.0s, 0 in flight at its end\n\
+    ///      drain: drained in 0.0s, 0 in flight at its end; \
+    ///      no new connection or request after the trigger\n\
     ///      phase close: failed in 0.0s (hook db: failed: connection reset)\n"
     /// );
     /// ```
@@ -272,10 +276,11 @@ impl ShutdownReport {
             self.reason
         );
         text.push_str(&format!(
-            "drain: {} in {:.1}s, {} in flight at its end\n",
+            "drain: {} in {:.1}s, {} in flight at its end; {}\n",
             self.drain.outcome,
             self.drain.duration.as_secs_f64(),
-            self.drain.in_flight_at_end
+            self.drain.in_flight_at_end,
+            self.drain.propagation
         ));
         for phase in self
             .phases
@@ -340,10 +345,11 @@ impl fmt::Display for ShutdownReport {
         )?;
         writeln!(
             f,
-            "  drain: {} in {} ms, {} in flight at the end",
+            "  drain: {} in {} ms, {} in flight at the end; {}",
             self.drain.outcome,
             self.drain.duration.as_millis(),
-            self.drain.in_flight_at_end
+            self.drain.in_flight_at_end,
+            self.drain.propagation
         )?;
         for phase in &self.phases {
             writeln!(

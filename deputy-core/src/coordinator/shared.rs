@@ -24,6 +24,7 @@ use event_listener::{Event, EventListener};
 use super::escalation::Escalation;
 use super::hook::Hook;
 use super::phase::Phase;
+use super::propagation::Arrivals;
 use super::report::{ExitCodes, ShutdownReport, TriggerKind, TriggerRecord};
 use super::status::{Status, Transition};
 use crate::error::HookError;
@@ -36,6 +37,9 @@ use crate::{CancellationToken, InFlight, Reason};
 pub(crate) struct Plan {
     pub(crate) grace_period: Duration,
     pub(crate) drain_delay: Duration,
+    /// With it, the drain delay measures itself: `drain_delay` is its minimum.
+    pub(crate) drain_delay_max: Option<Duration>,
+    pub(crate) quiet_period: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) phases: Vec<Phase>,
     pub(crate) exit_codes: ExitCodes,
@@ -57,6 +61,8 @@ pub(crate) struct Shared {
     service_live: AtomicBool,
     /// A line for people about what the service is doing (systemd's `STATUS=`).
     message: Mutex<Option<Arc<str>>>,
+    /// New connections and requests after the trigger.
+    pub(crate) arrivals: Arrivals,
     escalations: Mutex<u32>,
     inner: Mutex<Inner>,
     hooks: Mutex<Hooks>,
@@ -125,6 +131,7 @@ impl Shared {
             service_ready: AtomicBool::new(false),
             service_live: AtomicBool::new(true),
             message: Mutex::new(None),
+            arrivals: Arrivals::new(),
             escalations: Mutex::new(0),
             inner: Mutex::new(Inner {
                 machine: Machine::new(count),
@@ -222,6 +229,7 @@ impl Shared {
             ready: self.is_ready(),
             live: state.is_live() && self.service_live.load(Ordering::Relaxed),
             message: self.message.lock().as_deref().map(str::to_owned),
+            propagation: self.arrivals.get(),
             elapsed: triggered_at.map_or(Duration::ZERO, |t0| now.saturating_duration_since(t0)),
         }
     }
@@ -300,6 +308,7 @@ impl Shared {
         let step = inner.machine.apply(event)?;
         if step.from == State::Running {
             inner.triggered_at = Some(now);
+            self.arrivals.triggered(now);
         }
         if step.from == State::Draining && step.to > State::Draining {
             inner.drain_end = Some((now, self.in_flight.count()));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::State;
+use crate::{Propagation, State};
 
 /// One step of a shutdown: a state entered, or (while stopping) a phase started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub struct Status {
     pub ready: bool,
     /// Liveness.
     pub live: bool,
+    /// When the last new connection and request arrived after the trigger (see
+    /// [`Shutdown::arrived`](crate::Shutdown::arrived)).
+    pub propagation: Propagation,
     /// What the service last said it is doing ([`Shutdown::set_message`](crate::Shutdown::set_message)).
     pub message: Option<String>,
     /// Time since the first trigger (zero before it).

@@ -30,6 +30,7 @@ pub(super) fn build(shared: &Shared, triggered_at: Instant, runs: PhaseRuns) -> 
         outcome: machine.drain().unwrap_or(DrainOutcome::Abandoned),
         duration: drain_end.saturating_duration_since(triggered_at),
         in_flight_at_end,
+        propagation: shared.arrivals.get(),
     };
     let ending = machine.ending().unwrap_or(Ending::Abandoned);
     let outcome = ShutdownReport::outcome_of(ending, &drain, &phases);

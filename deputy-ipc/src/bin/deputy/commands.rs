@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use deputy_core::{Outcome, PhaseOutcome};
+use deputy_core::{Outcome, PhaseOutcome, Propagation};
 use deputy_ipc::client::{self, Client, ClientError};
 use deputy_ipc::protocol::Response;
 use deputy_ipc::supervisor::RunError;
@@ -227,6 +227,8 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
         ready,
         live,
         message,
+        last_connection_ms,
+        last_request_ms,
         ..
     } = reply
     {
@@ -234,8 +236,16 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
         let ready = if ready { "ready" } else { "not ready" };
         let live = if live { "live" } else { "not live" };
         let message = message.map(|m| format!(": {m}")).unwrap_or_default();
+        let seen = if state == deputy_core::State::Running {
+            String::new()
+        } else {
+            let mut seen = Propagation::default();
+            seen.last_connection = last_connection_ms.map(Duration::from_millis);
+            seen.last_request = last_request_ms.map(Duration::from_millis);
+            format!("; {seen}")
+        };
         println!(
-            "deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight{message}"
+            "deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight{seen}{message}"
         );
     }
     Ok(code::CLEAN)

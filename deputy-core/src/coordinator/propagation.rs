@@ -1,0 +1,118 @@
+//! Propagation, measured: when the last new connection and the last new request arrived
+//! after the first trigger. Endpoints keep sending traffic to a pod for a while after it is
+//! told to stop; the last arrival is how long that took this time, the number a user needs
+//! to set the drain delay (and what the adaptive drain delay watches).
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// What arrived: a connection, or a request on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arrival {
+    /// A new connection (an accept).
+    Connection,
+    /// A new request.
+    Request,
+}
+
+/// When the last new connection and request arrived, counted from the first trigger;
+/// `None` for each that has not arrived since.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::Propagation;
+///
+/// let mut seen = Propagation::default();
+/// assert_eq!(seen.to_string(), "no new connection or request after the trigger");
+/// seen.last_request = Some(Duration::from_millis(1400));
+/// assert_eq!(seen.to_string(), "last new request 1.4s after the trigger");
+/// seen.last_connection = Some(Duration::from_millis(1200));
+/// assert_eq!(
+///     seen.to_string(),
+///     "last new connection 1.2s, last new request 1.4s after the trigger"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Propagation {
+    /// The last new connection, after the trigger.
+    pub last_connection: Option<Duration>,
+    /// The last new request, after the trigger.
+    pub last_request: Option<Duration>,
+}
+
+impl Propagation {
+    /// The later of the two, if either arrived.
+    pub fn last(&self) -> Option<Duration> {
+        self.last_connection.max(self.last_request)
+    }
+}
+
+impl fmt::Display for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = |d: Duration| format!("{:.1}s", d.as_secs_f64());
+        match (self.last_connection, self.last_request) {
+            (None, None) => f.write_str("no new connection or request after the trigger"),
+            (Some(c), None) => write!(f, "last new connection {} after the trigger", secs(c)),
+            (None, Some(r)) => write!(f, "last new request {} after the trigger", secs(r)),
+            (Some(c), Some(r)) => write!(
+                f,
+                "last new connection {}, last new request {} after the trigger",
+                secs(c),
+                secs(r)
+            ),
+        }
+    }
+}
+
+/// The recorder: the trigger's instant, once set, and the latest arrival of each kind as
+/// nanoseconds after it, plus one (0: none). One atomic load per arrival before the trigger;
+/// after it, a clock read and a `fetch_max`.
+#[derive(Debug)]
+pub(crate) struct Arrivals {
+    triggered_at: OnceLock<Instant>,
+    last: [AtomicU64; 2],
+}
+
+impl Arrivals {
+    pub(crate) fn new() -> Arrivals {
+        Arrivals {
+            triggered_at: OnceLock::new(),
+            last: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// The first trigger, at `at`.
+    pub(crate) fn triggered(&self, at: Instant) {
+        let _ = self.triggered_at.set(at);
+    }
+
+    pub(crate) fn arrived(&self, kind: Arrival, now: impl FnOnce() -> Instant) {
+        if let Some(t0) = self.triggered_at.get() {
+            let after = now().saturating_duration_since(*t0);
+            let nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+            // Relaxed: a standalone maximum, read on its own.
+            self.last[kind as usize].fetch_max(nanos, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> Propagation {
+        let read = |kind: Arrival| match self.last[kind as usize].load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos - 1)),
+        };
+        Propagation {
+            last_connection: read(Arrival::Connection),
+            last_request: read(Arrival::Request),
+        }
+    }
+
+    /// The instant of the last arrival of either kind, if any came after the trigger.
+    pub(crate) fn last_at(&self) -> Option<Instant> {
+        let t0 = *self.triggered_at.get()?;
+        self.get().last().map(|after| t0 + after)
+    }
+}
