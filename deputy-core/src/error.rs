@@ -30,6 +30,9 @@ pub enum BuildError {
     DuplicatePhase(String),
     /// `phase_before` / `phase_after` named a phase that does not exist.
     UnknownPhase(String),
+    /// The adaptive drain delay's settings do not make sense (a maximum under the minimum,
+    /// a zero quiet period).
+    DrainDelay(&'static str),
     /// Drain delay, drain timeout and phase timeouts add up to more than the grace period,
     /// so a slow shutdown would be killed before it could finish.
     /// [`Builder::allow_over_budget`](crate::Builder::allow_over_budget) turns this into a
@@ -49,6 +52,7 @@ impl fmt::Display for BuildError {
             BuildError::EmptyPhaseName => f.write_str("a phase name must not be empty"),
             BuildError::DuplicatePhase(name) => write!(f, "phase `{name}` is defined twice"),
             BuildError::UnknownPhase(name) => write!(f, "no phase is named `{name}`"),
+            BuildError::DrainDelay(why) => f.write_str(why),
             BuildError::OverBudget {
                 planned,
                 grace_period,

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use deputy_core::{Phase, ShutdownCoordinator};
+use deputy_core::{Arrival, Phase, ShutdownCoordinator};
 use deputy_ipc::{ControlServer, HealthServer, ServerConfig};
 use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
 use http_body_util::Full;
@@ -48,9 +48,18 @@ struct Options {
     /// Whole shutdown budget, from the trigger (keep it below terminationGracePeriodSeconds).
     #[arg(long, env = "DEPUTY_GRACE_PERIOD", default_value = defaults::GRACE_PERIOD, value_parser = humantime::parse_duration)]
     grace_period: Duration,
-    /// Keep serving this long after the trigger while endpoints propagate.
+    /// Keep serving this long after the trigger while endpoints propagate (with
+    /// --drain-delay-max: at least this long).
     #[arg(long, env = "DEPUTY_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = humantime::parse_duration)]
     drain_delay: Duration,
+    /// Make the drain delay measure itself: after --drain-delay, end it once no new
+    /// connection or request has come for --quiet-period, and at this at the latest. Not for
+    /// a service with rare traffic (quiet there is not propagation).
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_parser = humantime::parse_duration)]
+    drain_delay_max: Option<Duration>,
+    /// With --drain-delay-max: how long without new traffic ends the drain delay.
+    #[arg(long, env = "DEPUTY_QUIET_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
+    quiet_period: Duration,
     /// Then wait this long for requests in flight.
     #[arg(long, env = "DEPUTY_DRAIN_TIMEOUT", default_value = defaults::DRAIN_TIMEOUT, value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -89,10 +98,15 @@ async fn main() -> anyhow::Result<()> {
     // 1,024 descriptors when the hard limit allows more.
     deputy_ipc::raise_nofile_limit().context("open-files limit")?;
 
-    let coordinator = ShutdownCoordinator::builder()
+    let mut builder = ShutdownCoordinator::builder()
         .grace_period(options.grace_period)
         .drain_delay(options.drain_delay)
-        .drain_timeout(options.drain_timeout)
+        .quiet_period(options.quiet_period)
+        .drain_timeout(options.drain_timeout);
+    if let Some(max) = options.drain_delay_max {
+        builder = builder.drain_delay_max(max);
+    }
+    let coordinator = builder
         .phase(
             Phase::new("stop-accepting")
                 .timeout(Duration::from_secs(defaults::STOP_ACCEPTING_SECS)),
@@ -153,6 +167,8 @@ async fn main() -> anyhow::Result<()> {
                 tokio::select! {
                     // Pauses (instead of spinning) when the process is out of descriptors.
                     (stream, _) = deputy_tokio::accept(&listener) => {
+                        // For the report's "last new connection ... after the trigger".
+                        shutdown.arrived(Arrival::Connection);
                         let connection = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                         let connection = graceful.watch(connection);

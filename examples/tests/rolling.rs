@@ -117,11 +117,14 @@ fn request(stream: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<boo
     Ok(close)
 }
 
-/// Keep-alive clients through the proxy until `stop`.
+/// Keep-alive clients through the proxy until `stop`; with `fresh`, half of them open a new
+/// connection for every request (new traffic that keeps coming until the endpoint is
+/// removed, as new clients do in a cluster).
 fn load(
     proxy: SocketAddr,
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
+    fresh: bool,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..CLIENTS)
         .map(|client| {
@@ -153,7 +156,7 @@ fn load(
                             if slow {
                                 tally.slow_ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            if close {
+                            if close || (fresh && client % 2 == 0) {
                                 connection = None;
                             }
                         }
@@ -174,6 +177,9 @@ fn load(
 enum Pod {
     /// http-service: the library, drain delay 2.5 s.
     HttpService,
+    /// http-service with the drain delay that measures itself: at least 1 s, at most 10 s,
+    /// over after 1 s without new traffic.
+    HttpServiceAdaptive,
     /// plain-server under `deputy run`, drain delay 3 s (the longest propagation, 2 s, plus
     /// the slowest request, 0.4 s, with room to spare: plain-server cannot finish requests
     /// on its own once it has the SIGTERM).
@@ -196,6 +202,16 @@ fn start_service(dir: &Path, as_pid_1: bool, pod: Pod) -> (Proc, SocketAddr) {
                 .map(OsString::from)
                 .collect(),
         ),
+        Pod::HttpServiceAdaptive => (
+            example("http-service"),
+            ["--port", &port, "--health-port", &free_port().to_string()]
+                .into_iter()
+                .chain(["--drain-delay", "1s", "--drain-delay-max", "10s"])
+                .chain(["--quiet-period", "1s", "--drain-timeout", "1s"])
+                .chain(["--grace-period", "20s", "--ipc-dir"])
+                .map(OsString::from)
+                .collect(),
+        ),
         Pod::PlainServerUnderDeputyRun => (
             deputy(),
             ["run", "--drain-delay", "3s", "--grace", "20s"]
@@ -211,7 +227,7 @@ fn start_service(dir: &Path, as_pid_1: bool, pod: Pod) -> (Proc, SocketAddr) {
         ),
     };
     match pod {
-        Pod::HttpService => args.push(dir.into()),
+        Pod::HttpService | Pod::HttpServiceAdaptive => args.push(dir.into()),
         Pod::PlainServerUnderDeputyRun => {
             args.push(dir.into());
             args.extend(["--".into(), example("plain-server").into()]);
@@ -242,6 +258,9 @@ struct Outcome {
     errors: Vec<String>,
     status: std::process::ExitStatus,
     stderr: String,
+    /// From the preStop and the endpoint removal's start to the pod's exit.
+    drain_time: Duration,
+    stdout: String,
 }
 
 fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
@@ -255,14 +274,15 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
     // The other backend is of the same kind: a keep-alive backend next to one that closes
     // every connection would end up with every client, and the pod with no traffic.
     let other_kind = match pod_kind {
-        Pod::HttpService => Pod::HttpService,
+        Pod::HttpService | Pod::HttpServiceAdaptive => Pod::HttpService,
         Pod::PlainServerUnderDeputyRun | Pod::PlainServerAlone => Pod::PlainServerAlone,
     };
     let (other, other_addr) = start_service(dir_b.path(), false, other_kind);
     let proxy = Proxy::start(vec![pod_addr, other_addr]);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let clients = load(proxy.addr, stop.clone(), tally.clone());
+    let fresh = pod_kind == Pod::HttpServiceAdaptive;
+    let clients = load(proxy.addr, stop.clone(), tally.clone(), fresh);
     std::thread::sleep(Duration::from_millis(500));
 
     // The kubelet and the endpoints controller, at the same moment.
@@ -297,7 +317,8 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
         client.join().unwrap();
     }
     drop(other);
-    let stderr = pod.finish().err();
+    let ended = pod.finish();
+    let (stderr, stdout) = (ended.err(), ended.out());
     let outcome = Outcome {
         sent: tally.sent.load(Ordering::Relaxed),
         ok: tally.ok.load(Ordering::Relaxed),
@@ -306,9 +327,12 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
         errors: tally.errors.lock().unwrap().clone(),
         status,
         stderr,
+        drain_time,
+        stdout,
     };
     let name = match pod_kind {
         Pod::HttpService => "http-service",
+        Pod::HttpServiceAdaptive => "http-service, adaptive drain delay",
         Pod::PlainServerUnderDeputyRun => "plain-server under deputy run",
         Pod::PlainServerAlone => "plain-server alone",
     };
@@ -377,6 +401,28 @@ fn rolling_termination_loses_no_request_with_slow_propagation() {
         Pod::HttpService,
         Duration::from_secs(2),
     ));
+}
+
+#[test]
+fn the_adaptive_drain_delay_ends_after_the_traffic_and_loses_no_request() {
+    // Endpoints take 1.5 s; the delay is at least 1 s, at most 10 s, over after 1 s of quiet.
+    let outcome = rolling_termination(Pod::HttpServiceAdaptive, Duration::from_millis(1500));
+    let (drain_time, stdout) = (outcome.drain_time, outcome.stdout.clone());
+    assert_no_loss(outcome);
+    // The fixed alternative waits the whole 10 s; this one about 1.5 + 1 s, and then the
+    // last requests. The bound is generous: it only tells the two apart.
+    assert!(
+        drain_time < Duration::from_secs(8),
+        "{drain_time:?}\n{stdout}"
+    );
+    // The report says when the last new traffic came: just before the endpoint went, 1.5 s
+    // after the trigger (new connections keep coming until then).
+    let drain = stdout
+        .lines()
+        .find(|line| line.contains("drain:"))
+        .unwrap_or_default();
+    println!("{drain}");
+    assert!(drain.contains("last new connection 1."), "{stdout}");
 }
 
 #[test]
@@ -463,7 +509,7 @@ fn the_same_harness_sees_failures_from_a_naive_server() {
     let proxy = Proxy::start(vec![naive, other]);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let clients = load(proxy.addr, stop.clone(), tally.clone());
+    let clients = load(proxy.addr, stop.clone(), tally.clone(), false);
     std::thread::sleep(Duration::from_millis(500));
     // SIGTERM and endpoint removal at the same moment; the naive server exits at once.
     kill.store(true, Ordering::Relaxed);

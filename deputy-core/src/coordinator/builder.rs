@@ -56,6 +56,8 @@ use crate::runtime::Runtime;
 pub struct Builder {
     grace_period: Duration,
     drain_delay: Duration,
+    drain_delay_max: Option<Duration>,
+    quiet_period: Duration,
     drain_timeout: Duration,
     phases: Vec<Phase>,
     exit_codes: ExitCodes,
@@ -68,6 +70,8 @@ impl Default for Builder {
         Self {
             grace_period: Duration::from_secs(30),
             drain_delay: Duration::from_secs(5),
+            drain_delay_max: None,
+            quiet_period: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(15),
             phases: phases::DEFAULTS
                 .iter()
@@ -92,6 +96,60 @@ impl Builder {
     /// so that load balancers stop sending traffic first.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
+        self
+    }
+
+    /// Makes the drain delay measure itself (opt-in): [`drain_delay`](Self::drain_delay)
+    /// becomes its minimum; after it, the delay ends as soon as no new connection or request
+    /// ([`Shutdown::arrived`](crate::Shutdown::arrived)) has come for the
+    /// [`quiet_period`](Self::quiet_period), and at `max` at the latest. The last arrival is
+    /// how long endpoints took to stop sending traffic this time, so a rolling update waits
+    /// that long instead of a guess.
+    ///
+    /// Unsafe for a service with rare traffic: a second without a request says nothing about
+    /// propagation there. That is what the minimum is for: set it to what propagation takes
+    /// at the least, and the quiet period above the usual gap between requests.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{Arrival, ManualClock, ShutdownCoordinator, State};
+    ///
+    /// let clock = ManualClock::new();
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(Duration::from_secs(60))
+    ///     .drain_delay(Duration::from_secs(1))
+    ///     .drain_delay_max(Duration::from_secs(10))
+    ///     .quiet_period(Duration::from_secs(1))
+    ///     .build(clock.clone())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.trigger("deploy");
+    /// let mut pool = futures::executor::LocalPool::new();
+    /// let spawner = pool.spawner();
+    /// futures::task::LocalSpawnExt::spawn_local(&spawner, async move {
+    ///     coordinator.run().await;
+    /// })
+    /// .unwrap();
+    /// // Traffic until 1.5 s after the trigger (endpoints propagating), then none.
+    /// clock.advance(Duration::from_millis(1500));
+    /// shutdown.arrived(Arrival::Request);
+    /// pool.run_until_stalled();
+    /// clock.advance(Duration::from_millis(900)); // 2.4 s: quiet for only 0.9 s
+    /// pool.run_until_stalled();
+    /// assert_eq!(shutdown.state(), State::Draining);
+    /// clock.advance(Duration::from_millis(100)); // 2.5 s: quiet for 1 s
+    /// pool.run_until_stalled();
+    /// assert_eq!(shutdown.state(), State::Done);
+    /// ```
+    pub fn drain_delay_max(mut self, max: Duration) -> Self {
+        self.drain_delay_max = Some(max);
+        self
+    }
+
+    /// With [`drain_delay_max`](Self::drain_delay_max): how long without a new connection or
+    /// request ends the drain delay (after its minimum). Default 1 s.
+    pub fn quiet_period(mut self, quiet: Duration) -> Self {
+        self.quiet_period = quiet;
         self
     }
 
@@ -157,7 +215,19 @@ impl Builder {
         if self.grace_period.is_zero() {
             return Err(BuildError::ZeroGracePeriod);
         }
-        let planned = self.drain_delay
+        if let Some(max) = self.drain_delay_max {
+            if max < self.drain_delay {
+                return Err(BuildError::DrainDelay(
+                    "the drain delay's maximum is shorter than its minimum",
+                ));
+            }
+            if self.quiet_period.is_zero() {
+                return Err(BuildError::DrainDelay(
+                    "the quiet period must be longer than zero",
+                ));
+            }
+        }
+        let planned = self.drain_delay_max.unwrap_or(self.drain_delay)
             + self.drain_timeout
             + self
                 .phases
@@ -180,6 +250,8 @@ impl Builder {
         let plan = Plan {
             grace_period: self.grace_period,
             drain_delay: self.drain_delay,
+            drain_delay_max: self.drain_delay_max,
+            quiet_period: self.quiet_period,
             drain_timeout: self.drain_timeout,
             phases: self.phases,
             exit_codes: self.exit_codes,

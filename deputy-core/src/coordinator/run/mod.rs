@@ -135,16 +135,37 @@ async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut B
         drain_delay_ms = delay.as_millis() as u64,
         "draining: waiting for endpoints to stop sending traffic"
     );
-    let end = triggered_at + delay;
-    // Over already (a delay of zero): no timer, which a runtime may round up to its tick
-    // (tokio's is a millisecond) on the way from signal to exit.
-    if shared.runtime.now() >= end {
-        on_wake(shared, Woke::Ready, Event::DrainDelayElapsed);
-        return;
+    let mut end = triggered_at + delay;
+    loop {
+        // Over already (a delay of zero): no timer, which a runtime may round up to its tick
+        // (tokio's is a millisecond) on the way from signal to exit.
+        if shared.runtime.now() < end {
+            let timer = shared.runtime.sleep_until(end);
+            let woke = wait(shared, (State::Draining, None), timer, budget).await;
+            if !matches!(woke, Woke::Ready) {
+                return on_wake(shared, woke, Event::DrainDelayElapsed);
+            }
+        }
+        match quiet_end(shared, triggered_at) {
+            Some(later) if later > end => end = later,
+            _ => break,
+        }
     }
-    let timer = shared.runtime.sleep_until(end);
-    let woke = wait(shared, (State::Draining, None), timer, budget).await;
-    on_wake(shared, woke, Event::DrainDelayElapsed);
+    on_wake(shared, Woke::Ready, Event::DrainDelayElapsed);
+}
+
+/// With an adaptive drain delay, when it may end: a quiet period after the last new
+/// connection or request (or after the trigger, if none came), at the maximum at the latest.
+fn quiet_end(shared: &Shared, triggered_at: Instant) -> Option<Instant> {
+    let plan = &shared.plan;
+    let max = triggered_at + plan.drain_delay_max?;
+    let last = shared.arrivals.last_at().unwrap_or(triggered_at);
+    let end = (last + plan.quiet_period).min(max);
+    tracing::debug!(
+        quiet_until_ms = end.saturating_duration_since(triggered_at).as_millis() as u64,
+        "draining: waiting for a quiet period after the last new traffic"
+    );
+    Some(end)
 }
 
 /// Draining, second step: wait for the work in flight, up to the drain timeout.
@@ -213,9 +234,13 @@ async fn run_phases(shared: &Shared, budget: &mut Budget) -> PhaseRuns {
 fn log_outcome(report: &ShutdownReport) {
     let (outcome, exit_code) = (report.outcome, report.exit_code);
     let elapsed_ms = report.duration.as_millis() as u64;
+    // This run's propagation lag, in words: what the drain delay should cover.
+    let traffic = report.drain.propagation;
+    let last_connection_ms = traffic.last_connection.map(|d| d.as_millis() as u64);
+    let last_request_ms = traffic.last_request.map(|d| d.as_millis() as u64);
     if outcome == Outcome::Clean {
-        tracing::info!(%outcome, exit_code, elapsed_ms, "shutdown complete");
+        tracing::info!(%outcome, exit_code, elapsed_ms, last_connection_ms, last_request_ms, %traffic, "shutdown complete");
     } else {
-        tracing::warn!(%outcome, exit_code, elapsed_ms, "shutdown complete with problems");
+        tracing::warn!(%outcome, exit_code, elapsed_ms, last_connection_ms, last_request_ms, %traffic, "shutdown complete with problems");
     }
 }
