@@ -154,6 +154,7 @@ pub struct HealthServer {
     shutdown: Shutdown,
     listener: Async<TcpListener>,
     secret: Option<Secret>,
+    metrics: bool,
     linger: Duration,
     header_read_timeout: Duration,
     max_connections: usize,
@@ -173,6 +174,8 @@ impl std::fmt::Debug for Secret {
 struct Endpoint {
     shutdown: Shutdown,
     secret: Option<Secret>,
+    /// Whether `/metrics` is served.
+    metrics: bool,
     /// Refused `/shutdown` attempts are logged, but not so that an attacker floods the log.
     refusals: LogLimit,
     header_read_timeout: Duration,
@@ -190,6 +193,7 @@ impl HealthServer {
             shutdown: shutdown.clone(),
             listener,
             secret: None,
+            metrics: false,
             linger: Duration::from_secs(1),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -237,6 +241,15 @@ impl HealthServer {
         self
     }
 
+    /// Turns on `/metrics`: the shutdown in Prometheus' text format (state, work in flight,
+    /// triggers, propagation, and at Done each phase's and hook's duration and outcome; see
+    /// the list in this crate's `metrics` module docs, rendered with `prometheus-client`).
+    /// [`metrics_from_env`](crate::metrics_from_env) reads `DEPUTY_METRICS`.
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
@@ -256,6 +269,7 @@ impl HealthServer {
             shutdown,
             listener,
             secret,
+            metrics,
             linger,
             header_read_timeout,
             max_connections,
@@ -267,6 +281,7 @@ impl HealthServer {
         let endpoint = Arc::new(Endpoint {
             shutdown: shutdown.clone(),
             secret,
+            metrics,
             refusals: LogLimit::new(Duration::from_secs(10)),
             header_read_timeout,
         });
@@ -340,6 +355,18 @@ async fn route(request: Request<Incoming>, endpoint: &Endpoint) -> Response<Full
         "/health/live" => respond(status_code(shutdown.is_live()), Bytes::new()),
         "/health/ready" => respond(status_code(shutdown.is_ready()), Bytes::new()),
         "/health/status" => json(StatusCode::OK, &Protocol::status(&shutdown.status())),
+        "/metrics" if endpoint.metrics => {
+            if head_or_get {
+                let mut response = respond(StatusCode::OK, crate::metrics::render(shutdown));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                response
+            } else {
+                not_allowed("GET, HEAD")
+            }
+        }
         "/shutdown" if endpoint.secret.is_some() => {
             if *method != Method::GET && *method != Method::POST {
                 not_allowed("GET, POST")

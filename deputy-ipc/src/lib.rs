@@ -34,6 +34,7 @@ mod error;
 mod health;
 mod limits;
 mod log_limit;
+mod metrics;
 mod paths;
 #[cfg(feature = "client")]
 mod procs;
@@ -59,6 +60,15 @@ pub use termination::{
     DEFAULT_TERMINATION_LOG, MAX_TERMINATION_MESSAGE, TERMINATION_LOG_ENV, record_termination,
     termination_log_path, termination_message, write_termination_message,
 };
+
+/// The environment variable that, set to `1` or `true`, turns on `/metrics` in the examples
+/// and `deputy run` (see [`HealthServer::with_metrics`]).
+pub const METRICS_ENV: &str = "DEPUTY_METRICS";
+
+/// Whether [`METRICS_ENV`] asks for `/metrics` (`1` or `true`).
+pub fn metrics_from_env() -> bool {
+    std::env::var(METRICS_ENV).is_ok_and(|value| value == "1" || value.eq_ignore_ascii_case("true"))
+}
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
 pub const DEFAULT_IPC_DIR: &str = "/run";

@@ -139,3 +139,66 @@ fn shutdown_endpoint_honours_the_wait_limit() {
     assert!(shutdown.is_triggered());
     thread.join().unwrap();
 }
+
+#[test]
+fn metrics_are_opt_in_and_show_the_shutdown_to_its_end() {
+    let (addr, plain, thread) = start(quick(), None);
+    assert_eq!(request(addr, "GET", "/metrics", "").status, 404);
+    plain.trigger("test");
+    thread.join().unwrap();
+
+    let coordinator = quick().build(deputy_smol::AsyncIoRuntime).unwrap();
+    coordinator
+        .hook("close", "db", |_| async {
+            Err::<(), _>("connection reset")
+        })
+        .unwrap();
+    let shutdown = coordinator.handle();
+    let server = HealthServer::bind(&shutdown, "127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .with_metrics();
+    let addr = server.local_addr();
+    let thread = std::thread::spawn(move || {
+        futures::executor::block_on(futures::future::join(coordinator.run(), server.run()));
+    });
+    let before = request(addr, "GET", "/metrics", "");
+    assert!(
+        before.head.contains("application/openmetrics-text"),
+        "{}",
+        before.head
+    );
+    for line in [
+        "deputy_state{state=\"running\"} 1",
+        "deputy_state{state=\"done\"} 0",
+        "deputy_in_flight 1",
+        "deputy_triggers_total{kind=\"trigger\"} 0",
+    ] {
+        let _guard = (line == "deputy_in_flight 1").then(|| shutdown.guard());
+        let body = request(addr, "GET", "/metrics", "").body;
+        assert!(body.contains(line), "no {line:?} in:\n{body}");
+    }
+    shutdown.arrived(deputy_core::Arrival::Request); // before the trigger: not propagation
+    shutdown.trigger("deploy");
+    std::thread::sleep(Duration::from_millis(20));
+    shutdown.arrived(deputy_core::Arrival::Request);
+    // Done, then the server lingers a second: the final values can still be scraped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while shutdown.report().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never done");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = request(addr, "GET", "/metrics", "").body;
+    for line in [
+        "deputy_state{state=\"done\"} 1",
+        "deputy_triggers_total{kind=\"trigger\"} 1",
+        "deputy_hook_outcome{phase=\"close\",hook=\"db\",outcome=\"failed\"} 1",
+        "deputy_phase_outcome{phase=\"close\",outcome=\"failed\"} 1",
+        "deputy_exit_code 1",
+        "deputy_last_new_traffic_seconds{kind=\"request\"} 0.0",
+        "deputy_drain_duration_seconds 0.1",
+    ] {
+        assert!(after.contains(line), "no {line:?} in:\n{after}");
+    }
+    assert!(after.ends_with("# EOF\n"), "{after}");
+    thread.join().unwrap();
+}

@@ -66,6 +66,9 @@ struct Options {
     /// Control socket directory (default: $DEPUTY_IPC_DIR, else /run).
     #[arg(long)]
     ipc_dir: Option<PathBuf>,
+    /// Serve /metrics on the health port (Prometheus' text format).
+    #[arg(long, env = "DEPUTY_METRICS")]
+    metrics: bool,
 }
 
 async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -150,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
     // DEPUTY_SHUTDOWN_TOKEN_FILE (a mounted Secret) or DEPUTY_SHUTDOWN_TOKEN gives its token.
     if let Some(token) = deputy_ipc::shutdown_token_from_env().map_err(anyhow::Error::msg)? {
         health = health.with_shutdown_endpoint(token);
+    }
+    if options.metrics {
+        health = health.with_metrics();
     }
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
         .await

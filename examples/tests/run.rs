@@ -888,3 +888,39 @@ fn ready_url_takes_only_http_urls_and_not_with_ready_port() {
     ]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn metrics_are_served_on_the_health_port_when_asked_for() {
+    let health = free_port();
+    for (args, env) in [
+        (vec!["--metrics"], None),
+        (vec![], Some(("DEPUTY_METRICS", "1"))),
+    ] {
+        let mut command = Command::new(deputy_bin());
+        command
+            .args([
+                "run",
+                "--no-control-socket",
+                "--drain-delay",
+                "0s",
+                "--health-port",
+            ])
+            .arg(health.to_string())
+            .args(&args)
+            .args(["--", "sh", "-c", "echo started; exec sleep 1000"]);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let mut deputy = Proc::spawn(command);
+        deputy.expect_out("started");
+        let (status, body) = support::http_request(health, "GET", "/metrics", &[]);
+        assert_eq!(status, 200, "{args:?} {env:?}: {body}");
+        assert!(body.contains("deputy_state{state=\"running\"} 1"), "{body}");
+        assert!(body.contains("deputy_ready 1"), "{body}");
+        deputy.signal(Sig::TERM);
+        assert_eq!(deputy.finish().code, 128 + 15);
+    }
+    let (code, _, err) = run_to_end(&["--metrics", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert_said(&err, &["--metrics needs --health-port"]);
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::escalation::Escalation;
 use super::hook::{Hook, HookContext, HookOutput};
 use super::propagation::Arrival;
-use super::report::{ShutdownReport, TriggerKind};
+use super::report::{ShutdownReport, TriggerKind, TriggerRecord};
 use super::shared::Shared;
 use super::status::Status;
 use super::transitions::Transitions;
@@ -335,6 +335,12 @@ impl Shutdown {
     /// A snapshot for status endpoints.
     pub fn status(&self) -> Status {
         self.shared.status()
+    }
+
+    /// Every trigger, force and abandon request so far, in order (the report's
+    /// [`triggers`](ShutdownReport::triggers), before it exists): for metrics.
+    pub fn triggers(&self) -> Vec<TriggerRecord> {
+        self.shared.snapshot().triggers
     }
 
     /// The report, once shutdown is done.

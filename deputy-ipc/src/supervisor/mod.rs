@@ -128,6 +128,8 @@ pub struct Config {
     /// Serve `/shutdown` on the health port, for requests with this token (see
     /// [`shutdown_token_from_env`](crate::shutdown_token_from_env)); needs `health_port`.
     pub shutdown_token: Option<String>,
+    /// Serve `/metrics` on the health port (Prometheus' text format); needs `health_port`.
+    pub metrics: bool,
     /// Speak systemd's notify protocol: the child gets `NOTIFY_SOCKET`, readiness waits for
     /// its `READY=1`, `STATUS=` shows in `deputy status` (see `--notify` in `deputy run
     /// --help`). Exclusive with `ready_port` and `ready_url`.
@@ -169,6 +171,7 @@ impl Config {
             subreaper: true,
             raise_child_nofile: false,
             shutdown_token: None,
+            metrics: false,
             notify: false,
             watchdog: None,
             stop_command: None,
@@ -212,6 +215,11 @@ impl Config {
         if self.stop_command.is_some() && self.stop_url.is_some() {
             return Err(RunError::Usage(
                 "give --stop-command or --stop-url, not both".into(),
+            ));
+        }
+        if self.metrics && self.health_port.is_none() {
+            return Err(RunError::Usage(
+                "--metrics needs --health-port: /metrics is served there".into(),
             ));
         }
         if self.shutdown_token.is_some() && self.health_port.is_none() {
@@ -414,6 +422,11 @@ fn health_server(shutdown: &Shutdown, config: &Config) -> Result<Option<HealthSe
         HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port))).map_err(|e| {
             RunError::Setup(format!("cannot serve health endpoints on port {port}: {e}"))
         })?;
+    let server = if config.metrics {
+        server.with_metrics()
+    } else {
+        server
+    };
     Ok(Some(match &config.shutdown_token {
         Some(token) => server.with_shutdown_endpoint(token.clone()),
         None => server,

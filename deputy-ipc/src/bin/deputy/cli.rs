@@ -189,6 +189,11 @@ pub(crate) struct RunArgs {
     /// expects to reap them itself).
     #[arg(long)]
     pub(crate) no_subreaper: bool,
+    /// Serve /metrics on --health-port: the shutdown in Prometheus' text format (state,
+    /// work in flight, triggers, propagation, each phase's duration and outcome). Also
+    /// DEPUTY_METRICS=1. For example `--health-port 8081 --metrics`.
+    #[arg(long)]
+    pub(crate) metrics: bool,
     /// Speak systemd's notify protocol: the child gets NOTIFY_SOCKET and sends READY=1 when
     /// it is ready (readiness is off until then), STATUS=... (shown by `deputy status`),
     /// STOPPING=1, RELOADING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=n. For a daemon that
@@ -246,6 +251,7 @@ impl RunArgs {
         config.control_socket = !self.no_control_socket;
         config.subreaper = !self.no_subreaper;
         config.raise_child_nofile = self.raise_child_nofile;
+        config.metrics = self.metrics;
         config.notify = self.notify;
         config.watchdog = self.watchdog;
         config.stop_command = self.stop_command;

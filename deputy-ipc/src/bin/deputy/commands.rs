@@ -14,6 +14,8 @@ use crate::cli::{RunArgs, Target, code};
 /// `deputy run`: the supervisor's exit code.
 pub(crate) fn run(args: RunArgs) -> i32 {
     let mut config = args.into_config();
+    // DEPUTY_METRICS=1 asks for /metrics where there is a health port to serve it on.
+    config.metrics |= config.health_port.is_some() && deputy_ipc::metrics_from_env();
     let result = match shutdown_token(config.health_port.is_some()) {
         Ok(token) => {
             config.shutdown_token = token;

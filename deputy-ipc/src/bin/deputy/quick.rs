@@ -73,6 +73,7 @@ fn defaults() -> Option<RunArgs> {
         no_control_socket: false,
         no_subreaper: false,
         raise_child_nofile: false,
+        metrics: false,
         notify: false,
         watchdog: None,
         stop_command: None,
@@ -115,6 +116,7 @@ fn flag<'a>(parsed: &'a mut RunArgs, name: &str) -> Option<&'a mut bool> {
         "no-control-socket" => Some(&mut parsed.no_control_socket),
         "no-subreaper" => Some(&mut parsed.no_subreaper),
         "raise-child-nofile" => Some(&mut parsed.raise_child_nofile),
+        "metrics" => Some(&mut parsed.metrics),
         _ => None,
     }
 }
@@ -238,6 +240,7 @@ mod tests {
             "--no-control-socket",
             "--no-subreaper",
             "--raise-child-nofile",
+            "--metrics",
             "--group=1",
             "--nope",
             "-h",
