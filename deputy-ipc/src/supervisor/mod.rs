@@ -306,7 +306,10 @@ pub fn parse_mapping(text: &str) -> Result<(i32, i32), String> {
 /// [`exit_code`](RunError::exit_code) is the one to exit with.
 pub fn run(config: Config) -> Result<i32, RunError> {
     config.check()?;
-    let started = SystemTime::now();
+    // What the termination message file looks like now: a child that writes its own
+    // message changes it (compared by contents' identity, not by time: file times come from
+    // a coarse clock that can lag this one by milliseconds).
+    let message_before = termination_file_state();
     // First, before any thread exists: every thread inherits the blocked mask.
     let signals =
         Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
@@ -364,14 +367,23 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     };
     async_io::block_on(supervisor.drive(signals));
     let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
-    record_termination(&child, &after, exit, started);
+    record_termination(&child, &after, exit, message_before);
     Ok(exit)
+}
+
+/// The termination message file's identity: when it was changed, its size and inode.
+type FileState = Option<(Option<SystemTime>, u64, u64)>;
+
+fn termination_file_state() -> FileState {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(crate::termination_log_path()?).ok()?;
+    Some((meta.modified().ok(), meta.len(), meta.ino()))
 }
 
 /// The container's termination message (see [`crate::record_termination`]): how the child
 /// ended and deputy's exit code, the shutdown's summary, then what the child wrote there
 /// itself during this run (a service that uses deputy), if anything.
-fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, started: SystemTime) {
+fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, before: FileState) {
     let Some(path) = crate::termination_log_path() else {
         return;
     };
@@ -382,10 +394,7 @@ fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, started: Sy
     if let Some(report) = shutdown.report() {
         message.push_str(&report.summary());
     }
-    let written_by_child = std::fs::metadata(&path)
-        .and_then(|meta| meta.modified())
-        .is_ok_and(|modified| modified >= started);
-    if written_by_child
+    if termination_file_state() != before
         && let Ok(own) = std::fs::read_to_string(&path)
         && !own.trim().is_empty()
     {
