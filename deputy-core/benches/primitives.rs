@@ -214,6 +214,14 @@ fn guards(c: &mut Criterion) {
         bench_maybe_contended(&mut group, "deputy", contended, move || {
             drop(black_box(&in_flight).guard())
         });
+        // A named guard (what `deputy status` lists): a lock and a map entry each way.
+        let shutdown = deputy_core::ShutdownCoordinator::builder()
+            .build(deputy_core::ManualClock::new())
+            .unwrap()
+            .handle();
+        bench_maybe_contended(&mut group, "deputy, named", contended, move || {
+            drop(black_box(&shutdown).guard_named("GET /export"))
+        });
         let tracker = tokio_util::task::TaskTracker::new();
         bench_maybe_contended(&mut group, "tokio-util", contended, move || {
             drop(black_box(&tracker).token())

@@ -81,7 +81,7 @@ pub use coordinator::{
     TriggerRecord, phases,
 };
 pub use error::{BuildError, HookError};
-pub use inflight::{DrainGuard, Drained, InFlight, Track};
+pub use inflight::{DrainGuard, Drained, InFlight, Straggler, Track};
 pub use manual::ManualClock;
 pub use reason::Reason;
 pub use state::{DrainOutcome, Ending, PhaseOutcome, State};

@@ -269,6 +269,17 @@ pub struct PhaseSummary {
     pub duration_ms: u64,
 }
 
+/// Named work in flight of one name, in a `status` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightSummary {
+    /// The guards' name (`GET /export`).
+    pub name: String,
+    /// How many of that name are in flight.
+    pub count: u64,
+    /// Milliseconds the oldest of them has been in flight.
+    pub age_ms: u64,
+}
+
 /// A response line.
 ///
 /// The enums in it (state, outcome, error code) are the crate's types on the wire under
@@ -327,6 +338,9 @@ pub enum Response {
         /// Milliseconds from the trigger to the last new request, if one came after it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_request_ms: Option<u64>,
+        /// The oldest named work in flight, by name, oldest first (added in 0.2).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        oldest: Vec<InFlightSummary>,
     },
     /// Answer to `terminate` without `wait`.
     Accepted {
@@ -396,6 +410,15 @@ impl Response {
             message: status.message.clone(),
             last_connection_ms: status.propagation.last_connection.map(millis),
             last_request_ms: status.propagation.last_request.map(millis),
+            oldest: status
+                .stragglers
+                .iter()
+                .map(|straggler| InFlightSummary {
+                    name: straggler.name.clone(),
+                    count: straggler.count as u64,
+                    age_ms: millis(straggler.age),
+                })
+                .collect(),
         }
     }
 

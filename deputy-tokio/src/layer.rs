@@ -83,8 +83,10 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> DrainFuture<S::Future> {
         // After the trigger, the last of these is this run's propagation lag.
         self.shutdown.arrived(Arrival::Request);
+        // Named, so that `deputy status` and the report say which requests hold the drain.
+        let name = format!("{} {}", request.method(), request.uri().path());
         DrainFuture {
-            guard: Some(self.shutdown.guard()),
+            guard: Some(self.shutdown.guard_named(name)),
             shutdown: self.shutdown.clone(),
             inner: self.inner.call(request),
         }

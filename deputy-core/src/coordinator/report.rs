@@ -2,7 +2,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::state::{DrainOutcome, Ending, PhaseOutcome};
-use crate::{Propagation, Reason};
+use crate::{Propagation, Reason, Straggler};
 
 /// The exit codes a [`ShutdownReport`] maps its [`Outcome`] to. Configurable with
 /// [`Builder::exit_codes`](crate::Builder::exit_codes).
@@ -150,6 +150,10 @@ pub struct DrainReport {
     /// When the last new connection and request arrived after the trigger, as noted by
     /// [`Shutdown::arrived`](crate::Shutdown::arrived): this run's propagation lag.
     pub propagation: Propagation,
+    /// When the drain ended with work in flight: the named part of it
+    /// ([`Shutdown::guard_named`](crate::Shutdown::guard_named)) by name, the oldest first,
+    /// with its age then.
+    pub stragglers: Vec<Straggler>,
 }
 
 /// One trigger, force or abandon request, in the order they came.
@@ -282,6 +286,12 @@ impl ShutdownReport {
             self.drain.in_flight_at_end,
             self.drain.propagation
         ));
+        if !self.drain.stragglers.is_empty() {
+            text.push_str(&format!(
+                "still in flight: {}\n",
+                list(&self.drain.stragglers)
+            ));
+        }
         for phase in self
             .phases
             .iter()
@@ -351,6 +361,9 @@ impl fmt::Display for ShutdownReport {
             self.drain.in_flight_at_end,
             self.drain.propagation
         )?;
+        if !self.drain.stragglers.is_empty() {
+            writeln!(f, "  still in flight: {}", list(&self.drain.stragglers))?;
+        }
         for phase in &self.phases {
             writeln!(
                 f,
@@ -371,4 +384,13 @@ impl fmt::Display for ShutdownReport {
         }
         Ok(())
     }
+}
+
+/// `GET /export ×2 (12.3s), resize (3.0s)`.
+fn list(stragglers: &[Straggler]) -> String {
+    stragglers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

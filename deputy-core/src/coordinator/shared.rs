@@ -28,10 +28,14 @@ use super::propagation::Arrivals;
 use super::report::{ExitCodes, ShutdownReport, TriggerKind, TriggerRecord};
 use super::status::{Status, Transition};
 use crate::error::HookError;
+use crate::inflight::Registry;
 use crate::runtime::Runtime;
 use crate::state::{Event as MachineEvent, Machine, Rejection, State, Step};
 use crate::sync::{AtomicBool, AtomicU8, Mutex, Ordering};
-use crate::{CancellationToken, InFlight, Reason};
+use crate::{CancellationToken, InFlight, Reason, Straggler};
+
+/// How many names of work in flight a status or a report lists, the oldest first.
+pub(crate) const MAX_STRAGGLERS: usize = 5;
 
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -63,6 +67,8 @@ pub(crate) struct Shared {
     message: Mutex<Option<Arc<str>>>,
     /// New connections and requests after the trigger.
     pub(crate) arrivals: Arrivals,
+    /// Named work in flight.
+    pub(crate) named: std::sync::Arc<Registry>,
     escalations: Mutex<u32>,
     inner: Mutex<Inner>,
     hooks: Mutex<Hooks>,
@@ -75,6 +81,8 @@ struct Inner {
     triggered_at: Option<Instant>,
     /// When the drain ended and what was in flight then.
     drain_end: Option<(Instant, usize)>,
+    /// The named work still in flight when the drain ended.
+    stragglers: Vec<Straggler>,
     triggers: Vec<TriggerRecord>,
     transitions: Vec<Transition>,
     report: Option<Arc<ShutdownReport>>,
@@ -85,6 +93,7 @@ struct Inner {
 pub(crate) struct Snapshot {
     pub(crate) machine: Machine,
     pub(crate) drain_end: Option<(Instant, usize)>,
+    pub(crate) stragglers: Vec<Straggler>,
     pub(crate) triggers: Vec<TriggerRecord>,
 }
 
@@ -132,11 +141,13 @@ impl Shared {
             service_live: AtomicBool::new(true),
             message: Mutex::new(None),
             arrivals: Arrivals::new(),
+            named: std::sync::Arc::default(),
             escalations: Mutex::new(0),
             inner: Mutex::new(Inner {
                 machine: Machine::new(count),
                 triggered_at: None,
                 drain_end: None,
+                stragglers: Vec::new(),
                 triggers: Vec::new(),
                 transitions: Vec::new(),
                 report: None,
@@ -230,6 +241,7 @@ impl Shared {
             live: state.is_live() && self.service_live.load(Ordering::Relaxed),
             message: self.message.lock().as_deref().map(str::to_owned),
             propagation: self.arrivals.get(),
+            stragglers: self.named.oldest(now, MAX_STRAGGLERS),
             elapsed: triggered_at.map_or(Duration::ZERO, |t0| now.saturating_duration_since(t0)),
         }
     }
@@ -240,6 +252,7 @@ impl Shared {
         Snapshot {
             machine: inner.machine.clone(),
             drain_end: inner.drain_end,
+            stragglers: inner.stragglers.clone(),
             triggers: inner.triggers.clone(),
         }
     }
@@ -311,7 +324,11 @@ impl Shared {
             self.arrivals.triggered(now);
         }
         if step.from == State::Draining && step.to > State::Draining {
-            inner.drain_end = Some((now, self.in_flight.count()));
+            let count = self.in_flight.count();
+            inner.drain_end = Some((now, count));
+            if count > 0 {
+                inner.stragglers = self.named.oldest(now, MAX_STRAGGLERS);
+            }
         }
         let at = now.saturating_duration_since(inner.triggered_at.unwrap_or(now));
         let phase_after = inner.machine.current_phase();

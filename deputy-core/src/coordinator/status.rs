@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Propagation, State};
+use crate::{Propagation, State, Straggler};
 
 /// One step of a shutdown: a state entered, or (while stopping) a phase started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct Status {
     /// When the last new connection and request arrived after the trigger (see
     /// [`Shutdown::arrived`](crate::Shutdown::arrived)).
     pub propagation: Propagation,
+    /// The oldest named work in flight, by name, oldest first (at most 5 names).
+    pub stragglers: Vec<Straggler>,
     /// What the service last said it is doing ([`Shutdown::set_message`](crate::Shutdown::set_message)).
     pub message: Option<String>,
     /// Time since the first trigger (zero before it).

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use super::counter::GuardRef;
+use super::named::Registration;
 
 /// Holds one unit of work in flight; made by [`InFlight::guard`](super::InFlight::guard).
 ///
@@ -15,12 +16,23 @@ use super::counter::GuardRef;
 /// ```
 #[must_use = "the work counts as finished as soon as the guard is dropped"]
 pub struct DrainGuard {
+    /// A named guard's entry in the list of work in flight (declared first, so dropped
+    /// first: the name leaves the list before the count goes down).
+    name: Option<Registration>,
     _unit: GuardRef,
 }
 
 impl DrainGuard {
     pub(super) fn new(unit: GuardRef) -> Self {
-        Self { _unit: unit }
+        Self {
+            name: None,
+            _unit: unit,
+        }
+    }
+
+    pub(crate) fn named(mut self, registration: Registration) -> Self {
+        self.name = Some(registration);
+        self
     }
 }
 

@@ -3,6 +3,7 @@
 mod counter;
 mod future;
 mod guard;
+mod named;
 
 use std::fmt;
 use std::future::Future;
@@ -10,6 +11,8 @@ use std::future::Future;
 use self::counter::HandleRef;
 pub use self::future::{Drained, Track};
 pub use self::guard::DrainGuard;
+pub(crate) use self::named::Registry;
+pub use self::named::Straggler;
 use crate::wait::block_until;
 
 /// Counts work in flight (requests, jobs) so that shutdown can wait for it.

@@ -15,6 +15,7 @@ pub(super) fn build(shared: &Shared, triggered_at: Instant, runs: PhaseRuns) -> 
     let Snapshot {
         machine,
         drain_end,
+        stragglers,
         triggers,
     } = shared.snapshot();
     let phases: Vec<PhaseReport> = phases
@@ -31,6 +32,7 @@ pub(super) fn build(shared: &Shared, triggered_at: Instant, runs: PhaseRuns) -> 
         duration: drain_end.saturating_duration_since(triggered_at),
         in_flight_at_end,
         propagation: shared.arrivals.get(),
+        stragglers,
     };
     let ending = machine.ending().unwrap_or(Ending::Abandoned);
     let outcome = ShutdownReport::outcome_of(ending, &drain, &phases);

@@ -231,6 +231,7 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
         message,
         last_connection_ms,
         last_request_ms,
+        oldest,
         ..
     } = reply
     {
@@ -246,8 +247,24 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
             seen.last_request = last_request_ms.map(Duration::from_millis);
             format!("; {seen}")
         };
+        let oldest = if oldest.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = oldest
+                .iter()
+                .map(|work| {
+                    let count = if work.count > 1 {
+                        format!(" ×{}", work.count)
+                    } else {
+                        String::new()
+                    };
+                    format!("{}{count} ({})", work.name, seconds(work.age_ms))
+                })
+                .collect();
+            format!("; oldest in flight: {}", names.join(", "))
+        };
         println!(
-            "deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight{seen}{message}"
+            "deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight{oldest}{seen}{message}"
         );
     }
     Ok(code::CLEAN)
