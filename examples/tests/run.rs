@@ -924,3 +924,60 @@ fn metrics_are_served_on_the_health_port_when_asked_for() {
     assert_eq!(code, 2, "{err}");
     assert_said(&err, &["--metrics needs --health-port"]);
 }
+
+#[test]
+fn an_adaptive_drain_delay_waits_out_new_connections_to_the_childs_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let port = free_port();
+    let mut command = Command::new(deputy_bin());
+    command
+        .args([
+            "run",
+            "--no-control-socket",
+            "--grace",
+            "20s",
+            "--ready-port",
+        ])
+        .arg(port.to_string())
+        .args([
+            "--drain-delay",
+            "1s",
+            "--drain-delay-max",
+            "10s",
+            "--quiet-period",
+            "1s",
+        ])
+        .args(["--map-exit", "143", "--"])
+        .arg(example("plain-server"))
+        .args(["--port", &port.to_string()])
+        .env("DEPUTY_TERMINATION_LOG", &log);
+    let mut deputy = Proc::spawn(command);
+    deputy.expect_out("plain-server: listening");
+    deputy.expect_err("ready: the child accepts connections");
+    // New clients for 2 s after the signal, a new connection each 50 ms: endpoints still
+    // sending traffic. A fixed 1 s delay would stop plain-server under them.
+    let started = std::time::Instant::now();
+    deputy.signal(Sig::TERM);
+    let mut failed = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        if support::http_status(port, "GET", "/") != 200 {
+            failed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ended = deputy.finish();
+    let took = started.elapsed();
+    assert_eq!(failed, 0, "requests failed while traffic still came");
+    assert_eq!(ended.code, 0, "{}", ended.err());
+    // Over after the traffic and a quiet second, well before the 10 s maximum.
+    assert!(took < Duration::from_secs(9), "{took:?}");
+    // The report saw the last one, about 2 s after the signal (it looks every 100 ms).
+    let message = std::fs::read_to_string(&log).unwrap();
+    let last: f64 = message
+        .split_once("last new connection ")
+        .and_then(|(_, rest)| rest.split_once('s'))
+        .and_then(|(seconds, _)| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("no last new connection in: {message}"));
+    assert!((1.5..3.0).contains(&last), "{message}");
+}

@@ -54,6 +54,11 @@ impl LocalUrl {
         })
     }
 
+    /// The port it goes to.
+    pub(super) fn port(&self) -> u16 {
+        self.address.port()
+    }
+
     /// The URL as it was given.
     pub(super) fn as_str(&self) -> &str {
         &self.text

@@ -44,6 +44,7 @@ mod notify;
 mod readiness;
 mod signals;
 mod stop;
+mod traffic;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -128,6 +129,13 @@ pub struct Config {
     /// Serve `/shutdown` on the health port, for requests with this token (see
     /// [`shutdown_token_from_env`](crate::shutdown_token_from_env)); needs `health_port`.
     pub shutdown_token: Option<String>,
+    /// Make the drain delay measure itself: `drain_delay` becomes its minimum, and it ends a
+    /// `quiet_period` after the last new connection to the child's port (`ready_port`, or
+    /// `ready_url`'s), at this at the latest. Needs one of those two.
+    pub drain_delay_max: Option<Duration>,
+    /// With `drain_delay_max`: how long without a new connection ends the drain delay.
+    /// Default 1 s.
+    pub quiet_period: Duration,
     /// Serve `/metrics` on the health port (Prometheus' text format); needs `health_port`.
     pub metrics: bool,
     /// Speak systemd's notify protocol: the child gets `NOTIFY_SOCKET`, readiness waits for
@@ -171,6 +179,8 @@ impl Config {
             subreaper: true,
             raise_child_nofile: false,
             shutdown_token: None,
+            drain_delay_max: None,
+            quiet_period: Duration::from_secs(1),
             metrics: false,
             notify: false,
             watchdog: None,
@@ -217,6 +227,13 @@ impl Config {
                 "give --stop-command or --stop-url, not both".into(),
             ));
         }
+        if self.drain_delay_max.is_some() && self.ready_port.is_none() && self.ready_url.is_none() {
+            return Err(RunError::Usage(
+                "--drain-delay-max needs --ready-port or --ready-url: deputy watches new \
+                 connections to the child's port"
+                    .into(),
+            ));
+        }
         if self.metrics && self.health_port.is_none() {
             return Err(RunError::Usage(
                 "--metrics needs --health-port: /metrics is served there".into(),
@@ -227,12 +244,26 @@ impl Config {
                 "a /shutdown token needs --health-port: the endpoint is served there".into(),
             ));
         }
-        if self.drain_delay >= self.grace {
+        let (option, delay) = match self.drain_delay_max {
+            Some(max) if max < self.drain_delay => {
+                return Err(RunError::Usage(
+                    "--drain-delay-max must not be shorter than --drain-delay (its minimum)".into(),
+                ));
+            }
+            Some(max) => ("--drain-delay-max", max),
+            None => ("--drain-delay", self.drain_delay),
+        };
+        if delay >= self.grace {
             return Err(RunError::Usage(format!(
-                "--drain-delay ({}) must be shorter than --grace ({}): the child needs time to stop",
-                humantime::format_duration(self.drain_delay),
+                "{option} ({}) must be shorter than --grace ({}): the child needs time to stop",
+                humantime::format_duration(delay),
                 humantime::format_duration(self.grace)
             )));
+        }
+        if self.quiet_period.is_zero() {
+            return Err(RunError::Usage(
+                "--quiet-period must be more than 0s".into(),
+            ));
         }
         Ok(())
     }
@@ -411,9 +442,15 @@ fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, before: Fil
 
 /// The coordinator: one phase, `stop-child`, bounded by the grace period.
 fn plan(config: &Config) -> Result<ShutdownCoordinator, RunError> {
-    ShutdownCoordinator::builder()
+    let builder = ShutdownCoordinator::builder()
         .grace_period(config.grace)
         .drain_delay(config.drain_delay)
+        .quiet_period(config.quiet_period);
+    let builder = match config.drain_delay_max {
+        Some(max) => builder.drain_delay_max(max),
+        None => builder,
+    };
+    builder
         .without_default_phases()
         .phase(Phase::new(child::PHASE).timeout(config.grace))
         // The phase may use the whole grace period when a second signal skipped the delay;
@@ -558,7 +595,13 @@ impl Supervisor {
         let background = async {
             let readiness = async {
                 if let Some(check) = &readiness {
-                    readiness::follow(&shutdown, check).await;
+                    // New connections to the child's port while draining: the report's
+                    // propagation, and what an adaptive drain delay waits out.
+                    join(
+                        readiness::follow(&shutdown, check),
+                        traffic::watch(&shutdown, check.port()),
+                    )
+                    .await;
                 }
             };
             let notify = async {

@@ -22,6 +22,14 @@ pub(super) enum ReadyCheck {
 }
 
 impl ReadyCheck {
+    /// The child's port it checks.
+    pub(super) fn port(&self) -> u16 {
+        match self {
+            ReadyCheck::Port(port) => *port,
+            ReadyCheck::Url(url) => url.port(),
+        }
+    }
+
     /// One check, bounded to a second.
     async fn probe(&self) -> bool {
         match self {

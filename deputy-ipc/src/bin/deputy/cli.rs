@@ -124,6 +124,8 @@ Exit code: the child's, or 128+N when signal N killed it (after --map-exit). dep
 pub(crate) const DEFAULT_GRACE: &str = "25s";
 /// `--drain-delay`'s default.
 pub(crate) const DEFAULT_DRAIN_DELAY: &str = "5s";
+/// `--quiet-period`'s default.
+pub(crate) const DEFAULT_QUIET_PERIOD: &str = "1s";
 /// `--stop-signal`'s default.
 pub(crate) const DEFAULT_STOP_SIGNAL: &str = "TERM";
 /// `--cleanup-timeout`'s default.
@@ -147,6 +149,17 @@ pub(crate) struct RunArgs {
     /// like TERM, SIGQUIT, or a number). For example `--stop-signal QUIT` for nginx.
     #[arg(long, value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
     pub(crate) stop_signal: Signal,
+    /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
+    /// once no new connection to the child's port (--ready-port or --ready-url's) has come
+    /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
+    /// client that keeps its connection open is not new traffic. Not for a service with rare
+    /// traffic. For example `--ready-port 8080 --drain-delay 2s --drain-delay-max 15s`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) drain_delay_max: Option<Duration>,
+    /// With --drain-delay-max: how long without a new connection ends the drain delay. For
+    /// example `--quiet-period 2s`.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_QUIET_PERIOD, value_parser = humantime::parse_duration)]
+    pub(crate) quiet_period: Duration,
     /// Send the stop signal and forwarded signals to the child's whole process group, not
     /// only to the child: for a shell script whose workers should all get them
     /// (`--group -- sh run.sh`).
@@ -240,6 +253,8 @@ impl RunArgs {
         let mut config = Config::new(self.command);
         config.grace = self.grace;
         config.drain_delay = self.drain_delay;
+        config.drain_delay_max = self.drain_delay_max;
+        config.quiet_period = self.quiet_period;
         config.stop_signal = self.stop_signal;
         config.group = self.group;
         config.cleanup_timeout = self.cleanup_timeout;

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use deputy_ipc::supervisor::{parse_mapping, parse_signal};
 
 use crate::cli::{
-    DEFAULT_CLEANUP_TIMEOUT, DEFAULT_DRAIN_DELAY, DEFAULT_GRACE, DEFAULT_STOP_SIGNAL, RunArgs,
+    DEFAULT_CLEANUP_TIMEOUT, DEFAULT_DRAIN_DELAY, DEFAULT_GRACE, DEFAULT_QUIET_PERIOD,
+    DEFAULT_STOP_SIGNAL, RunArgs,
 };
 
 /// Reads the arguments after `run`; `None` means "let clap do it".
@@ -62,6 +63,8 @@ fn defaults() -> Option<RunArgs> {
     Some(RunArgs {
         grace: duration(DEFAULT_GRACE)?,
         drain_delay: duration(DEFAULT_DRAIN_DELAY)?,
+        drain_delay_max: None,
+        quiet_period: duration(DEFAULT_QUIET_PERIOD)?,
         stop_signal: parse_signal(DEFAULT_STOP_SIGNAL).ok()?,
         group: false,
         cleanup_timeout: duration(DEFAULT_CLEANUP_TIMEOUT)?,
@@ -126,6 +129,8 @@ fn set(parsed: &mut RunArgs, name: &str, value: &str) -> Option<()> {
     match name {
         "grace" => parsed.grace = duration(value)?,
         "drain-delay" => parsed.drain_delay = duration(value)?,
+        "drain-delay-max" => parsed.drain_delay_max = Some(duration(value)?),
+        "quiet-period" => parsed.quiet_period = duration(value)?,
         "cleanup-timeout" => parsed.cleanup_timeout = duration(value)?,
         "stop-signal" => parsed.stop_signal = parse_signal(value).ok()?,
         "health-port" => parsed.health_port = Some(value.parse().ok()?),
@@ -261,6 +266,8 @@ mod tests {
                 "--stop-timeout",
                 "--stop-command",
                 "--stop-url",
+                "--drain-delay-max",
+                "--quiet-period",
             ]),
             prop::sample::select(vec![
                 "1s", "25s", "1500ms", "1m 30s", "2h", "TERM", "sigquit", "15", "3", "8081",
