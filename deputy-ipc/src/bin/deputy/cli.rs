@@ -58,7 +58,7 @@ pub(crate) enum Command {
     },
     /// Run a program under a supervisor: PID 1 duties, drain delay, graceful stop, escalation.
     #[command(after_help = RUN_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the service's state, readiness and work in flight.
     #[command(after_help = EXIT_CODES)]
     Status {

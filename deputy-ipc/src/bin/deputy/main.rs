@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             json,
         } => commands::terminate(&target, timeout, !no_wait, &reason, json),
         Command::Status { target, json } => commands::status(&target, json),
-        Command::Run(args) => std::process::exit(commands::run(args)),
+        Command::Run(args) => std::process::exit(commands::run(*args)),
     };
     match result {
         // Flush, then exit without running destructors: see the note in `terminate`.
