@@ -44,6 +44,9 @@ struct Options {
     /// How long a health connection may take to send a request head (idle ones included).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
+    /// Serve /metrics on the health port (Prometheus' text format).
+    #[arg(long, env = "DEPUTY_METRICS")]
+    metrics: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,8 +86,12 @@ fn main() -> anyhow::Result<()> {
     let server = ControlServer::bind(&shutdown, config).context("control socket")?;
     let health = match options.health_port {
         Some(port) => {
-            let server = deputy_ipc::HealthServer::bind(&shutdown, ([0, 0, 0, 0], port).into())?
-                .header_read_timeout(options.header_read_timeout);
+            let mut server =
+                deputy_ipc::HealthServer::bind(&shutdown, ([0, 0, 0, 0], port).into())?
+                    .header_read_timeout(options.header_read_timeout);
+            if options.metrics {
+                server = server.with_metrics();
+            }
             // /shutdown, for an httpGet preStop, when DEPUTY_SHUTDOWN_TOKEN_FILE (or
             // DEPUTY_SHUTDOWN_TOKEN) gives its token.
             Some(
