@@ -247,7 +247,8 @@ fn short(value: &Value) -> String {
     truncate(&value.to_string(), 64).to_owned()
 }
 
-fn truncate(text: &str, max: usize) -> &str {
+/// `text`, or as much of its start as fits in `max` bytes without cutting a character.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -19,6 +19,8 @@ use std::path::PathBuf;
 
 use deputy_core::ShutdownReport;
 
+use crate::protocol::truncate;
+
 /// The environment variable naming the termination message file (empty: write none).
 pub const TERMINATION_LOG_ENV: &str = "DEPUTY_TERMINATION_LOG";
 
@@ -70,7 +72,7 @@ pub fn write_termination_message(message: &str) -> io::Result<Option<PathBuf>> {
     let Some(path) = termination_log_path() else {
         return Ok(None);
     };
-    std::fs::write(&path, fit(message, MAX_TERMINATION_MESSAGE))?;
+    std::fs::write(&path, truncate(message, MAX_TERMINATION_MESSAGE))?;
     Ok(Some(path))
 }
 
@@ -83,29 +85,17 @@ pub fn record_termination(report: &ShutdownReport) {
     }
 }
 
-/// `text`, or as much of its start as fits in `max` bytes without cutting a character.
-pub(crate) fn fit(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_long_message_is_cut_at_a_character_boundary() {
-        assert_eq!(fit("short", 4096), "short");
+        assert_eq!(truncate("short", 4096), "short");
         let long = "é".repeat(3000); // 6,000 bytes
-        let cut = fit(&long, MAX_TERMINATION_MESSAGE);
+        let cut = truncate(&long, MAX_TERMINATION_MESSAGE);
         assert_eq!(cut.len(), 4096);
         assert!(cut.chars().all(|c| c == 'é'));
-        assert_eq!(fit("aé", 2), "a");
+        assert_eq!(truncate("aé", 2), "a");
     }
 }

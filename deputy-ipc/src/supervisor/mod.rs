@@ -193,63 +193,54 @@ impl Config {
 
     /// Checks what no supervisor could run with.
     fn check(&self) -> Result<(), RunError> {
-        if self.command.is_empty() {
-            return Err(RunError::Usage("no command to run".into()));
-        }
-        if self.grace.is_zero() {
-            return Err(RunError::Usage("--grace must be more than 0s".into()));
-        }
-        if self.ready_port.is_some() && self.ready_url.is_some() {
-            return Err(RunError::Usage(
-                "give --ready-port or --ready-url, not both".into(),
-            ));
-        }
-        if self.notify && (self.ready_port.is_some() || self.ready_url.is_some()) {
-            return Err(RunError::Usage(
-                "with --notify, readiness is the child's READY=1: give no --ready-port or --ready-url"
-                    .into(),
-            ));
-        }
-        if self.watchdog.is_some() && !self.notify {
-            return Err(RunError::Usage(
-                "--watchdog needs --notify: the child feeds it with WATCHDOG=1".into(),
-            ));
-        }
-        if self.watchdog.is_some_and(|watchdog| watchdog.is_zero())
-            || self.stop_timeout.is_some_and(|timeout| timeout.is_zero())
-        {
-            return Err(RunError::Usage(
-                "--watchdog and --stop-timeout must be more than 0s".into(),
-            ));
-        }
-        if self.stop_command.is_some() && self.stop_url.is_some() {
-            return Err(RunError::Usage(
-                "give --stop-command or --stop-url, not both".into(),
-            ));
-        }
-        if self.drain_delay_max.is_some() && self.ready_port.is_none() && self.ready_url.is_none() {
-            return Err(RunError::Usage(
+        let ready = self.ready_port.is_some() || self.ready_url.is_some();
+        let zero = |duration: Option<Duration>| duration.is_some_and(|d| d.is_zero());
+        let refusals = [
+            (self.command.is_empty(), "no command to run"),
+            (self.grace.is_zero(), "--grace must be more than 0s"),
+            (
+                self.ready_port.is_some() && self.ready_url.is_some(),
+                "give --ready-port or --ready-url, not both",
+            ),
+            (
+                self.notify && ready,
+                "with --notify, readiness is the child's READY=1: give no --ready-port or --ready-url",
+            ),
+            (
+                self.watchdog.is_some() && !self.notify,
+                "--watchdog needs --notify: the child feeds it with WATCHDOG=1",
+            ),
+            (
+                zero(self.watchdog) || zero(self.stop_timeout) || self.quiet_period.is_zero(),
+                "--watchdog, --stop-timeout and --quiet-period must be more than 0s",
+            ),
+            (
+                self.stop_command.is_some() && self.stop_url.is_some(),
+                "give --stop-command or --stop-url, not both",
+            ),
+            (
+                self.drain_delay_max.is_some() && !ready,
                 "--drain-delay-max needs --ready-port or --ready-url: deputy watches new \
-                 connections to the child's port"
-                    .into(),
-            ));
-        }
-        if self.metrics && self.health_port.is_none() {
-            return Err(RunError::Usage(
-                "--metrics needs --health-port: /metrics is served there".into(),
-            ));
-        }
-        if self.shutdown_token.is_some() && self.health_port.is_none() {
-            return Err(RunError::Usage(
-                "a /shutdown token needs --health-port: the endpoint is served there".into(),
-            ));
+                 connections to the child's port",
+            ),
+            (
+                self.drain_delay_max
+                    .is_some_and(|max| max < self.drain_delay),
+                "--drain-delay-max must not be shorter than --drain-delay (its minimum)",
+            ),
+            (
+                self.metrics && self.health_port.is_none(),
+                "--metrics needs --health-port: /metrics is served there",
+            ),
+            (
+                self.shutdown_token.is_some() && self.health_port.is_none(),
+                "a /shutdown token needs --health-port: the endpoint is served there",
+            ),
+        ];
+        if let Some((_, why)) = refusals.iter().find(|(refused, _)| *refused) {
+            return Err(RunError::Usage((*why).to_owned()));
         }
         let (option, delay) = match self.drain_delay_max {
-            Some(max) if max < self.drain_delay => {
-                return Err(RunError::Usage(
-                    "--drain-delay-max must not be shorter than --drain-delay (its minimum)".into(),
-                ));
-            }
             Some(max) => ("--drain-delay-max", max),
             None => ("--drain-delay", self.drain_delay),
         };
@@ -259,11 +250,6 @@ impl Config {
                 humantime::format_duration(delay),
                 humantime::format_duration(self.grace)
             )));
-        }
-        if self.quiet_period.is_zero() {
-            return Err(RunError::Usage(
-                "--quiet-period must be more than 0s".into(),
-            ));
         }
         Ok(())
     }
@@ -592,34 +578,14 @@ impl Supervisor {
             readiness,
             notify,
         } = self;
-        let background = async {
-            let readiness = async {
-                if let Some(check) = &readiness {
-                    // New connections to the child's port while draining: the report's
-                    // propagation, and what an adaptive drain delay waits out.
-                    join(
-                        readiness::follow(&shutdown, check),
-                        traffic::watch(&shutdown, check.port()),
-                    )
-                    .await;
-                }
-            };
-            let notify = async {
-                if let Some(notify) = &notify {
-                    notify.serve(&shutdown, &child, grace).await;
-                }
-            };
-            let _ = join(
-                signals.run(&shutdown, &child),
-                join(
-                    join(readiness, notify),
-                    announce(&shutdown, &child, drain_delay),
-                ),
-            )
-            .await;
-            // The signal loop ends only on an error it reported; keep the rest going.
-            std::future::pending::<()>().await;
-        };
+        let background = background(
+            signals,
+            &shutdown,
+            &child,
+            readiness.as_ref(),
+            notify.as_ref(),
+            (grace, drain_delay),
+        );
         let supervise = async {
             let report = coordinator.run().await;
             if !child.is_done() {
@@ -652,6 +618,44 @@ impl Supervisor {
         };
         let _ = select(pin!(join(supervise, servers)), pin!(background)).await;
     }
+}
+
+/// What runs beside the shutdown, to the end: the signal loop, readiness and the child's
+/// traffic, the notify socket, and the line that says the shutdown started. Never returns.
+async fn background(
+    signals: Signals,
+    shutdown: &Shutdown,
+    child: &Child,
+    readiness: Option<&ReadyCheck>,
+    notify: Option<&NotifySocket>,
+    (grace, drain_delay): (Duration, Duration),
+) {
+    let readiness = async {
+        if let Some(check) = readiness {
+            // New connections to the child's port while draining: the report's propagation,
+            // and what an adaptive drain delay waits out.
+            join(
+                readiness::follow(shutdown, check),
+                traffic::watch(shutdown, check.port()),
+            )
+            .await;
+        }
+    };
+    let notify = async {
+        if let Some(notify) = notify {
+            notify.serve(shutdown, child, grace).await;
+        }
+    };
+    let _ = join(
+        signals.run(shutdown, child),
+        join(
+            join(readiness, notify),
+            announce(shutdown, child, drain_delay),
+        ),
+    )
+    .await;
+    // The signal loop ends only on an error it reported; keep the rest going.
+    std::future::pending::<()>().await;
 }
 
 /// Says when and why shutdown starts, whatever started it (a signal, `deputy terminate`,
