@@ -1,7 +1,8 @@
 //! Named work in flight: which requests or jobs hold the drain open, and since when.
 //!
 //! Only named guards ([`Shutdown::guard_named`](crate::Shutdown::guard_named)) are recorded:
-//! a lock and a map entry each way, on top of the counter's atomic operation. An unnamed
+//! an atomic id, a lock (one of 16, by id) and a map entry each way, on top of the counter's
+//! atomic operation. An unnamed
 //! guard never touches this (its name slot is `None`: a branch on drop, no atomic).
 
 use std::borrow::Cow;
@@ -40,11 +41,17 @@ impl fmt::Display for Straggler {
     }
 }
 
-/// The named guards alive, by id.
+/// How many locks the registry spreads its entries over: consecutive guards (concurrent
+/// requests) take different ones.
+const SHARDS: usize = 16;
+
+type Entries = HashMap<u64, (Cow<'static, str>, Instant)>;
+
+/// The named guards alive, by id, in shards by id.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     next: AtomicU64,
-    entries: Mutex<HashMap<u64, (Cow<'static, str>, Instant)>>,
+    shards: [Mutex<Entries>; SHARDS],
 }
 
 /// A named guard's entry; removed when dropped.
@@ -62,7 +69,7 @@ impl Registry {
     ) -> Registration {
         // Relaxed: only uniqueness matters.
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, (name, since));
+        self.lock(id).insert(id, (name, since));
         Registration {
             registry: self.clone(),
             id,
@@ -72,17 +79,18 @@ impl Registry {
     /// The oldest named work in flight at `now`, by name, oldest first, at most `limit`
     /// names.
     pub(crate) fn oldest(&self, now: Instant, limit: usize) -> Vec<Straggler> {
-        let mut by_name: HashMap<&str, (usize, Instant)> = HashMap::new();
-        let entries = self.lock();
-        for (name, since) in entries.values() {
-            let entry = by_name.entry(name).or_insert((0, *since));
-            entry.0 += 1;
-            entry.1 = entry.1.min(*since);
+        let mut by_name: HashMap<String, (usize, Instant)> = HashMap::new();
+        for shard in 0..SHARDS as u64 {
+            for (name, since) in self.lock(shard).values() {
+                let entry = by_name.entry(name.to_string()).or_insert((0, *since));
+                entry.0 += 1;
+                entry.1 = entry.1.min(*since);
+            }
         }
         let mut oldest: Vec<Straggler> = by_name
             .into_iter()
             .map(|(name, (count, since))| Straggler {
-                name: name.to_owned(),
+                name,
                 count,
                 age: now.saturating_duration_since(since),
             })
@@ -92,14 +100,17 @@ impl Registry {
         oldest
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Cow<'static, str>, Instant)>> {
+    /// The shard of entry `id`.
+    fn lock(&self, id: u64) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding it leaves the map consistent (one insert or remove).
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[id as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.id);
+        self.registry.lock(self.id).remove(&self.id);
     }
 }
