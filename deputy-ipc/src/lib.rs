@@ -33,6 +33,7 @@ pub mod client;
 mod error;
 mod health;
 mod limits;
+mod log_format;
 mod log_limit;
 mod metrics;
 mod paths;
@@ -51,6 +52,7 @@ pub use health::{
     SHUTDOWN_TOKEN_HEADER, health_port, shutdown_token_from_env,
 };
 pub use limits::{NofileLimit, raise_nofile_limit};
+pub use log_format::{LOG_FORMAT_ENV, LogFormat};
 pub use paths::{
     entrypoint_path, entrypoint_pid, ipc_dir, julia_entrypoint_pid, julia_socket_path,
     julia_socket_pid, socket_path, socket_pid,

@@ -22,14 +22,19 @@ pub mod http_service {
 }
 
 /// Logs to stderr through `tracing`, at `RUST_LOG`'s level, else `default` (`"info"`,
-/// `"error"`...), so stdout stays for the lines meant for a person.
+/// `"error"`...), so stdout stays for the lines meant for a person: coloured only at a
+/// terminal without `NO_COLOR`, one JSON object per line with `DEPUTY_LOG_FORMAT=json`.
 pub fn init_logs(default: &str) {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match deputy_ipc::LogFormat::from_env() {
+        deputy_ipc::LogFormat::Json => logs.json().init(),
+        deputy_ipc::LogFormat::Text { colour } => logs.with_ansi(colour).init(),
+        _ => logs.init(),
+    }
 }

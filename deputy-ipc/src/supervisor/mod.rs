@@ -66,18 +66,38 @@ use self::signals::Signals;
 use self::stop::{StopPlan, StopWay};
 use crate::{ControlServer, HealthServer, ServerConfig};
 
-/// Prints one line for a person on stderr, prefixed `deputy:` so it stands apart from the
-/// child's output, in one write. Never panics (stderr may be closed).
+/// Prints one of deputy's lines on stderr (see [`say_line`]).
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        // One write per line (stderr is unbuffered): the line cannot be split by the
-        // child's output, and it costs one system call.
-        let line = format!("deputy: {}\n", format_args!($($arg)*));
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }};
+    ($($arg:tt)*) => {
+        $crate::supervisor::say_line(format_args!($($arg)*))
+    };
 }
 pub(crate) use say;
+
+/// Writes one of `deputy run`'s lines on stderr, in one write (stderr is unbuffered: the line
+/// cannot be split by the child's output, and it costs one system call): `deputy: ...` for a
+/// person, or with `DEPUTY_LOG_FORMAT=json` one JSON object in tracing-subscriber's layout
+/// (`timestamp`, `level`, `fields.message`, `target`), as the examples' logs. Never panics
+/// (stderr may be closed).
+pub fn say_line(message: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    static FORMAT: std::sync::OnceLock<crate::LogFormat> = std::sync::OnceLock::new();
+    let line = match FORMAT.get_or_init(crate::LogFormat::from_env) {
+        crate::LogFormat::Json => {
+            let mut line = serde_json::json!({
+                "timestamp": humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+                "level": "INFO",
+                "fields": { "message": message.to_string() },
+                "target": "deputy",
+            })
+            .to_string();
+            line.push('\n');
+            line
+        }
+        _ => format!("deputy: {message}\n"),
+    };
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
 
 /// How to supervise a program: [`Config::new`] gives `deputy run`'s defaults.
 ///

@@ -24,8 +24,7 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         Err(error) => Err(error),
     };
     result.unwrap_or_else(|error| {
-        let line = format!("deputy: {error}\n");
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        deputy_ipc::supervisor::say_line(format_args!("{error}"));
         error.exit_code()
     })
 }
