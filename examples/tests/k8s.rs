@@ -148,6 +148,11 @@ fn assert_run_is_writable(pod: &Value, container: &Value) {
     );
     let mount =
         find(&container["volumeMounts"], |m| m["mountPath"] == "/run").expect("/run mounted");
+    // Its own directory of the volume: no other container's pid file or sockets.
+    assert_eq!(
+        mount["subPath"], container["name"],
+        "subPath: the container's name"
+    );
     let volume = find(&pod["volumes"], |v| v["name"] == mount["name"]).expect("the /run volume");
     assert_eq!(
         get(volume, &["emptyDir", "medium"]).as_str(),
@@ -335,4 +340,113 @@ fn the_httpget_prestop_deployment_agrees_with_the_service_and_stops_it() {
         "{body}"
     );
     assert_eq!(service.finish().code, 0);
+}
+
+/// Starts `deputy terminate --ipc-dir DIR` as a preStop would; it must succeed.
+fn prestop_in(dir: &std::path::Path) {
+    let out = std::process::Command::new(support::deputy())
+        .args(["terminate", "--ipc-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn the_sidecar_pod_gives_each_container_its_own_directory_and_prestop() {
+    let docs = documents("sidecar.yaml");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = get(deployment, &["spec", "template", "spec"]);
+    let containers = pod["containers"].as_sequence().expect("containers");
+    assert_eq!(containers.len(), 2);
+    let mut ports = Vec::new();
+    for container in containers {
+        let health = get(container, &["readinessProbe", "httpGet", "port"])
+            .as_u64()
+            .unwrap();
+        assert_probes_and_prestop(container, health as u16);
+        assert_run_is_writable(pod, container);
+        assert_termination_message(container);
+        for port in container["ports"].as_sequence().unwrap() {
+            ports.push(port["containerPort"].as_u64().unwrap());
+        }
+    }
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        ports.len(),
+        "two containers on one port: {ports:?}"
+    );
+
+    // What the subPaths buy, with real processes: the app and the sidecar each in its own
+    // directory; each preStop stops its own container and only that.
+    let (app_dir, proxy_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut app = support::Proc::start(
+        support::example("http-service"),
+        ["--port", &support::free_port().to_string(), "--health-port"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([
+                support::free_port().to_string(),
+                "--drain-delay".into(),
+                "0s".into(),
+            ])
+            .chain(["--ipc-dir".into(), app_dir.path().display().to_string()]),
+    );
+    app.expect_out("http-service: serving");
+    let proxy_port = support::free_port().to_string();
+    let mut proxy = support::Proc::start(
+        support::deputy(),
+        [
+            "run",
+            "--drain-delay",
+            "0s",
+            "--map-exit",
+            "143",
+            "--ipc-dir",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([proxy_dir.path().display().to_string(), "--".into()])
+        .chain([support::example("plain-server").display().to_string()])
+        .chain(["--port".into(), proxy_port]),
+    );
+    proxy.expect_out("plain-server: listening");
+    prestop_in(app_dir.path());
+    assert_eq!(app.wait_exit().code(), Some(0));
+    assert!(
+        proxy.try_wait().is_none(),
+        "the app's preStop stopped the sidecar"
+    );
+    prestop_in(proxy_dir.path());
+    assert_eq!(proxy.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn without_subpaths_one_containers_pid_file_replaces_the_others() {
+    // The failure the subPaths prevent: two deputy entrypoints in one directory.
+    let shared = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut run = support::Proc::start(
+            support::deputy(),
+            ["run", "--drain-delay", "0s", "--ipc-dir"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain([shared.path().display().to_string()])
+                .chain(["--", "sh", "-c", "echo started; exec sleep 1000"].map(str::to_owned)),
+        );
+        run.expect_out("started");
+        run
+    };
+    let first = start();
+    let second = start();
+    let named = deputy_ipc::entrypoint_pid(shared.path());
+    assert_eq!(
+        named,
+        Some(second.pid()),
+        "the pid file names the last one only"
+    );
+    assert_ne!(named, Some(first.pid()));
 }
