@@ -119,9 +119,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &mut result
-            && this.shutdown.is_triggered()
-        {
+        // Not a let chain: this crate builds with Rust 1.85 (let chains are 1.88).
+        if let (Ok(response), true) = (&mut result, this.shutdown.is_triggered()) {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
