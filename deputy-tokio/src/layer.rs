@@ -1,6 +1,7 @@
-//! A tower layer that counts every request as in flight and, once shutdown has begun, asks
-//! HTTP/1 clients to close their keep-alive connections. It notes every request
-//! ([`Shutdown::arrived`]), so the report says when the last new one came after the trigger.
+//! A tower layer that counts every request as in flight until its response body has been sent
+//! to its end and, once shutdown has begun, asks HTTP/1 clients to close their keep-alive
+//! connections. It notes every request ([`Shutdown::arrived`]), so the report says when the
+//! last new one came after the trigger.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +11,10 @@ use deputy_core::{Arrival, DrainGuard, Shutdown};
 use http::header::{CONNECTION, HeaderValue};
 use pin_project_lite::pin_project;
 
-/// Wraps a service so that each request holds a [`DrainGuard`] until its response is ready,
-/// and every response sent after the first trigger carries `Connection: close`: kept-alive
+/// Wraps a service so that each request holds a [`DrainGuard`] until its response body has
+/// been sent to its last byte, or dropped (a streamed download, a chunked report: the drain
+/// waits for it, within the drain timeout), and every response sent after the first trigger
+/// carries `Connection: close`: kept-alive
 /// clients then open their next connection elsewhere (to a pod that is not shutting down),
 /// instead of holding this one open to the end. Requests that arrive while draining are
 /// served as usual.
@@ -72,7 +75,7 @@ impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Dra
 where
     S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<DrainBody<ResBody>>;
     type Error = S::Error;
     type Future = DrainFuture<S::Future>;
 
@@ -114,7 +117,7 @@ impl<F, B, E> Future for DrainFuture<F>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
 {
-    type Output = Result<http::Response<B>, E>;
+    type Output = Result<http::Response<DrainBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -125,8 +128,54 @@ where
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        // The response is ready; the body is the server's to send. The guard ends here.
-        this.guard.take();
-        Poll::Ready(result)
+        // The guard goes with the body: the request is in flight until its last byte.
+        let guard = this.guard.take();
+        Poll::Ready(result.map(|response| response.map(|body| DrainBody { inner: body, guard })))
+    }
+}
+
+pin_project! {
+    /// A response body of [`Drain`]: it holds its request's [`DrainGuard`] until its last
+    /// frame has been read, or an error, or until it is dropped (the client went away), so
+    /// a streaming response keeps the drain open while it streams.
+    pub struct DrainBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<DrainGuard>,
+    }
+}
+
+impl<B> std::fmt::Debug for DrainBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrainBody")
+            .field("in_flight", &self.guard.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for DrainBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // The end, an error, or the last frame (a server may not ask again once the body
+        // says it has ended): the request is over.
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            this.guard.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -48,7 +48,7 @@ mod accept;
 mod layer;
 
 pub use accept::accept;
-pub use layer::{Drain, DrainFuture, DrainLayer};
+pub use layer::{Drain, DrainBody, DrainFuture, DrainLayer};
 
 pub use deputy_core::runtime::{Runtime, Sleep};
 
