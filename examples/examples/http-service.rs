@@ -1,13 +1,13 @@
 //! An HTTP service on tokio and hyper that loses no request when its pod is terminated:
-//! the drain layer counts every request and answers `Connection: close` once shutdown has
-//! begun; the listener stays open through the drain delay (endpoints are still propagating)
+//! the drain layer counts every request until its body has been sent (a `/stream` keeps the
+//! drain open while it streams) and answers `Connection: close` once shutdown has begun; the listener stays open through the drain delay (endpoints are still propagating)
 //! and closes when the drain ends; the control socket takes the preStop's
 //! `deputy terminate`, the health endpoints take the kubelet's probes, and SIGTERM / SIGINT
 //! trigger too (second skips the drain, third exits).
 //!
 //! ```text
 //! cargo run --release --example http-service
-//! curl localhost:8080/ ; curl 'localhost:8080/work?ms=2000'
+//! curl localhost:8080/ ; curl 'localhost:8080/work?ms=2000' ; curl 'localhost:8080/stream?ms=3000'
 //! DEPUTY_IPC_DIR=/tmp cargo run --release --example http-service -- --drain-delay 2s
 //! ```
 //!
@@ -26,7 +26,9 @@ use clap::Parser;
 use deputy_core::{Arrival, Phase, ShutdownCoordinator};
 use deputy_ipc::{ControlServer, HealthServer, ServerConfig};
 use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -71,21 +73,46 @@ struct Options {
     metrics: bool,
 }
 
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// A response body: whole, or streamed.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn whole(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// `ms=N` from the query, else `default`.
+fn millis(request: &Request<Incoming>, default: u64) -> u64 {
+    request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let response = match request.uri().path() {
-        "/" => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
+        "/" => Response::new(whole(Bytes::from_static(b"ok\n"))),
         "/work" => {
-            let ms: u64 = request
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
-                .and_then(|ms| ms.parse().ok())
-                .unwrap_or(100);
+            let ms = millis(&request, 100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Response::new(Full::new(Bytes::from(format!("worked {ms} ms\n"))))
+            Response::new(whole(format!("worked {ms} ms\n")))
+        }
+        // A chunked body sent over N ms, a chunk every 100 ms: the drain waits for its end.
+        "/stream" => {
+            let chunks = millis(&request, 1000) / 100;
+            let stream = futures::stream::unfold(0, move |sent| async move {
+                if sent == chunks {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let chunk = Frame::data(Bytes::from(format!("chunk {sent}\n")));
+                Some((Ok(chunk), sent + 1))
+            });
+            Response::new(StreamBody::new(stream).boxed_unsync())
         }
         _ => {
-            let mut response = Response::new(Full::new(Bytes::new()));
+            let mut response = Response::new(whole(Bytes::new()));
             *response.status_mut() = StatusCode::NOT_FOUND;
             response
         }
