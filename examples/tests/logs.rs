@@ -2,25 +2,19 @@
 //! log file), and one JSON object per line with `DEPUTY_LOG_FORMAT=json`, from the examples
 //! (tracing-subscriber) and from `deputy run`'s own lines alike.
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 mod support;
 
 use rustix::process::Signal;
-use support::{Proc, deputy, example, free_port};
+use support::deputy;
 
 /// http-service's stderr, from start to a SIGTERM's end, with `env` set.
 fn http_service_logs(env: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(example("http-service"));
-    command
-        .args(["--port", &free_port().to_string(), "--health-port"])
-        .arg(free_port().to_string())
-        .args(["--drain-delay", "0s", "--ipc-dir"])
-        .arg(dir.path())
-        .envs(env.iter().copied());
-    let mut service = Proc::spawn(command);
-    service.expect_out("http-service: serving");
+    let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, OsStr::new(*v))).collect();
+    let (service, _) = support::http_service(dir.path(), &["--drain-delay", "0s"], &env);
     service.signal(Signal::TERM);
     let ended = service.finish();
     assert_eq!(ended.code, 0, "{}", ended.err());

@@ -10,26 +10,17 @@ use std::time::Duration;
 mod support;
 
 use rustix::process::Signal;
-use support::{Proc, deputy, example, free_port};
+use support::deputy;
 
 #[test]
 fn a_request_that_outlives_the_drain_is_named_in_status_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("termination-log");
-    let port = free_port();
-    let mut service = Command::new(example("http-service"));
-    service
-        .args([
-            "--port",
-            &port.to_string(),
-            "--health-port",
-            &free_port().to_string(),
-        ])
-        .args(["--drain-delay", "0s", "--drain-timeout", "2s", "--ipc-dir"])
-        .arg(dir.path())
-        .env("DEPUTY_TERMINATION_LOG", &log);
-    let mut service = Proc::spawn(service);
-    service.expect_out("http-service: serving");
+    let (service, port) = support::http_service(
+        dir.path(),
+        &["--drain-delay", "0s", "--drain-timeout", "2s"],
+        &[("DEPUTY_TERMINATION_LOG", log.as_os_str())],
+    );
     // A request that takes 30 s, well past the drain timeout.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(slow, "GET /work?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();

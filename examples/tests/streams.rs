@@ -5,30 +5,20 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 mod support;
 
 use rustix::process::Signal;
-use support::{Proc, example, free_port};
 
 #[test]
 fn a_stream_keeps_the_drain_open_until_its_last_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut service = Command::new(example("http-service"));
-    service
-        .args([
-            "--port",
-            &port.to_string(),
-            "--health-port",
-            &free_port().to_string(),
-        ])
-        .args(["--drain-delay", "0s", "--drain-timeout", "10s", "--ipc-dir"])
-        .arg(dir.path());
-    let mut service = Proc::spawn(service);
-    service.expect_out("http-service: serving");
+    let (service, port) = support::http_service(
+        dir.path(),
+        &["--drain-delay", "0s", "--drain-timeout", "10s"],
+        &[],
+    );
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.set_read_timeout(Some(support::BOUND)).unwrap();
     write!(client, "GET /stream?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();

@@ -102,6 +102,27 @@ pub(crate) fn pid_1_of(unshare: u32) -> u32 {
     }
 }
 
+/// The http-service example on a free port (its health endpoints on another), its control
+/// socket in `dir`, with `options` and `env` on top, once it serves: it and its port.
+pub(crate) fn http_service(
+    dir: &Path,
+    options: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Proc, u16) {
+    let port = free_port();
+    let mut command = Command::new(example("http-service"));
+    command
+        .args(["--port", &port.to_string(), "--health-port"])
+        .arg(free_port().to_string())
+        .arg("--ipc-dir")
+        .arg(dir)
+        .args(options)
+        .envs(env.iter().copied());
+    let mut service = Proc::spawn(command);
+    service.expect_out("http-service: serving");
+    (service, port)
+}
+
 /// A TCP port that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
