@@ -92,11 +92,27 @@ impl Slot {
     }
 }
 
+/// Tells when a listener may have connections to accept: async-io's [`Async`], or the
+/// supervisor's own loop.
+pub(crate) trait PollReadable: Sync {
+    /// Ready when the listener may be readable; pending (with `cx`'s waker kept) until then.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<T: Sync> PollReadable for Async<T> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Async::poll_readable(self, cx)
+    }
+}
+
 /// What [`serve_until`] needs to know of a server.
 pub(crate) struct Listener<'a, L> {
     /// For the logs: "control socket", "health endpoint".
     pub(crate) what: &'static str,
-    pub(crate) listener: &'a Async<L>,
+    /// The listener, non-blocking.
+    pub(crate) listener: &'a L,
+    /// When it is readable.
+    pub(crate) readable: &'a dyn PollReadable,
     /// Invariant 1.
     pub(crate) max_connections: usize,
 }
@@ -129,7 +145,7 @@ where
         if until.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        state.poll(cx, server.listener, &accept, &serve)
+        state.poll(cx, &server, &accept, &serve)
     })
     .await;
     state.connections
@@ -156,7 +172,7 @@ impl Loop {
     fn poll<L, S, F>(
         &mut self,
         cx: &mut Context<'_>,
-        listener: &Async<L>,
+        listener: &Listener<'_, L>,
         accept: &impl Fn(&L) -> io::Result<S>,
         serve: &impl Fn(Async<S>, Arc<Slot>) -> F,
     ) -> Poll<()>
@@ -174,7 +190,7 @@ impl Loop {
                 }
                 self.backoff = None;
             }
-            match listener.poll_readable(cx) {
+            match listener.readable.poll_readable(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => {
                     tracing::warn!(%error, "{} failed; not accepting any more", self.what);
@@ -182,7 +198,7 @@ impl Loop {
                 }
                 Poll::Ready(Ok(())) => {}
             }
-            if self.accept_burst(cx, listener, accept, serve) == Burst::Spent {
+            if self.accept_burst(cx, listener.listener, accept, serve) == Burst::Spent {
                 // Invariant 4: more may be waiting; let the connections (and other tasks)
                 // run first.
                 cx.waker().wake_by_ref();
@@ -195,7 +211,7 @@ impl Loop {
     fn accept_burst<L, S, F>(
         &mut self,
         cx: &mut Context<'_>,
-        listener: &Async<L>,
+        listener: &L,
         accept: &impl Fn(&L) -> io::Result<S>,
         serve: &impl Fn(Async<S>, Arc<Slot>) -> F,
     ) -> Burst
@@ -207,7 +223,7 @@ impl Loop {
         // accept it was given up for, which would take its descriptor back).
         self.reserve.refill();
         for _ in 0..(self.max / 2).max(1) {
-            match accept(listener.get_ref()).and_then(Async::new) {
+            match accept(listener).and_then(Async::new) {
                 Ok(stream) => self.admit(stream, serve),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Burst::Drained,
                 // Invariant 2, at once: another thread of the process (its own accept loop)

@@ -287,7 +287,8 @@ impl HealthServer {
         });
         let server = Listener {
             what: "health endpoint",
-            listener: &listener,
+            listener: listener.get_ref(),
+            readable: &listener,
             max_connections,
         };
         // Connections still open at the end are dropped.

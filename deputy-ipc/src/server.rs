@@ -19,7 +19,7 @@ use deputy_core::{Reason, Shutdown};
 use futures::stream::StreamExt;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
-use crate::accept::{Listener, Slot, serve_until};
+use crate::accept::{Listener, PollReadable, Slot, serve_until};
 use crate::error::IpcError;
 use crate::protocol::{ErrorCode, MAX_LINE, ProtocolError, Request, Response};
 use crate::timeout::within;
@@ -221,13 +221,25 @@ impl ControlServer {
     ///
     /// Dropping it closes every connection and removes the files.
     pub async fn run(self) {
+        self.run_with(Async::new).await;
+    }
+
+    /// [`run`](Self::run), with `readiness` making the listener (non-blocking) into what
+    /// tells when it is readable and owns it: async-io's [`Async`], or the supervisor's loop.
+    pub(crate) async fn run_with<R: PollReadable + Owns>(
+        self,
+        readiness: impl FnOnce(UnixListener) -> io::Result<R>,
+    ) {
         let ControlServer {
             shutdown,
             listener,
             files,
             config,
         } = self;
-        let listener = match Async::new(listener) {
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| readiness(listener))
+        {
             Ok(listener) => listener,
             Err(error) => {
                 // Dropping the files tells clients at once that nobody will answer.
@@ -237,7 +249,8 @@ impl ControlServer {
         };
         let server = Listener {
             what: "control socket",
-            listener: &listener,
+            listener: listener.listener(),
+            readable: &listener,
             max_connections: config.max_clients,
         };
         let mut connections = serve_until(
@@ -255,6 +268,17 @@ impl ControlServer {
             let _ = within(config.linger, drain).await;
         }
         drop(files);
+    }
+}
+
+/// What owns the control socket's listener while it is served.
+pub(crate) trait Owns {
+    fn listener(&self) -> &UnixListener;
+}
+
+impl Owns for Async<UnixListener> {
+    fn listener(&self) -> &UnixListener {
+        self.get_ref()
     }
 }
 

@@ -13,9 +13,11 @@
 //! 3. the grace period (counted from the first signal) runs out, or a third signal comes:
 //!    SIGKILL to the child's process group and every descendant.
 //!
-//! Everything runs on one thread (plus async-io's reactor thread); signals are blocked in
+//! Everything runs on the main thread, in the supervisor's own loop (`event_loop.rs`), plus
+//! async-io's reactor thread for the servers' sockets and the timers; signals are blocked in
 //! every thread and read from a signalfd, so none is lost, even as PID 1 (the kernel queues a
-//! blocked signal to PID 1 where it would drop one with the default action).
+//! blocked signal to PID 1 where it would drop one with the default action). The loop reads
+//! the signalfd itself: the path from a signal to exit never waits for another thread.
 //!
 //! Files: `child.rs` starts, stops, reaps and cleans up after the child; `signals.rs` reads
 //! and dispatches signals; `readiness.rs` follows the child's port; `error.rs` says why the
@@ -39,6 +41,7 @@
 
 mod child;
 mod error;
+mod event_loop;
 mod local_url;
 mod notify;
 mod readiness;
@@ -59,6 +62,7 @@ pub use nix::sys::signal::Signal;
 
 use self::child::Child;
 pub use self::error::RunError;
+use self::event_loop::{EventLoop, LoopListener, LoopRuntime};
 use self::local_url::LocalUrl;
 use self::notify::NotifySocket;
 use self::readiness::ReadyCheck;
@@ -359,7 +363,9 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     if config.raise_child_nofile {
         raise_nofile_limit();
     }
-    let coordinator = plan(&config)?;
+    let event_loop =
+        EventLoop::new().map_err(|e| RunError::Setup(format!("cannot set up events: {e}")))?;
+    let coordinator = plan(&config, &event_loop)?;
     let shutdown = coordinator.handle();
     let after = shutdown.clone();
     let health = health_server(&shutdown, &config)?;
@@ -401,8 +407,18 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         drain_delay: config.drain_delay,
         readiness,
         notify,
+        event_loop: event_loop.clone(),
     };
-    async_io::block_on(supervisor.drive(signals));
+    let (on_signal, by) = (after.clone(), child.clone());
+    let ran = event_loop.block_on(
+        signals.fd(),
+        || signals.handle(&on_signal, &by),
+        supervisor.drive(),
+    );
+    if let Err(error) = ran {
+        child.kill_all();
+        return Err(RunError::Setup(format!("cannot wait for events: {error}")));
+    }
     let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
     record_termination(&child, &after, exit, message_before);
     Ok(exit)
@@ -447,7 +463,7 @@ fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, before: Fil
 }
 
 /// The coordinator: one phase, `stop-child`, bounded by the grace period.
-fn plan(config: &Config) -> Result<ShutdownCoordinator, RunError> {
+fn plan(config: &Config, event_loop: &EventLoop) -> Result<ShutdownCoordinator, RunError> {
     let builder = ShutdownCoordinator::builder()
         .grace_period(config.grace)
         .drain_delay(config.drain_delay)
@@ -462,7 +478,7 @@ fn plan(config: &Config) -> Result<ShutdownCoordinator, RunError> {
         // The phase may use the whole grace period when a second signal skipped the delay;
         // the grace period still bounds the whole shutdown.
         .allow_over_budget()
-        .build(deputy_smol::AsyncIoRuntime)
+        .build(LoopRuntime(event_loop.clone()))
         .map_err(|e| RunError::Setup(e.to_string()))
 }
 
@@ -581,12 +597,13 @@ struct Supervisor {
     drain_delay: Duration,
     readiness: Option<ReadyCheck>,
     notify: Option<NotifySocket>,
+    event_loop: EventLoop,
 }
 
 impl Supervisor {
     /// Runs the signal loop, the servers and the shutdown until the child and its
     /// descendants are gone and the control socket's clients have hung up.
-    async fn drive(self, signals: Signals) {
+    async fn drive(self) {
         let Supervisor {
             coordinator,
             shutdown,
@@ -597,9 +614,9 @@ impl Supervisor {
             drain_delay,
             readiness,
             notify,
+            event_loop,
         } = self;
         let background = background(
-            signals,
             &shutdown,
             &child,
             readiness.as_ref(),
@@ -626,7 +643,9 @@ impl Supervisor {
         let servers = async {
             let control = async {
                 if let Some(control) = control {
-                    control.run().await;
+                    control
+                        .run_with(|listener| LoopListener::new(&event_loop, listener))
+                        .await;
                 }
             };
             let health = async {
@@ -640,10 +659,9 @@ impl Supervisor {
     }
 }
 
-/// What runs beside the shutdown, to the end: the signal loop, readiness and the child's
+/// What runs beside the shutdown, to the end: readiness and the child's
 /// traffic, the notify socket, and the line that says the shutdown started. Never returns.
 async fn background(
-    signals: Signals,
     shutdown: &Shutdown,
     child: &Child,
     readiness: Option<&ReadyCheck>,
@@ -667,14 +685,10 @@ async fn background(
         }
     };
     let _ = join(
-        signals.run(shutdown, child),
-        join(
-            join(readiness, notify),
-            announce(shutdown, child, drain_delay),
-        ),
+        join(readiness, notify),
+        announce(shutdown, child, drain_delay),
     )
     .await;
-    // The signal loop ends only on an error it reported; keep the rest going.
     std::future::pending::<()>().await;
 }
 

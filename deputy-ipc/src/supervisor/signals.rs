@@ -2,7 +2,6 @@
 
 use std::io;
 
-use async_io::Async;
 use deputy_core::{Escalation, Shutdown};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -54,28 +53,34 @@ impl Signals {
         Ok(Signals { fd })
     }
 
-    /// Handles signals until reading them fails (said, then returns).
-    pub(crate) async fn run(self, shutdown: &Shutdown, child: &Child) {
-        if let Err(error) = self.serve(shutdown, child).await {
-            say!("cannot read signals any more: {error}");
+    /// The descriptor to wait on: readable when a signal is pending.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.fd.as_fd()
+    }
+
+    /// Handles every pending signal: SIGCHLD reaps, SIGTERM and SIGINT escalate the
+    /// shutdown, the others go to the child. Called by the supervisor's loop when the
+    /// signalfd is readable; a failure to read is said, once.
+    pub(crate) fn handle(&self, shutdown: &Shutdown, child: &Child) {
+        if let Err(error) = self.serve(shutdown, child) {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| say!("cannot read signals: {error}"));
         }
     }
 
-    async fn serve(self, shutdown: &Shutdown, child: &Child) -> io::Result<()> {
-        let fd = Async::new(self.fd)?;
-        loop {
-            fd.readable().await?;
-            while let Some(info) = fd.get_ref().read_signal()? {
-                let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
-                    continue;
-                };
-                match signal {
-                    Signal::SIGCHLD => child.reap(shutdown),
-                    Signal::SIGTERM | Signal::SIGINT => escalate(shutdown, child, signal),
-                    other => child.forward(other),
-                }
+    fn serve(&self, shutdown: &Shutdown, child: &Child) -> io::Result<()> {
+        while let Some(info) = self.fd.read_signal()? {
+            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            match signal {
+                Signal::SIGCHLD => child.reap(shutdown),
+                Signal::SIGTERM | Signal::SIGINT => escalate(shutdown, child, signal),
+                other => child.forward(other),
             }
         }
+        Ok(())
     }
 }
 
