@@ -37,6 +37,7 @@ mod log_format;
 mod log_limit;
 mod metrics;
 mod paths;
+pub(crate) use paths::own_pid;
 #[cfg(feature = "client")]
 mod procs;
 pub mod protocol;

@@ -108,3 +108,10 @@ pub fn julia_entrypoint_pid(dir: &Path) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// This process's pid, asked of the kernel once (`std::process::id` asks each time; deputy
+/// starts its child with `posix_spawn`, never a `fork` that would run on with a copy).
+pub(crate) fn own_pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}

@@ -31,14 +31,14 @@ pub(crate) fn proc_is_ours() -> bool {
     std::fs::read_link("/proc/self")
         .ok()
         .and_then(|link| link.to_str()?.parse::<u32>().ok())
-        == Some(std::process::id())
+        == Some(crate::own_pid())
 }
 
 #[cfg(feature = "supervisor")]
 /// Whether process `pid` descends from this one: its parents, followed up through /proc,
 /// reach this process. `false` where /proc cannot tell.
 pub(crate) fn is_descendant(pid: u32) -> bool {
-    let own = std::process::id();
+    let own = crate::own_pid();
     if !proc_is_ours() {
         return false;
     }
@@ -59,7 +59,7 @@ pub(crate) fn is_descendant(pid: u32) -> bool {
 /// missing, or it belongs to another PID namespace (`unshare --pid` without a new /proc
 /// mount), where its pids would name the wrong processes.
 pub(crate) fn descendants() -> Option<Vec<Pid>> {
-    let own = std::process::id();
+    let own = crate::own_pid();
     if !proc_is_ours() {
         return None;
     }

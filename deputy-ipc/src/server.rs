@@ -142,21 +142,29 @@ pub struct ControlServer {
 #[derive(Debug)]
 struct Files {
     socket: PathBuf,
-    pid_file: Option<PathBuf>,
+    /// The pid file, and the identity (device, inode) of the one this process wrote.
+    pid_file: Option<(PathBuf, (u64, u64))>,
 }
 
 impl Drop for Files {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.socket);
-        if let Some(pid_file) = &self.pid_file {
-            // Only if it is still ours: another process may have taken the entrypoint over.
-            if crate::entrypoint_pid(pid_file.parent().unwrap_or(Path::new(".")))
-                == Some(std::process::id())
-            {
+        if let Some((pid_file, ours)) = &self.pid_file {
+            // Only if it is still ours: another process may have taken the entrypoint over,
+            // which (as here) writes a new file and renames it over this one. One `stat`
+            // tells, where reading the pid back took six system calls on the way to exit.
+            if identity(pid_file).is_some_and(|now| now == *ours) {
                 let _ = fs::remove_file(pid_file);
             }
         }
     }
+}
+
+/// A file's device and inode, which a rename over it changes.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 impl ControlServer {
@@ -172,7 +180,7 @@ impl ControlServer {
         if !dir.is_dir() {
             return Err(IpcError::NoDirectory { path: dir });
         }
-        let pid = std::process::id();
+        let pid = crate::own_pid();
         let socket = socket_path(&dir, pid);
         let unwritable = |path: &Path| {
             let path = path.to_owned();
@@ -197,8 +205,9 @@ impl ControlServer {
             let pid_file = entrypoint_path(&dir);
             let temporary = dir.join(format!(".deputy-entrypoint.{pid}.tmp"));
             fs::write(&temporary, format!("{pid}\n")).map_err(unwritable(&temporary))?;
+            let written = identity(&temporary);
             fs::rename(&temporary, &pid_file).map_err(unwritable(&pid_file))?;
-            files.pid_file = Some(pid_file);
+            files.pid_file = written.map(|ours| (pid_file, ours));
         }
         tracing::debug!(socket = %socket.display(), "control socket listening");
         Ok(ControlServer {

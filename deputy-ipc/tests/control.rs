@@ -314,6 +314,31 @@ fn a_stale_socket_file_is_replaced_and_the_socket_is_private() {
 }
 
 #[test]
+fn the_pid_file_is_removed_at_the_end_unless_another_process_took_the_entrypoint_over() {
+    let coordinator = fast().build(deputy_smol::AsyncIoRuntime).unwrap();
+    let config = || ServerConfig::default().entrypoint(true);
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = deputy_ipc::entrypoint_path(dir.path());
+
+    let server = ControlServer::bind(&coordinator.handle(), config().dir(dir.path())).unwrap();
+    assert!(pid_file.exists());
+    drop(server);
+    assert!(!pid_file.exists(), "its own pid file is removed");
+
+    let server = ControlServer::bind(&coordinator.handle(), config().dir(dir.path())).unwrap();
+    // Another entrypoint takes over as deputy does: a new file renamed over this one (its
+    // pid may even be this one's, in another PID namespace sharing the volume).
+    let newer = dir.path().join("newer");
+    std::fs::write(&newer, format!("{}\n", std::process::id())).unwrap();
+    std::fs::rename(&newer, &pid_file).unwrap();
+    drop(server);
+    assert!(
+        pid_file.exists(),
+        "another process's pid file is left alone"
+    );
+}
+
+#[test]
 fn setup_errors_name_the_path_and_the_variable() {
     let coordinator = fast().build(deputy_smol::AsyncIoRuntime).unwrap();
     let missing = ControlServer::bind(

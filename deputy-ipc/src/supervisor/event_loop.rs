@@ -365,3 +365,135 @@ impl crate::server::Owns for LoopListener {
         &self.listener
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use futures::channel::oneshot;
+    use futures::future::poll_fn;
+
+    use super::*;
+    use crate::accept::PollReadable;
+
+    /// Runs `test` on its own thread; fails if it has not finished within 10 s (a lost wake
+    /// would leave the loop asleep for ever).
+    fn bounded(test: impl FnOnce() + Send + 'static) {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            test();
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the loop woke up and finished");
+    }
+
+    /// A descriptor that never becomes readable, for `events`.
+    fn quiet() -> OwnedFd {
+        eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap()
+    }
+
+    #[test]
+    fn wakes_from_other_threads_are_never_lost() {
+        bounded(|| {
+            let event_loop = EventLoop::new().unwrap();
+            let events = quiet();
+            for round in 0..500 {
+                let (sender, receiver) = oneshot::channel();
+                let waker = std::thread::spawn(move || {
+                    // Some rounds wake while the loop polls, some while it sleeps.
+                    if round % 2 == 0 {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    sender.send(round).unwrap();
+                });
+                let got = event_loop.block_on(events.as_fd(), || {}, receiver);
+                assert_eq!(got.unwrap().unwrap(), round);
+                waker.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn deadlines_end_the_sleep_nearest_first() {
+        bounded(|| {
+            let event_loop = EventLoop::new().unwrap();
+            let runtime = LoopRuntime(event_loop.clone());
+            let start = Instant::now();
+            let (near, far) = (
+                runtime.sleep_until(start + Duration::from_millis(30)),
+                runtime.sleep_until(start + Duration::from_millis(60)),
+            );
+            let events = quiet();
+            let first =
+                event_loop.block_on(events.as_fd(), || {}, futures::future::select(far, near));
+            assert!(matches!(first.unwrap(), futures::future::Either::Right(_)));
+            assert!(start.elapsed() >= Duration::from_millis(30));
+            assert!(
+                event_loop.waits().is_empty(),
+                "the dropped deadline is forgotten"
+            );
+        });
+    }
+
+    #[test]
+    fn events_are_handed_to_on_event_and_descriptors_waited_on_wake_their_future() {
+        bounded(|| {
+            use std::os::unix::net::{UnixListener, UnixStream};
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("socket");
+            let listener = UnixListener::bind(&path).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let event_loop = EventLoop::new().unwrap();
+            let listener = LoopListener::new(&event_loop, listener).unwrap();
+            let events = quiet();
+            let client = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                UnixStream::connect(&path).unwrap();
+                // And a signal-like event, after the connection.
+                rustix::io::write(&events, &1u64.to_ne_bytes()).unwrap();
+                events
+            });
+            let accept = poll_fn(|cx| {
+                use crate::server::Owns as _;
+                loop {
+                    match listener.listener().accept() {
+                        Ok(_) => return Poll::Ready(()),
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => panic!("{error}"),
+                    }
+                    if listener.poll_readable(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            });
+            let events_fd = quiet();
+            event_loop
+                .block_on(events_fd.as_fd(), || {}, accept)
+                .unwrap();
+            let events = client.join().unwrap();
+            let handled = std::cell::Cell::new(0);
+            event_loop
+                .block_on(
+                    events.as_fd(),
+                    || {
+                        let mut count = [0u8; 8];
+                        if rustix::io::read(&events, &mut count).is_ok() {
+                            handled.set(handled.get() + 1);
+                        }
+                    },
+                    poll_fn(|_| {
+                        if handled.get() > 0 {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending
+                        }
+                    }),
+                )
+                .unwrap();
+            assert_eq!(handled.get(), 1);
+        });
+    }
+}

@@ -13,11 +13,13 @@
 //! 3. the grace period (counted from the first signal) runs out, or a third signal comes:
 //!    SIGKILL to the child's process group and every descendant.
 //!
-//! Everything runs on the main thread, in the supervisor's own loop (`event_loop.rs`), plus
-//! async-io's reactor thread for the servers' sockets and the timers; signals are blocked in
-//! every thread and read from a signalfd, so none is lost, even as PID 1 (the kernel queues a
-//! blocked signal to PID 1 where it would drop one with the default action). The loop reads
-//! the signalfd itself: the path from a signal to exit never waits for another thread.
+//! Everything runs on the main thread, in the supervisor's own loop (`event_loop.rs`): it
+//! reads the signalfd, watches the control socket's listener and keeps the coordinator's
+//! timers, so by default deputy has one thread and the path from a signal to exit never
+//! waits for another. async-io's reactor thread starts only for what needs it (a client of
+//! the control socket, the health port, the notify socket, readiness checks). Signals are
+//! blocked in every thread and read from a signalfd, so none is lost, even as PID 1 (the
+//! kernel queues a blocked signal to PID 1 where it would drop one with the default action).
 //!
 //! Files: `child.rs` starts, stops, reaps and cleans up after the child; `signals.rs` reads
 //! and dispatches signals; `readiness.rs` follows the child's port; `error.rs` says why the
@@ -85,8 +87,7 @@ pub(crate) use say;
 /// (stderr may be closed).
 pub fn say_line(message: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
-    static FORMAT: std::sync::OnceLock<crate::LogFormat> = std::sync::OnceLock::new();
-    let line = match FORMAT.get_or_init(crate::LogFormat::from_env) {
+    let line = match log_format() {
         crate::LogFormat::Json => {
             let mut line = serde_json::json!({
                 "timestamp": humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
@@ -101,6 +102,13 @@ pub fn say_line(message: std::fmt::Arguments<'_>) {
         _ => format!("deputy: {message}\n"),
     };
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The format of deputy's lines, decided once (`run` decides it before the child starts,
+/// so that the first line said on the way to exit does not pay for the terminal check).
+fn log_format() -> &'static crate::LogFormat {
+    static FORMAT: std::sync::OnceLock<crate::LogFormat> = std::sync::OnceLock::new();
+    FORMAT.get_or_init(crate::LogFormat::from_env)
 }
 
 /// How to supervise a program: [`Config::new`] gives `deputy run`'s defaults.
@@ -351,6 +359,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     // message changes it (compared by contents' identity, not by time: file times come from
     // a coarse clock that can lag this one by milliseconds).
     let message_before = termination_file_state();
+    let _ = log_format();
     // First, before any thread exists: every thread inherits the blocked mask.
     let signals =
         Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;

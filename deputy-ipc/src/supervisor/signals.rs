@@ -69,18 +69,33 @@ impl Signals {
         }
     }
 
+    /// Reads up to 8 signals a time: a short read means none is left, so the usual wake (one
+    /// signal) takes one `read`, not a second one to see `EAGAIN`.
     fn serve(&self, shutdown: &Shutdown, child: &Child) -> io::Result<()> {
-        while let Some(info) = self.fd.read_signal()? {
-            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
-                continue;
+        const RECORD: usize = std::mem::size_of::<nix::sys::signalfd::siginfo>();
+        let mut buffer = [0u8; 8 * RECORD];
+        loop {
+            let read = match rustix::io::read(&self.fd, &mut buffer) {
+                Ok(read) => read,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Ok(()),
+                Err(error) => return Err(error.into()),
             };
-            match signal {
-                Signal::SIGCHLD => child.reap(shutdown),
-                Signal::SIGTERM | Signal::SIGINT => escalate(shutdown, child, signal),
-                other => child.forward(other),
+            for record in buffer[..read].chunks_exact(RECORD) {
+                // `ssi_signo` is the record's first field.
+                let number = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]);
+                match Signal::try_from(number as i32) {
+                    Ok(Signal::SIGCHLD) => child.reap(shutdown),
+                    Ok(signal @ (Signal::SIGTERM | Signal::SIGINT)) => {
+                        escalate(shutdown, child, signal);
+                    }
+                    Ok(other) => child.forward(other),
+                    Err(_) => {}
+                }
+            }
+            if read < buffer.len() {
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 

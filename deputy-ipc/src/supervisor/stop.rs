@@ -253,14 +253,25 @@ struct Sockets {
 }
 
 impl Sockets {
-    /// One listing of `dir` (nothing if it cannot be read).
+    /// One listing of `dir` (nothing if it cannot be read). Read with `getdents64` into a
+    /// buffer on the stack: four system calls, where `read_dir` also maps and unmaps a
+    /// buffer (this is on the way from the stop signal to exit).
     fn list(dir: &Path) -> Sockets {
+        use rustix::fs::{Mode, OFlags, RawDir};
+        use std::mem::MaybeUninit;
+        use std::os::unix::ffi::OsStrExt as _;
         let mut sockets = Sockets::default();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            if let Some(pid) = crate::socket_pid(&name) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let Ok(fd) = rustix::fs::open(dir, flags, Mode::empty()) else {
+            return sockets;
+        };
+        let mut buffer = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut entries = RawDir::new(fd, &mut buffer);
+        while let Some(Ok(entry)) = entries.next() {
+            let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+            if let Some(pid) = crate::socket_pid(name) {
                 sockets.deputy.push(pid);
-            } else if let Some(pid) = crate::julia_socket_pid(&name) {
+            } else if let Some(pid) = crate::julia_socket_pid(name) {
                 sockets.julia.push(pid);
             }
         }
@@ -271,7 +282,7 @@ impl Sockets {
     /// own) and deputy itself: a walk up each one's parents, no scan of /proc, which holds
     /// hundreds of processes outside a container.
     fn descendants(&self, pids: &[u32], child: u32) -> Vec<Pid> {
-        let tried = [child, std::process::id()];
+        let tried = [child, crate::own_pid()];
         pids.iter()
             .filter(|pid| !tried.contains(pid) && procs::is_descendant(**pid))
             .map(|&pid| Pid::from_raw(pid as i32))
