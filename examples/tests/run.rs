@@ -981,3 +981,73 @@ fn an_adaptive_drain_delay_waits_out_new_connections_to_the_childs_port() {
         .unwrap_or_else(|| panic!("no last new connection in: {message}"));
     assert!((1.5..3.0).contains(&last), "{message}");
 }
+
+/// The options from the environment, under the names services on the deputy library read:
+/// deputy takes them, and the child does not see them (it would bind the same health port,
+/// or run a second drain delay), while the rest of the environment (PORT) reaches it.
+#[test]
+fn options_come_from_the_environment_and_the_child_does_not_see_them() {
+    let health = free_port();
+    let health_text = health.to_string();
+    let mut deputy = deputy_run_with_env(
+        &[
+            "--",
+            "sh",
+            "-c",
+            &format!("env | grep -E '^(PORT|DEPUTY_)' | sort; {IGNORES_TERM}"),
+        ],
+        &[
+            ("DEPUTY_GRACE_PERIOD", "1500ms"),
+            ("DEPUTY_DRAIN_DELAY", "0s"),
+            ("DEPUTY_HEALTH_CHECK_PORT", &health_text),
+            ("DEPUTY_NO_CONTROL_SOCKET", "true"),
+            ("PORT", "8080"),
+        ],
+    );
+    let mut seen = Vec::new();
+    loop {
+        let line = deputy.next_out();
+        if line.contains("ready") {
+            break;
+        }
+        seen.push(line);
+    }
+    assert_eq!(seen, ["DEPUTY_ENTRYPOINT=0", "PORT=8080"]);
+    // deputy took the health port, and serves it.
+    assert_eq!(http_status(health, "GET", "/health/ready"), 200);
+    let sent = Instant::now();
+    deputy.signal(Sig::TERM);
+    let (code, _, err) = deputy.finish().texts();
+    assert_eq!(code, 137, "{err}");
+    assert_said(
+        &err,
+        &[
+            "stopping process",
+            "the grace period of 1s 500ms is over: killing process group",
+        ],
+    );
+    // DEPUTY_DRAIN_DELAY=0s, not the default 5s.
+    assert!(!err.contains(" in 5s"), "{err}");
+    assert!(sent.elapsed() >= Duration::from_millis(1500), "{err}");
+}
+
+/// The command line wins over the environment.
+#[test]
+fn the_command_line_wins_over_the_environment() {
+    let deputy = deputy_run_with_env(
+        &[
+            "--no-control-socket",
+            "--grace",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+        &[("DEPUTY_GRACE_PERIOD", "0s"), ("DEPUTY_MAP_EXIT", "3=4,5")],
+    );
+    let (code, _, err) = deputy.finish().texts();
+    // DEPUTY_GRACE_PERIOD=0s would be refused; the command line's 10s is taken, and the
+    // environment's mappings apply (3 becomes 4).
+    assert_eq!(code, 4, "{err}");
+}

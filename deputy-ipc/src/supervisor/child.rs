@@ -58,10 +58,10 @@ impl Child {
     /// Starts `command` (see [`spawn`]) as the supervised child.
     pub(crate) fn spawn(
         command: &[OsString],
-        extra_env: &[(OsString, OsString)],
+        env: (&[(OsString, OsString)], &[OsString]),
         plan: StopPlan,
     ) -> Result<Child, RunError> {
-        let pid = spawn(command, extra_env)?;
+        let pid = spawn(command, env)?;
         let terminal = give_terminal(pid);
         Ok(Child {
             pid,
@@ -259,10 +259,10 @@ impl Child {
 
 /// Starts `command` in its own process group, with an empty signal mask, every signal at its
 /// default disposition (ignored ones included: an ignore survives exec), deputy's stdio, and
-/// deputy's environment with `extra_env` on top.
+/// deputy's environment without the `withheld` variables, with `extra_env` on top.
 pub(super) fn spawn(
     command: &[OsString],
-    extra_env: &[(OsString, OsString)],
+    (extra_env, withheld): (&[(OsString, OsString)], &[OsString]),
 ) -> Result<Pid, RunError> {
     let program = command[0].to_string_lossy().into_owned();
     let args = command
@@ -271,7 +271,9 @@ pub(super) fn spawn(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| RunError::Usage("the command holds a NUL byte".to_owned()))?;
     let env = std::env::vars_os()
-        .filter(|(key, _)| !extra_env.iter().any(|(extra, _)| extra == key))
+        .filter(|(key, _)| {
+            !withheld.contains(key) && !extra_env.iter().any(|(extra, _)| extra == key)
+        })
         .chain(extra_env.iter().cloned())
         .filter_map(|(key, value)| {
             let mut pair = key.into_vec();

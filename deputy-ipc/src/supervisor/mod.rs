@@ -189,6 +189,11 @@ pub struct Config {
     /// (systemd's `EXTEND_TIMEOUT_USEC`, with `notify`); the grace period bounds it all.
     /// Default: none, the grace period alone.
     pub stop_timeout: Option<Duration>,
+    /// Environment variables the child does not get: those deputy took its settings from
+    /// (`deputy run` lists the ones set among its options' variables), so that a child
+    /// that reads the same names (a service on the deputy library, K8sDeputy.jl) neither
+    /// binds the same health port nor runs a second drain delay.
+    pub withheld_env: Vec<OsString>,
     /// The program and its arguments.
     pub command: Vec<OsString>,
 }
@@ -219,6 +224,7 @@ impl Config {
             stop_command: None,
             stop_url: None,
             stop_timeout: None,
+            withheld_env: Vec::new(),
             command: command.into_iter().map(Into::into).collect(),
         }
     }
@@ -389,7 +395,11 @@ pub fn run(config: Config) -> Result<i32, RunError> {
         .flatten();
     let mut env = child_env(&config);
     env.extend(notify.iter().flat_map(NotifySocket::env));
-    let child = Arc::new(Child::spawn(&config.command, &env, stop)?);
+    let child = Arc::new(Child::spawn(
+        &config.command,
+        (&env, &config.withheld_env),
+        stop,
+    )?);
     // After the start, so the child keeps the limit deputy was given (unless told
     // otherwise): a flood of connections to the health port or the control socket should
     // not find deputy at a soft limit of 1,024 descriptors.

@@ -113,7 +113,8 @@ impl Child {
     async fn run_stop_command(&self, command: &[OsString]) -> bool {
         let shown = shown(command);
         let child_pid: OsString = self.pid.as_raw().to_string().into();
-        let pid = match super::child::spawn(command, &[("DEPUTY_CHILD_PID".into(), child_pid)]) {
+        let env = [("DEPUTY_CHILD_PID".into(), child_pid)];
+        let pid = match super::child::spawn(command, (&env, &[])) {
             Ok(pid) => pid,
             Err(error) => {
                 say!("--stop-command failed: {error}");

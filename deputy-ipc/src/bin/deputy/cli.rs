@@ -101,10 +101,18 @@ Examples:
 Images whose STOPSIGNAL is SIGQUIT (nginx): set STOPSIGNAL SIGTERM and --stop-signal QUIT,
 so the drain delay runs before nginx gets its QUIT.
 
+Every option can also be set from the environment, by the DEPUTY_ name its help shows
+(DEPUTY_HEALTH_CHECK_PORT, DEPUTY_DRAIN_DELAY and DEPUTY_GRACE_PERIOD are the names services
+that use the deputy library read, and K8sDeputy.jl's); the command line wins. deputy takes
+those variables for itself: the child does not see them (nor DEPUTY_METRICS when deputy
+serves /metrics), so a child that uses deputy too neither binds the same health port nor
+runs a second drain delay. To give the child a value of its own, set it in the command:
+  deputy run --health-port 8081 -- env DEPUTY_HEALTH_CHECK_PORT=8082 julia app.jl
+
 The child runs in its own process group, with an empty signal mask and default signal
-dispositions, deputy's stdin/stdout/stderr and environment (plus DEPUTY_ENTRYPOINT=0, so a
-child that uses deputy leaves the entrypoint pid file to the supervisor, and DEPUTY_IPC_DIR
-when --ipc-dir is given). At a terminal (docker run -it) the child's group gets the
+dispositions, deputy's stdin/stdout/stderr and environment (but for the variables above;
+plus DEPUTY_ENTRYPOINT=0, so a child that uses deputy leaves the entrypoint pid file to the
+supervisor, and DEPUTY_IPC_DIR when --ipc-dir is given). At a terminal (docker run -it) the child's group gets the
 terminal's foreground, as with tini: Ctrl-C then goes to the child itself. deputy reaps every
 zombie: as PID 1, and otherwise as a child subreaper (unless --no-subreaper).
 
@@ -131,6 +139,31 @@ pub(crate) const DEFAULT_STOP_SIGNAL: &str = "TERM";
 /// `--cleanup-timeout`'s default.
 pub(crate) const DEFAULT_CLEANUP_TIMEOUT: &str = "2s";
 
+/// The environment variables `deputy run`'s options are also read from (each `--help` lists
+/// its own). deputy takes them for itself: the child does not see those that are set (see
+/// `RUN_ABOUT`).
+pub(crate) const RUN_ENV: [&str; 19] = [
+    "DEPUTY_GRACE_PERIOD",
+    "DEPUTY_DRAIN_DELAY",
+    "DEPUTY_STOP_SIGNAL",
+    "DEPUTY_DRAIN_DELAY_MAX",
+    "DEPUTY_QUIET_PERIOD",
+    "DEPUTY_GROUP",
+    "DEPUTY_CLEANUP_TIMEOUT",
+    "DEPUTY_HEALTH_CHECK_PORT",
+    "DEPUTY_READY_PORT",
+    "DEPUTY_READY_URL",
+    "DEPUTY_MAP_EXIT",
+    "DEPUTY_NO_CONTROL_SOCKET",
+    "DEPUTY_NO_SUBREAPER",
+    "DEPUTY_NOTIFY",
+    "DEPUTY_WATCHDOG",
+    "DEPUTY_STOP_COMMAND",
+    "DEPUTY_STOP_URL",
+    "DEPUTY_STOP_TIMEOUT",
+    "DEPUTY_RAISE_CHILD_NOFILE",
+];
+
 /// The options of `deputy run`.
 #[derive(Debug, PartialEq, Args)]
 pub(crate) struct RunArgs {
@@ -138,55 +171,60 @@ pub(crate) struct RunArgs {
     /// cleanup. The default leaves 5 s of Kubernetes' default terminationGracePeriodSeconds
     /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL. For example
     /// `--grace 55s` with terminationGracePeriodSeconds: 60.
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_GRACE_PERIOD", value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = humantime::parse_duration)]
     pub(crate) grace: Duration,
     /// How long the child keeps serving after the first signal, readiness off, before it is
     /// asked to stop: the time endpoints take to stop sending traffic. For example
     /// `--drain-delay 10s`, or `0s` outside Kubernetes.
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY", value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
     pub(crate) drain_delay: Duration,
     /// The signal that asks the child to stop when it has no deputy control socket (a name
     /// like TERM, SIGQUIT, or a number). For example `--stop-signal QUIT` for nginx.
-    #[arg(long, value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
+    #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
     pub(crate) stop_signal: Signal,
     /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
     /// once no new connection to the child's port (--ready-port or --ready-url's) has come
     /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
     /// client that keeps its connection open is not new traffic. Not for a service with rare
     /// traffic. For example `--ready-port 8080 --drain-delay 2s --drain-delay-max 15s`.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) drain_delay_max: Option<Duration>,
     /// With --drain-delay-max: how long without a new connection ends the drain delay. For
     /// example `--quiet-period 2s`.
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_QUIET_PERIOD, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_QUIET_PERIOD", value_name = "DURATION", default_value = DEFAULT_QUIET_PERIOD, value_parser = humantime::parse_duration)]
     pub(crate) quiet_period: Duration,
     /// Send the stop signal and forwarded signals to the child's whole process group, not
     /// only to the child: for a shell script whose workers should all get them
     /// (`--group -- sh run.sh`).
-    #[arg(long)]
+    #[arg(long, env = "DEPUTY_GROUP")]
     pub(crate) group: bool,
     /// After the child exits, how long the descendants it left get between SIGTERM and
     /// SIGKILL. For example `--cleanup-timeout 500ms`.
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_CLEANUP_TIMEOUT", value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
     pub(crate) cleanup_timeout: Duration,
     /// Serve /health/live and /health/ready on this port (all addresses): ready while
     /// running (see --ready-port), not ready from the first signal on. For example
     /// `--health-port 8081`, with the pod's probes on /health/ready and /health/live.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, env = "DEPUTY_HEALTH_CHECK_PORT", value_name = "PORT")]
     pub(crate) health_port: Option<u16>,
     /// Ready only while the child accepts TCP connections on this port of 127.0.0.1 (checked
     /// every 200 ms until it does, then every second), so a pod gets no traffic before the
     /// child listens. Without it, ready from the start. For example `--ready-port 8080`.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, env = "DEPUTY_READY_PORT", value_name = "PORT")]
     pub(crate) ready_port: Option<u16>,
     /// Ready only while GET on this URL of the child's answers 2xx, checked like
     /// --ready-port: more precise (a port can accept before the program is ready). For
     /// example `--ready-url http://127.0.0.1:8080/healthz`.
-    #[arg(long, value_name = "URL", conflicts_with = "ready_port")]
+    #[arg(
+        long,
+        env = "DEPUTY_READY_URL",
+        value_name = "URL",
+        conflicts_with = "ready_port"
+    )]
     pub(crate) ready_url: Option<String>,
     /// Map the child's exit code FROM to TO (default 0), like tini's -e; repeat it for more
     /// codes. For example `--map-exit 143` makes a child killed by SIGTERM count as success.
-    #[arg(long = "map-exit", value_name = "FROM[=TO]", value_parser = supervisor::parse_mapping)]
+    #[arg(long = "map-exit", env = "DEPUTY_MAP_EXIT", value_delimiter = ',', value_name = "FROM[=TO]", value_parser = supervisor::parse_mapping)]
     pub(crate) map_exit: Vec<(i32, i32)>,
     /// Where to put the control socket, and where the child's is looked for (default:
     /// $DEPUTY_IPC_DIR, else /run). For example `--ipc-dir /tmp` where /run is not
@@ -195,12 +233,12 @@ pub(crate) struct RunArgs {
     pub(crate) ipc_dir: Option<PathBuf>,
     /// Do not serve a control socket (`deputy terminate` then cannot reach this process):
     /// for a read-only filesystem with no tmpfs to put it on.
-    #[arg(long)]
+    #[arg(long, env = "DEPUTY_NO_CONTROL_SOCKET")]
     pub(crate) no_control_socket: bool,
     /// When not PID 1, do not become a child subreaper: orphaned descendants then go to
     /// PID 1 instead of being reaped and cleaned up by deputy (for deputy under a shell that
     /// expects to reap them itself).
-    #[arg(long)]
+    #[arg(long, env = "DEPUTY_NO_SUBREAPER")]
     pub(crate) no_subreaper: bool,
     /// Serve /metrics on --health-port: the shutdown in Prometheus' text format (state,
     /// work in flight, triggers, propagation, each phase's duration and outcome). Also
@@ -212,35 +250,40 @@ pub(crate) struct RunArgs {
     /// STOPPING=1, RELOADING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=n. For a daemon that
     /// already calls sd_notify, or `systemd-notify --ready` in a script. Exclusive with
     /// --ready-port and --ready-url.
-    #[arg(long, conflicts_with_all = ["ready_port", "ready_url"])]
+    #[arg(long, env = "DEPUTY_NOTIFY", conflicts_with_all = ["ready_port", "ready_url"])]
     pub(crate) notify: bool,
     /// With --notify: give the child WATCHDOG_USEC, and fail /health/live when this passes
     /// without a WATCHDOG=1 (from its READY=1 on), so the kubelet restarts a hung child.
     /// For example `--notify --watchdog 30s`.
-    #[arg(long, value_name = "DURATION", requires = "notify", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_WATCHDOG", value_name = "DURATION", requires = "notify", value_parser = humantime::parse_duration)]
     pub(crate) watchdog: Option<Duration>,
     /// Ask the child to stop by running this command instead of sending a signal, then wait
     /// for the child to exit. Split into words as a shell would, run without a shell (write
     /// `sh -c '...'` for one), with DEPUTY_CHILD_PID set. If it fails or runs over 10 s, the
     /// stop signal is sent. For example `--stop-command 'nginx -s quit'`.
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(long, env = "DEPUTY_STOP_COMMAND", value_name = "COMMAND")]
     pub(crate) stop_command: Option<String>,
     /// Ask the child to stop with a POST to this URL of its own, then wait for it to exit;
     /// unless it answers 2xx within 10 s, the stop signal is sent. For example
     /// `--stop-url http://127.0.0.1:15000/quitquitquit` (Envoy).
-    #[arg(long, value_name = "URL", conflicts_with = "stop_command")]
+    #[arg(
+        long,
+        env = "DEPUTY_STOP_URL",
+        value_name = "URL",
+        conflicts_with = "stop_command"
+    )]
     pub(crate) stop_url: Option<String>,
     /// SIGKILL the child (its process group and descendants) if it has not exited this long
     /// after it was asked to stop, unless it asks for more with EXTEND_TIMEOUT_USEC
     /// (--notify); --grace still bounds the whole shutdown. Default: --grace alone. For
     /// example `--stop-timeout 10s`.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_STOP_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) stop_timeout: Option<Duration>,
     /// Start the child with the raised open-files limit too. deputy raises its own soft
     /// RLIMIT_NOFILE to the hard limit (as Go does) after starting the child, which keeps the
     /// limit deputy was given. For a child that needs many connections and does not raise
     /// the limit itself (most runtimes other than Go and Java).
-    #[arg(long)]
+    #[arg(long, env = "DEPUTY_RAISE_CHILD_NOFILE")]
     pub(crate) raise_child_nofile: bool,
     /// The program to run and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
@@ -300,6 +343,31 @@ mod tests {
                 arg.get_long().unwrap_or_default()
             );
         }
+    }
+
+    #[test]
+    fn every_run_option_has_its_variable_and_the_list_is_complete() {
+        let command = Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        let mut named: Vec<String> = run
+            .get_arguments()
+            // --ipc-dir's default is $DEPUTY_IPC_DIR already; --metrics reads DEPUTY_METRICS
+            // itself (only where there is a health port to serve it on).
+            .filter(|arg| {
+                arg.get_long()
+                    .is_some_and(|long| !["ipc-dir", "metrics", "help"].contains(&long))
+            })
+            .map(|arg| {
+                let env = arg.get_env().unwrap_or_else(|| {
+                    panic!("--{} has no variable", arg.get_long().unwrap_or_default())
+                });
+                env.to_string_lossy().into_owned()
+            })
+            .collect();
+        named.sort();
+        let mut listed: Vec<String> = RUN_ENV.iter().map(|name| (*name).to_owned()).collect();
+        listed.sort();
+        assert_eq!(named, listed);
     }
 
     #[test]

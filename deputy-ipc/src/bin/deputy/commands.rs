@@ -15,7 +15,15 @@ use crate::cli::{RunArgs, Target, code};
 pub(crate) fn run(args: RunArgs) -> i32 {
     let mut config = args.into_config();
     // DEPUTY_METRICS=1 asks for /metrics where there is a health port to serve it on.
-    config.metrics |= config.health_port.is_some() && deputy_ipc::metrics_from_env();
+    let metrics_from_env = config.health_port.is_some() && deputy_ipc::metrics_from_env();
+    config.metrics |= metrics_from_env;
+    // What deputy took from the environment is not the child's (see RUN_HELP).
+    config.withheld_env = crate::cli::RUN_ENV
+        .iter()
+        .chain(metrics_from_env.then_some(&deputy_ipc::METRICS_ENV))
+        .filter(|name| std::env::var_os(name).is_some())
+        .map(Into::into)
+        .collect();
     let result = match shutdown_token(config.health_port.is_some()) {
         Ok(token) => {
             config.shutdown_token = token;

@@ -4,8 +4,8 @@
 //! build): a third of what `deputy run -- true` adds to a bare `true`, on every container
 //! start. This reads the arguments an entrypoint gives; whatever it would not take exactly as
 //! clap does (help, version, short or unknown options, a missing, empty or bad value, an
-//! option given twice, a value that starts with `-`) makes it return `None`, and clap parses
-//! instead, with its messages. A property test checks that whenever this returns arguments,
+//! option given twice, a value that starts with `-`, an option's variable set in the
+//! environment) makes it return `None`, and clap parses instead, with its messages. A property test checks that whenever this returns arguments,
 //! clap returns the same.
 
 use std::ffi::OsString;
@@ -21,6 +21,13 @@ use crate::cli::{
 
 /// Reads the arguments after `run`; `None` means "let clap do it".
 pub(crate) fn quick_parse(args: &[OsString]) -> Option<RunArgs> {
+    // Options from the environment are clap's to read.
+    if crate::cli::RUN_ENV
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    {
+        return None;
+    }
     let mut parsed = defaults()?;
     let mut seen: Vec<&str> = Vec::new();
     let mut at = 0;
