@@ -10,7 +10,7 @@
 //! After a SIGTERM (or Ctrl-C) to deputy, readiness is off on :8081 while plain-server goes on
 //! answering on :8080 for the drain delay; then deputy sends it SIGTERM.
 //!
-//! Options: `--port N` (default 8080, 0 for any free port). It prints one line when it
+//! Options: `--port N` (default `$PORT`, else 8080; 0 for any free port). It prints one line when it
 //! listens: `plain-server: listening on <address>, pid <pid>`. `GET /work?ms=N` answers after
 //! N milliseconds (a slow request); any other request at once.
 
@@ -19,7 +19,13 @@ use std::net::{TcpListener, TcpStream};
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let mut port = deputy_examples::http_service::PORT;
+    let mut port = match std::env::var("PORT") {
+        Ok(text) => text.parse::<u16>().unwrap_or_else(|_| {
+            eprintln!("plain-server: PORT={text} is not a port");
+            std::process::exit(2);
+        }),
+        Err(_) => deputy_examples::http_service::PORT,
+    };
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next().map(|p| p.parse::<u16>())) {
             ("--port", Some(Ok(value))) => port = value,
