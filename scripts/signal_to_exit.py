@@ -3,7 +3,8 @@
 
 Criterion measures one command for seconds, then the next; on a small VM the first command of
 a group is penalised. This alternates the commands instead, one sample of each per round, and
-prints medians and each one's ratio to the last command given.
+prints medians (with the first quartile and the mean) and each one's ratio to the last
+command given, by median and by mean.
 
     python3 scripts/signal_to_exit.py ROUNDS NAME=PATH ...
 
@@ -81,10 +82,15 @@ def main():
         for name, path in commands.items():
             times[name].append(one(command(name, path, ipc)))
     last = statistics.median(times[list(commands)[-1]])
+    last_mean = statistics.mean(times[list(commands)[-1]])
     for name, samples in times.items():
         median = statistics.median(samples)
         quartile = statistics.quantiles(samples, n=4)[0]
-        print(f"{name:24} median {median:7.0f} µs  p25 {quartile:7.0f}  ratio {median / last:.2f}")
+        mean = statistics.mean(samples)
+        print(
+            f"{name:24} median {median:7.0f} µs  p25 {quartile:7.0f}  mean {mean:7.0f}"
+            f"  ratio {median / last:.2f} (by mean {mean / last_mean:.2f})"
+        )
 
 
 if __name__ == "__main__":

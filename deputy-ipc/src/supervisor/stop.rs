@@ -60,9 +60,12 @@ impl Child {
             return;
         }
         let asked_at = Instant::now();
+        // The ways that talk to the child are boxed, each where it is taken: inline, their
+        // futures (an HTTP client's) would make the stop hook's future tens of KiB, which
+        // musl's allocator maps and unmaps on the way from the signal to exit.
         let asked = match &self.plan.way {
-            Some(StopWay::Command(command)) => self.run_stop_command(command).await,
-            Some(StopWay::Url(url)) => self.call_stop_url(url).await,
+            Some(StopWay::Command(command)) => Box::pin(self.run_stop_command(command)).await,
+            Some(StopWay::Url(url)) => Box::pin(self.call_stop_url(url)).await,
             None => self.ask_over_sockets().await,
         };
         if !asked && !self.exited.is_cancelled() {
@@ -182,20 +185,21 @@ impl Child {
         // have none, and then stopping them costs this one system call.
         let sockets = Sockets::list(&self.plan.ipc_dir);
         let child = self.pid.as_raw() as u32;
-        let mut asked = sockets.deputy.contains(&child) && self.ask_over_socket(self.pid).await;
+        let mut asked =
+            sockets.deputy.contains(&child) && Box::pin(self.ask_over_socket(self.pid)).await;
         if !asked {
             for pid in sockets.descendants(&sockets.deputy, child) {
-                asked |= self.ask_over_socket(pid).await;
+                asked |= Box::pin(self.ask_over_socket(pid)).await;
             }
         }
         // A Julia service with K8sDeputy.jl's `graceful_terminator` (on SIGTERM, Julia
         // prints a stack trace and dies): its own socket, the child's or a descendant's.
         if !asked {
-            asked = sockets.julia.contains(&child) && self.ask_julia(self.pid).await;
+            asked = sockets.julia.contains(&child) && Box::pin(self.ask_julia(self.pid)).await;
         }
         if !asked {
             for pid in sockets.descendants(&sockets.julia, child) {
-                asked |= self.ask_julia(pid).await;
+                asked |= Box::pin(self.ask_julia(pid)).await;
             }
         }
         asked
