@@ -33,6 +33,13 @@ pub enum BuildError {
     /// The adaptive drain delay's settings do not make sense (a maximum under the minimum,
     /// a zero quiet period).
     DrainDelay(&'static str),
+    /// The disconnect window is longer than the drain timeout it runs within.
+    DisconnectWindow {
+        /// The disconnect window.
+        window: Duration,
+        /// The drain timeout.
+        drain_timeout: Duration,
+    },
     /// Drain delay, drain timeout and phase timeouts add up to more than the grace period,
     /// so a slow shutdown would be killed before it could finish.
     /// [`Builder::allow_over_budget`](crate::Builder::allow_over_budget) turns this into a
@@ -53,6 +60,13 @@ impl fmt::Display for BuildError {
             BuildError::DuplicatePhase(name) => write!(f, "phase `{name}` is defined twice"),
             BuildError::UnknownPhase(name) => write!(f, "no phase is named `{name}`"),
             BuildError::DrainDelay(why) => f.write_str(why),
+            BuildError::DisconnectWindow {
+                window,
+                drain_timeout,
+            } => write!(
+                f,
+                "the disconnect window ({window:?}) must not be longer than the drain timeout ({drain_timeout:?}) it runs within"
+            ),
             BuildError::OverBudget {
                 planned,
                 grace_period,

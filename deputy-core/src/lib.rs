@@ -63,6 +63,7 @@
     unreachable_pub
 )]
 
+mod connections;
 mod coordinator;
 pub mod error;
 mod inflight;
@@ -74,6 +75,7 @@ mod sync;
 mod token;
 mod wait;
 
+pub use connections::{Connection, ConnectionsReport, Notice, NoticeFuture, UntilNotice};
 pub use coordinator::{
     Arrival, Builder, DEFAULT_PHASE_TIMEOUT, DrainReport, Escalation, ExitCodes, HookContext,
     HookOutcome, HookOutput, HookReport, Outcome, Phase, PhaseReport, Propagation, Shutdown,

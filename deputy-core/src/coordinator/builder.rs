@@ -59,6 +59,7 @@ pub struct Builder {
     drain_delay_max: Option<Duration>,
     quiet_period: Duration,
     drain_timeout: Duration,
+    disconnect_window: Option<Duration>,
     phases: Vec<Phase>,
     exit_codes: ExitCodes,
     allow_over_budget: bool,
@@ -73,6 +74,7 @@ impl Default for Builder {
             drain_delay_max: None,
             quiet_period: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(15),
+            disconnect_window: None,
             phases: phases::DEFAULTS
                 .iter()
                 .map(|name| Phase::new(*name))
@@ -159,6 +161,31 @@ impl Builder {
         self
     }
 
+    /// Over how long, from the end of the drain delay, long-lived connections
+    /// ([`Shutdown::connection`](crate::Shutdown::connection)) are told to move, one by one,
+    /// evenly and with jitter, so that their reconnections reach the other backends at a
+    /// steady rate (HAProxy's `close-spread-time`). Those still open at the end of the drain
+    /// timeout are told to close at once. Default: half the drain timeout; at most the drain
+    /// timeout.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// // 2,000 WebSockets told to move over 20 s: 100 reconnections a second elsewhere.
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(Duration::from_secs(60))
+    ///     .drain_timeout(Duration::from_secs(30))
+    ///     .disconnect_window(Duration::from_secs(20))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
+    pub fn disconnect_window(mut self, window: Duration) -> Self {
+        self.disconnect_window = Some(window);
+        self
+    }
+
     /// Appends a phase; if a phase of that name exists (a default one, say), sets its timeout
     /// instead, keeping its place.
     pub fn phase(mut self, phase: Phase) -> Self {
@@ -207,7 +234,8 @@ impl Builder {
     /// # Errors
     ///
     /// A [`BuildError`] for a zero grace period, an empty or duplicate phase name, a
-    /// `phase_before`/`phase_after` naming no phase, or a plan over budget.
+    /// `phase_before`/`phase_after` naming no phase, a disconnect window longer than the
+    /// drain timeout, or a plan over budget.
     pub fn build(self, runtime: impl Runtime) -> Result<ShutdownCoordinator, BuildError> {
         if let Some(error) = self.error {
             return Err(error);
@@ -247,12 +275,20 @@ impl Builder {
                 "shutdown plan exceeds the grace period; the end of it may be abandoned"
             );
         }
+        let disconnect_window = self.disconnect_window.unwrap_or(self.drain_timeout / 2);
+        if disconnect_window > self.drain_timeout {
+            return Err(BuildError::DisconnectWindow {
+                window: disconnect_window,
+                drain_timeout: self.drain_timeout,
+            });
+        }
         let plan = Plan {
             grace_period: self.grace_period,
             drain_delay: self.drain_delay,
             drain_delay_max: self.drain_delay_max,
             quiet_period: self.quiet_period,
             drain_timeout: self.drain_timeout,
+            disconnect_window,
             phases: self.phases,
             exit_codes: self.exit_codes,
         };

@@ -294,6 +294,16 @@ impl Shutdown {
         self.shared.in_flight.guard()
     }
 
+    /// Registers a long-lived connection (a WebSocket, an event stream, a streaming call):
+    /// it counts as in flight until the returned [`Connection`](crate::Connection) is
+    /// dropped, and receives its [`Notice`](crate::Notice)s: `Move` once the drain delay is
+    /// over, spread over the [disconnect window](crate::Builder::disconnect_window), and
+    /// `Close` when the drain timeout ends with it still open. One registration costs a
+    /// slab slot and a few atomic operations.
+    pub fn connection(&self) -> crate::Connection {
+        crate::connections::register(&self.shared.connections, self.guard())
+    }
+
     /// Wraps a future so it counts as in flight until it ends (see [`InFlight::track`]).
     pub fn track<F: Future>(&self, future: F) -> Track<F> {
         self.shared.in_flight.track(future)

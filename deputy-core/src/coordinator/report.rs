@@ -2,7 +2,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::state::{DrainOutcome, Ending, PhaseOutcome};
-use crate::{Propagation, Reason, Straggler};
+use crate::{ConnectionsReport, Propagation, Reason, Straggler};
 
 /// The exit codes a [`ShutdownReport`] maps its [`Outcome`] to. Configurable with
 /// [`Builder::exit_codes`](crate::Builder::exit_codes).
@@ -154,6 +154,9 @@ pub struct DrainReport {
     /// ([`Shutdown::guard_named`](crate::Shutdown::guard_named)) by name, the oldest first,
     /// with its age then.
     pub stragglers: Vec<Straggler>,
+    /// The long-lived connections ([`Shutdown::connection`](crate::Shutdown::connection)):
+    /// how many were told to move, how many did, how many were cut at the end.
+    pub connections: ConnectionsReport,
 }
 
 /// One trigger, force or abandon request, in the order they came.
@@ -286,6 +289,10 @@ impl ShutdownReport {
             self.drain.in_flight_at_end,
             self.drain.propagation
         ));
+        let connections = self.drain.connections;
+        if connections.notified + connections.cut > 0 {
+            text.push_str(&format!("{connections}\n"));
+        }
         if !self.drain.stragglers.is_empty() {
             text.push_str(&format!(
                 "still in flight: {}\n",
@@ -361,6 +368,10 @@ impl fmt::Display for ShutdownReport {
             self.drain.in_flight_at_end,
             self.drain.propagation
         )?;
+        let connections = self.drain.connections;
+        if connections.notified + connections.cut > 0 {
+            writeln!(f, "  {connections}")?;
+        }
         if !self.drain.stragglers.is_empty() {
             writeln!(f, "  still in flight: {}", list(&self.drain.stragglers))?;
         }

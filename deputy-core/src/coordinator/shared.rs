@@ -27,6 +27,7 @@ use super::phase::Phase;
 use super::propagation::Arrivals;
 use super::report::{ExitCodes, ShutdownReport, TriggerKind, TriggerRecord};
 use super::status::{Status, Transition};
+use crate::connections::Connections;
 use crate::error::HookError;
 use crate::inflight::Registry;
 use crate::runtime::Runtime;
@@ -45,6 +46,9 @@ pub(crate) struct Plan {
     pub(crate) drain_delay_max: Option<Duration>,
     pub(crate) quiet_period: Duration,
     pub(crate) drain_timeout: Duration,
+    /// Over how long long-lived connections are told to move, from the end of the drain
+    /// delay.
+    pub(crate) disconnect_window: Duration,
     pub(crate) phases: Vec<Phase>,
     pub(crate) exit_codes: ExitCodes,
 }
@@ -69,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) arrivals: Arrivals,
     /// Named work in flight.
     pub(crate) named: std::sync::Arc<Registry>,
+    /// Long-lived connections.
+    pub(crate) connections: crate::sync::Arc<Connections>,
     escalations: Mutex<u32>,
     inner: Mutex<Inner>,
     hooks: Mutex<Hooks>,
@@ -142,6 +148,7 @@ impl Shared {
             message: Mutex::new(None),
             arrivals: Arrivals::new(),
             named: std::sync::Arc::default(),
+            connections: crate::sync::Arc::new(Connections::new()),
             escalations: Mutex::new(0),
             inner: Mutex::new(Inner {
                 machine: Machine::new(count),

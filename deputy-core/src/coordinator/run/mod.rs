@@ -117,18 +117,21 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
         end,
         timer: shared.runtime.sleep_until(end),
     };
-    wait_drain_delay(&shared, triggered_at, &mut budget).await;
-    wait_in_flight(&shared, triggered_at, &mut budget).await;
+    let delay_end = wait_drain_delay(&shared, triggered_at, &mut budget).await;
+    wait_in_flight(&shared, triggered_at, delay_end, &mut budget).await;
+    // However the drain ended, the long-lived connections still open close now.
+    shared.connections.close_all();
     let phases = run_phases(&shared, &mut budget).await;
     let report = report::build(&shared, triggered_at, phases);
     log_outcome(&report);
     shared.finish(report)
 }
 
-/// Draining, first step: keep serving while endpoints stop sending traffic.
-async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut Budget) {
+/// Draining, first step: keep serving while endpoints stop sending traffic. Returns when
+/// the delay ended, as planned (not when this future was last polled).
+async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut Budget) -> Instant {
     if shared.state() != State::Draining || shared.drain_delay_elapsed() {
-        return;
+        return shared.runtime.now();
     }
     let delay = shared.plan.drain_delay;
     tracing::debug!(
@@ -143,7 +146,8 @@ async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut B
             let timer = shared.runtime.sleep_until(end);
             let woke = wait(shared, (State::Draining, None), timer, budget).await;
             if !matches!(woke, Woke::Ready) {
-                return on_wake(shared, woke, Event::DrainDelayElapsed);
+                on_wake(shared, woke, Event::DrainDelayElapsed);
+                return end;
             }
         }
         match quiet_end(shared, triggered_at) {
@@ -152,6 +156,7 @@ async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut B
         }
     }
     on_wake(shared, Woke::Ready, Event::DrainDelayElapsed);
+    end
 }
 
 /// With an adaptive drain delay, when it may end: a quiet period after the last new
@@ -168,8 +173,14 @@ fn quiet_end(shared: &Shared, triggered_at: Instant) -> Option<Instant> {
     Some(end)
 }
 
-/// Draining, second step: wait for the work in flight, up to the drain timeout.
-async fn wait_in_flight(shared: &Shared, triggered_at: Instant, budget: &mut Budget) {
+/// Draining, second step: wait for the work in flight, up to the drain timeout, while the
+/// long-lived connections are told to move from `delay_end` on.
+async fn wait_in_flight(
+    shared: &Shared,
+    triggered_at: Instant,
+    delay_end: Instant,
+    budget: &mut Budget,
+) {
     if shared.state() != State::Draining {
         return;
     }
@@ -183,12 +194,18 @@ async fn wait_in_flight(shared: &Shared, triggered_at: Instant, budget: &mut Bud
     let timeout = shared
         .runtime
         .sleep_until(triggered_at + plan.drain_delay + plan.drain_timeout);
+    // Meanwhile the long-lived connections are told to move, spread over the window from
+    // the end of the delay (which an adaptive delay decides); the spread never ends by
+    // itself, so the drain's own end decides.
+    let spread = shared
+        .connections
+        .spread(&*shared.runtime, delay_end, plan.disconnect_window);
     let mut timed_out = false;
     let end = async {
-        timed_out = matches!(
-            select(shared.in_flight.drained(), timeout).await,
-            Either::Right(_)
-        );
+        let drained = select(shared.in_flight.drained(), timeout);
+        if let Either::Left((Either::Right(_), _)) = select(drained, pin!(spread)).await {
+            timed_out = true;
+        }
     };
     let woke = wait(shared, (State::Draining, None), end, budget).await;
     let event = if timed_out {
