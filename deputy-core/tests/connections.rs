@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use deputy_core::runtime::Runtime;
 use deputy_core::{
-    BuildError, Connection, ManualClock, Notice, Shutdown, ShutdownCoordinator, State,
+    BuildError, Builder, Connection, ManualClock, Notice, Shutdown, ShutdownCoordinator, State,
 };
 use futures::executor::LocalPool;
 use futures::task::LocalSpawnExt;
@@ -17,11 +17,20 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// Drain delay 1 s, drain timeout 10 s, disconnect window 4 s, running on `pool`.
 fn coordinator(clock: &ManualClock, pool: &LocalPool) -> Shutdown {
-    let coordinator = ShutdownCoordinator::builder()
+    running(
+        ShutdownCoordinator::builder()
+            .drain_delay(Duration::from_secs(1))
+            .disconnect_window(Duration::from_secs(4)),
+        clock,
+        pool,
+    )
+}
+
+/// `builder` with a 30 s grace period and a 10 s drain timeout, running on `pool`.
+fn running(builder: Builder, clock: &ManualClock, pool: &LocalPool) -> Shutdown {
+    let coordinator = builder
         .grace_period(Duration::from_secs(30))
-        .drain_delay(Duration::from_secs(1))
         .drain_timeout(Duration::from_secs(10))
-        .disconnect_window(Duration::from_secs(4))
         .build(clock.clone())
         .unwrap();
     let shutdown = coordinator.handle();
@@ -216,18 +225,8 @@ fn a_window_longer_than_the_drain_timeout_is_refused() {
 #[test]
 fn the_default_window_is_half_the_drain_timeout() {
     let (clock, mut pool) = (ManualClock::new(), LocalPool::new());
-    let coordinator = ShutdownCoordinator::builder()
-        .grace_period(Duration::from_secs(30))
-        .drain_delay(Duration::ZERO)
-        .drain_timeout(Duration::from_secs(10))
-        .build(clock.clone())
-        .unwrap();
-    let shutdown = coordinator.handle();
-    pool.spawner()
-        .spawn_local(async move {
-            coordinator.run().await;
-        })
-        .unwrap();
+    let builder = ShutdownCoordinator::builder().drain_delay(Duration::ZERO);
+    let shutdown = running(builder, &clock, &pool);
     let noticed = connections_that_move(&shutdown, &pool, &clock, 10);
     shutdown.trigger("deploy");
     run_to_done(&clock, &mut pool, &shutdown);

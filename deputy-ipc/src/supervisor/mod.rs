@@ -366,18 +366,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     // a coarse clock that can lag this one by milliseconds).
     let message_before = termination_file_state();
     let _ = log_format();
-    // First, before any thread exists: every thread inherits the blocked mask.
-    let signals =
-        Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
-    if std::process::id() != 1
-        && config.subreaper
-        && let Err(error) = nix::sys::prctl::set_child_subreaper(true)
-    {
-        say!("cannot become a child subreaper ({error}); orphans will go to PID 1");
-    }
-    if config.raise_child_nofile {
-        raise_nofile_limit();
-    }
+    let signals = take_process_duties(&config)?;
     let event_loop =
         EventLoop::new().map_err(|e| RunError::Setup(format!("cannot set up events: {e}")))?;
     let coordinator = plan(&config, &event_loop)?;
@@ -409,13 +398,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     if readiness.is_none() && notify.is_none() {
         shutdown.ready();
     }
-    let stopping = child.clone();
-    coordinator
-        .hook(child::PHASE, "child", move |_ctx| async move {
-            stopping.stop().await;
-            stopping.clean_up().await;
-        })
-        .expect("the plan has the stop-child phase");
+    hook_child_stop(&coordinator, child.clone());
     let supervisor = Supervisor {
         coordinator,
         shutdown,
@@ -441,6 +424,34 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
     record_termination(&child, &after, exit, message_before);
     Ok(exit)
+}
+
+/// The process's own duties, before any thread exists (every thread inherits the blocked
+/// signal mask): signals blocked for the signalfd, a subreaper when not PID 1, and the
+/// descriptor limit raised now when the child is to have it too.
+fn take_process_duties(config: &Config) -> Result<Signals, RunError> {
+    let signals =
+        Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
+    if std::process::id() != 1
+        && config.subreaper
+        && let Err(error) = nix::sys::prctl::set_child_subreaper(true)
+    {
+        say!("cannot become a child subreaper ({error}); orphans will go to PID 1");
+    }
+    if config.raise_child_nofile {
+        raise_nofile_limit();
+    }
+    Ok(signals)
+}
+
+/// The stop-child phase's hook: ask the child to stop its way, then clean up its sockets.
+fn hook_child_stop(coordinator: &deputy_core::ShutdownCoordinator, child: Arc<Child>) {
+    coordinator
+        .hook(child::PHASE, "child", move |_ctx| async move {
+            child.stop().await;
+            child.clean_up().await;
+        })
+        .expect("the plan has the stop-child phase");
 }
 
 /// The termination message file's identity: when it was changed, its size and inode.
