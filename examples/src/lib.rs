@@ -38,3 +38,165 @@ pub fn init_logs(default: &str) {
         _ => logs.init(),
     }
 }
+
+/// What http-service and stream-service share: the shutdown's flags, and the control socket
+/// and health endpoints bound from them.
+pub mod service {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use anyhow::Context as _;
+    use deputy_core::{Builder, Phase, Shutdown, ShutdownCoordinator};
+    use deputy_ipc::{ControlServer, HealthServer, ServerConfig};
+
+    use crate::http_service as defaults;
+
+    /// The shutdown's flags, each with its `DEPUTY_` variable; durations are written `30s`,
+    /// `1500ms`. The defaults match `examples/k8s/deployment.yaml`.
+    #[derive(Debug, clap::Args)]
+    pub struct DrainOptions {
+        /// Port of /health/live and /health/ready (default: $DEPUTY_HEALTH_CHECK_PORT, else 8081).
+        #[arg(long)]
+        pub health_port: Option<u16>,
+        /// Whole shutdown budget, from the trigger (keep it below terminationGracePeriodSeconds).
+        #[arg(long, env = "DEPUTY_GRACE_PERIOD", default_value = defaults::GRACE_PERIOD, value_parser = humantime::parse_duration)]
+        pub grace_period: Duration,
+        /// Keep serving this long after the trigger while endpoints propagate (with
+        /// --drain-delay-max: at least this long).
+        #[arg(long, env = "DEPUTY_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = humantime::parse_duration)]
+        pub drain_delay: Duration,
+        /// Make the drain delay measure itself: after --drain-delay, end it once no new
+        /// connection or request has come for --quiet-period, and at this at the latest. Not for
+        /// a service with rare traffic (quiet there is not propagation).
+        #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_parser = humantime::parse_duration)]
+        pub drain_delay_max: Option<Duration>,
+        /// With --drain-delay-max: how long without new traffic ends the drain delay.
+        #[arg(long, env = "DEPUTY_QUIET_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
+        pub quiet_period: Duration,
+        /// Then wait this long for requests in flight.
+        #[arg(long, env = "DEPUTY_DRAIN_TIMEOUT", default_value = defaults::DRAIN_TIMEOUT, value_parser = humantime::parse_duration)]
+        pub drain_timeout: Duration,
+        /// Control socket directory (default: $DEPUTY_IPC_DIR, else /run).
+        #[arg(long)]
+        pub ipc_dir: Option<PathBuf>,
+        /// Serve /metrics on the health port (Prometheus' text format).
+        #[arg(long, env = "DEPUTY_METRICS")]
+        pub metrics: bool,
+    }
+
+    impl DrainOptions {
+        /// A coordinator's builder with these settings and a `stop-accepting` phase (the
+        /// server's hook goes there).
+        pub fn builder(&self) -> Builder {
+            let mut builder = ShutdownCoordinator::builder()
+                .grace_period(self.grace_period)
+                .drain_delay(self.drain_delay)
+                .quiet_period(self.quiet_period)
+                .drain_timeout(self.drain_timeout);
+            if let Some(max) = self.drain_delay_max {
+                builder = builder.drain_delay_max(max);
+            }
+            builder.phase(
+                Phase::new("stop-accepting")
+                    .timeout(Duration::from_secs(defaults::STOP_ACCEPTING_SECS)),
+            )
+        }
+
+        /// Binds the control socket (in --ipc-dir, `$DEPUTY_IPC_DIR`, else /run, else the
+        /// temporary directory) and the health endpoints (with `/shutdown` when
+        /// `DEPUTY_SHUTDOWN_TOKEN_FILE` or `DEPUTY_SHUTDOWN_TOKEN` gives a token, and
+        /// `/metrics` with --metrics).
+        ///
+        /// # Errors
+        ///
+        /// What cannot be bound, with its context.
+        pub fn endpoints(&self, shutdown: &Shutdown, name: &str) -> anyhow::Result<Endpoints> {
+            let explicit_dir = self
+                .ipc_dir
+                .clone()
+                .or_else(|| std::env::var_os("DEPUTY_IPC_DIR").map(PathBuf::from));
+            let control = match &explicit_dir {
+                Some(dir) => ControlServer::bind(shutdown, ServerConfig::default().dir(dir)),
+                // On a laptop /run is often not writable: fall back to the temporary directory
+                // rather than refuse to start; in a container, set DEPUTY_IPC_DIR (or mount /run).
+                None => ControlServer::bind(shutdown, ServerConfig::default()).or_else(|error| {
+                    let fallback = std::env::temp_dir();
+                    eprintln!("{name}: {error}; using {} instead", fallback.display());
+                    ControlServer::bind(shutdown, ServerConfig::default().dir(&fallback))
+                }),
+            }
+            .context("control socket")?;
+            let health_port = match self.health_port {
+                Some(port) => port,
+                None => deputy_ipc::health_port().map_err(anyhow::Error::msg)?,
+            };
+            let mut health =
+                HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], health_port)))
+                    .context("health endpoints")?;
+            if let Some(token) =
+                deputy_ipc::shutdown_token_from_env().map_err(anyhow::Error::msg)?
+            {
+                health = health.with_shutdown_endpoint(token);
+            }
+            if self.metrics {
+                health = health.with_metrics();
+            }
+            Ok(Endpoints {
+                control,
+                health,
+                health_port,
+            })
+        }
+    }
+
+    /// The control socket and the health endpoints, bound, not yet serving.
+    #[derive(Debug)]
+    pub struct Endpoints {
+        control: ControlServer,
+        health: HealthServer,
+        /// The health endpoints' port.
+        pub health_port: u16,
+    }
+
+    impl Endpoints {
+        /// The control socket's directory, for the line that says how to stop the service.
+        pub fn ipc_dir(&self) -> String {
+            self.control
+                .socket_path()
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        }
+
+        /// Serves both on tokio until the shutdown is over; await the handle before exiting,
+        /// so a preStop reads the end (`deputy terminate`, or an httpGet on /shutdown).
+        pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+            let control = tokio::spawn(self.control.run());
+            let health = tokio::spawn(self.health.run());
+            tokio::spawn(async move {
+                let _ = tokio::join!(control, health);
+            })
+        }
+    }
+
+    /// Writes a line to stdout; a closed stdout (the reader gone) must not make a panic, here
+    /// of all places, in the middle of a shutdown.
+    pub fn say(line: std::fmt::Arguments<'_>) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+
+    /// After the run: the report on stdout and in the termination log (for `kubectl
+    /// describe pod`: DEPUTY_TERMINATION_LOG, or /dev/termination-log), then the exit with
+    /// its code.
+    pub async fn finish(
+        report: deputy_core::ShutdownReport,
+        endpoints: tokio::task::JoinHandle<()>,
+    ) -> ! {
+        let _ = endpoints.await;
+        say(format_args!("{report}"));
+        deputy_ipc::record_termination(&report);
+        std::process::exit(report.exit_code);
+    }
+}

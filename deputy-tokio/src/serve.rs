@@ -1,0 +1,165 @@
+//! One port for HTTP/1 (with upgrades: WebSockets) and cleartext HTTP/2 (h2c with prior
+//! knowledge, as gRPC speaks it), each closed the way its protocol allows.
+//!
+//! - HTTP/2: from the trigger on, each connection gets hyper's two-phase GOAWAY (a GOAWAY
+//!   with the last stream id at its maximum, then, after a ping, the real one), so a
+//!   multiplexed client opens its next streams elsewhere while the streams it has finish.
+//! - HTTP/1: [`DrainLayer`](crate::DrainLayer) answers `Connection: close` from the trigger
+//!   on; connections still open when the drain ends are closed once their current response
+//!   is out (an idle keep-alive one at once).
+//! - The listener accepts until the drain is over (endpoints are still propagating during
+//!   the drain delay), then closes.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::time::Duration;
+
+use deputy_core::CancellationToken;
+use deputy_core::{Arrival, Shutdown};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How long a connection may take to send its first request's headers (HTTP/1) or its
+/// preface (HTTP/2): a client that connects and says nothing holds no slot for long.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `service` (an axum `Router`, or any tower service of hyper requests) on
+/// `listener` until the shutdown's drain is over, then waits for the connections left
+/// (their responses finish; HTTP/1 and HTTP/2 close cleanly). Returns once every
+/// connection is closed.
+///
+/// Each connection is spoken to in HTTP/2 when it opens with the HTTP/2 preface, else in
+/// HTTP/1 with upgrades. See the module's items for what each gets at the trigger.
+/// Long-lived streams on these connections (WebSockets, event streams, streaming calls)
+/// should register with [`Shutdown::connection`] to be told when to move: the drain waits
+/// for them, and this server does not cut them.
+///
+/// Run it as a shutdown hook's work, so the stopping phases wait for it:
+///
+/// ```no_run
+/// use deputy_core::{Phase, ShutdownCoordinator};
+/// use deputy_tokio::TokioRuntime;
+///
+/// # #[tokio::main]
+/// # async fn main() -> anyhow::Result<()> {
+/// let coordinator = ShutdownCoordinator::builder()
+///     .phase(Phase::new("stop-accepting"))
+///     .build(TokioRuntime)?;
+/// let shutdown = coordinator.handle();
+/// let app = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "ok" }))
+///     .layer(deputy_tokio::DrainLayer::new(shutdown.clone()));
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// let server = tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app));
+/// shutdown.hook("stop-accepting", "http", |_| async move {
+///     server.await.map_err(|_| "the server panicked")
+/// })?;
+/// std::process::exit(coordinator.run().await.exit_code);
+/// # }
+/// ```
+pub async fn serve<S, B>(listener: TcpListener, shutdown: Shutdown, service: S)
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let stopping = shutdown.stopping_token();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            (stream, _) = crate::accept(&listener) => {
+                shutdown.arrived(Arrival::Connection);
+                let service = TowerToHyperService::new(service.clone());
+                connections.spawn(connection(stream, service, shutdown.draining_token(), stopping.clone()));
+            }
+            // Reap as they end, so a long-running server does not keep a handle per
+            // connection it ever had.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stopping.cancelled() => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection in the protocol it opens with.
+async fn connection<S, B>(
+    stream: TcpStream,
+    service: TowerToHyperService<S>,
+    draining: CancellationToken,
+    stopping: CancellationToken,
+) where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let first_bytes = tokio::time::timeout(FIRST_BYTES_TIMEOUT, opens_with_preface(&stream));
+    let is_http2 = tokio::select! {
+        read = first_bytes => match read {
+            Ok(Ok(is_http2)) => is_http2,
+            _ => return, // silent, or gone, before its first bytes
+        },
+        // Still silent when the server stops: nothing of it is in flight.
+        () = stopping.cancelled() => return,
+    };
+    let io = TokioIo::new(stream);
+    if is_http2 {
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service);
+        until_closed(connection, draining, |c| c.as_mut().graceful_shutdown()).await;
+    } else {
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(FIRST_BYTES_TIMEOUT)
+            .serve_connection(io, service)
+            .with_upgrades();
+        until_closed(connection, stopping, |c| c.as_mut().graceful_shutdown()).await;
+    }
+}
+
+/// Drives `connection` to its end, asking it to close gracefully once `close` is cancelled.
+async fn until_closed<C, E>(
+    connection: C,
+    close: CancellationToken,
+    graceful_shutdown: impl FnOnce(&mut std::pin::Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = close.cancelled() => graceful_shutdown(&mut connection),
+    }
+    let _ = connection.await;
+}
+
+/// Whether the connection's first bytes are the HTTP/2 preface, without consuming them.
+/// Decided as soon as a byte differs (an HTTP/1 request line differs at its first); while
+/// what came so far is a prefix of the preface, it looks again shortly.
+async fn opens_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; PREFACE.len()];
+    loop {
+        let read = stream.peek(&mut first).await?;
+        if read == 0 || first[..read] != PREFACE[..read] {
+            return Ok(false);
+        }
+        if read == PREFACE.len() {
+            return Ok(true);
+        }
+        // Data is there, so `peek` would return at once: wait a little before looking again.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
