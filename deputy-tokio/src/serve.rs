@@ -12,6 +12,9 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use deputy_core::CancellationToken;
@@ -21,6 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 /// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
@@ -116,32 +120,101 @@ async fn connection<S, B>(
     };
     let io = TokioIo::new(stream);
     if is_http2 {
+        // A connection opened during the drain (a client that has not yet seen the
+        // endpoint go) is served its first request before its GOAWAY: sent at once, the
+        // GOAWAY would reach the client before its request left, and the request would fail.
+        let opened_draining = draining.is_cancelled();
+        let served = Arc::new(Notify::new());
+        let service = FirstResponse {
+            inner: service,
+            served: served.clone(),
+        };
+        let goaway = async move {
+            draining.cancelled().await;
+            if opened_draining {
+                served.notified().await;
+            }
+        };
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(io, service);
-        until_closed(connection, draining, |c| c.as_mut().graceful_shutdown()).await;
+        let close = async move {
+            tokio::select! {
+                () = goaway => {}
+                () = stopping.cancelled() => {}
+            }
+        };
+        until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
     } else {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(FIRST_BYTES_TIMEOUT)
             .serve_connection(io, service)
             .with_upgrades();
-        until_closed(connection, stopping, |c| c.as_mut().graceful_shutdown()).await;
+        let close = async move { stopping.cancelled().await };
+        until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
     }
 }
 
-/// Drives `connection` to its end, asking it to close gracefully once `close` is cancelled.
+/// A connection's service that says when its first response is ready.
+#[derive(Debug, Clone)]
+struct FirstResponse<S> {
+    inner: S,
+    served: Arc<Notify>,
+}
+
+impl<S, R> hyper::service::Service<R> for FirstResponse<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Served<S::Future>;
+
+    fn call(&self, request: R) -> Self::Future {
+        Served {
+            future: self.inner.call(request),
+            served: Some(self.served.clone()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response's future that notifies when it is ready.
+    #[derive(Debug)]
+    struct Served<F> {
+        #[pin]
+        future: F,
+        served: Option<Arc<Notify>>,
+    }
+}
+
+impl<F: Future> Future for Served<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        if let Some(served) = this.served.take() {
+            // A permit, kept if the connection is not waiting yet.
+            served.notify_one();
+        }
+        Poll::Ready(output)
+    }
+}
+
+/// Drives `connection` to its end, asking it to close gracefully once `close` resolves.
 async fn until_closed<C, E>(
     connection: C,
-    close: CancellationToken,
-    graceful_shutdown: impl FnOnce(&mut std::pin::Pin<&mut C>),
+    close: impl Future<Output = ()>,
+    graceful_shutdown: impl FnOnce(&mut Pin<&mut C>),
 ) where
     C: Future<Output = Result<(), E>>,
 {
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
-        () = close.cancelled() => graceful_shutdown(&mut connection),
+        () = close => graceful_shutdown(&mut connection),
     }
     let _ = connection.await;
 }

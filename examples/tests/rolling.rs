@@ -10,60 +10,16 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
 
+use support::proxy::{Proxy, prestop};
 use support::{Proc, deputy, example, free_port, is_root_with_unshare};
 
 const CLIENTS: usize = 8;
-
-/// Round-robin TCP proxy; backends can be removed, existing connections keep flowing.
-struct Proxy {
-    addr: SocketAddr,
-    backends: Arc<Mutex<Vec<SocketAddr>>>,
-}
-
-impl Proxy {
-    fn start(backends: Vec<SocketAddr>) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let backends = Arc::new(Mutex::new(backends));
-        let list = backends.clone();
-        std::thread::spawn(move || {
-            let mut next = 0usize;
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                let backend = {
-                    let list = list.lock().unwrap();
-                    next += 1;
-                    list[next % list.len()]
-                };
-                let Ok(server) = TcpStream::connect(backend) else {
-                    let _ = client.shutdown(NetShutdown::Both);
-                    continue;
-                };
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
-            }
-        });
-        Proxy { addr, backends }
-    }
-
-    fn remove(&self, backend: SocketAddr) {
-        self.backends.lock().unwrap().retain(|b| *b != backend);
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
-        let _ = to.shutdown(NetShutdown::Write);
-    });
-}
 
 #[derive(Default)]
 struct Tally {
@@ -295,7 +251,7 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
         });
         // The preStop, if the pod has one; then SIGTERM.
         if pod_kind != Pod::PlainServerAlone {
-            prestop(pod_pid, as_pid_1, dir_a.path());
+            prestop(pod_pid, as_pid_1, dir_a.path()).unwrap();
         }
         let _ = rustix::process::kill_process(
             rustix::process::Pid::from_raw(pod_pid as i32).unwrap(),
@@ -341,31 +297,6 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
         outcome.sent, outcome.ok, outcome.failed, outcome.slow_ok
     );
     outcome
-}
-
-/// The preStop hook: `deputy terminate`, inside the pod's PID namespace when it has one; it
-/// must succeed.
-fn prestop(pod_pid: u32, as_pid_1: bool, dir: &Path) {
-    let mut prestop = if as_pid_1 {
-        let mut c = Command::new("nsenter");
-        c.args(["--target", &pod_pid.to_string(), "--pid", "--"])
-            .arg(deputy());
-        c
-    } else {
-        Command::new(deputy())
-    };
-    let out = prestop
-        .arg("terminate")
-        .arg("--ipc-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "preStop: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// No request failed, every one completed (slow ones included), and the pod exited cleanly.

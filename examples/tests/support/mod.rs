@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 mod proc;
+pub(crate) mod proxy;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,12 +23,13 @@ pub(crate) use proc::{Ended, Proc};
 pub(crate) const BOUND: Duration = Duration::from_secs(20);
 
 /// The examples the end-to-end tests run.
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "http-service",
     "ipc-service",
     "plain-server",
     "signal-service",
     "smol-worker",
+    "stream-service",
 ];
 
 /// `target/<profile>`, with `deputy` and every example the tests run built in it: once per
