@@ -450,3 +450,51 @@ fn without_subpaths_one_containers_pid_file_replaces_the_others() {
     );
     assert_ne!(named, Some(first.pid()));
 }
+
+#[test]
+fn the_stream_service_deployment_fits_its_window_and_drain_in_the_grace_period() {
+    let docs = documents("stream-service.yaml");
+    let (pod, container) = pod_and_container(&docs);
+    let env = |name: &str| -> Duration {
+        duration(env_of(container, name).unwrap_or_else(|| panic!("{name} is set")))
+    };
+    let grace = env("DEPUTY_GRACE_PERIOD");
+    let delay = env("DEPUTY_DRAIN_DELAY");
+    let window = env("DEPUTY_DISCONNECT_WINDOW");
+    let timeout = env("DEPUTY_DRAIN_TIMEOUT");
+    // The drain delay, then every client told to move within the window, then the drain's
+    // wait for them and for downloads: all before deputy's budget runs out.
+    assert!(
+        delay + window + timeout <= grace,
+        "drain delay {delay:?} + window {window:?} + drain timeout {timeout:?} exceed the grace period {grace:?}"
+    );
+    // The plan as stream-service builds it (a window longer than the drain timeout, or a
+    // budget too small for the phases, is refused).
+    ShutdownCoordinator::builder()
+        .grace_period(grace)
+        .drain_delay(delay)
+        .disconnect_window(window)
+        .drain_timeout(timeout)
+        .phase(
+            Phase::new("stop-accepting")
+                .timeout(Duration::from_secs(defaults::STOP_ACCEPTING_SECS)),
+        )
+        .build(deputy_core::ManualClock::new())
+        .expect("stream-service's plan fits its grace period");
+    let k8s_grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        Duration::from_secs(k8s_grace) >= grace + Duration::from_secs(2),
+        "terminationGracePeriodSeconds {k8s_grace} leaves no time after the service's {grace:?}"
+    );
+    let health_port: u16 = env_of(container, "DEPUTY_HEALTH_CHECK_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_probes_and_prestop(container, health_port);
+    assert_run_is_writable(pod, container);
+    assert_termination_message(container);
+    let port: u64 = env_of(container, "PORT").unwrap().parse().unwrap();
+    assert_eq!(service_target_port(&docs), port);
+}
