@@ -4,6 +4,8 @@
 #![cfg(loom)]
 
 use deputy_core::{CancellationToken, InFlight};
+use std::future::Future;
+
 use loom::future::block_on;
 use loom::thread;
 
@@ -19,6 +21,30 @@ fn cancel_racing_a_waiter_registration_always_wakes_it() {
         };
         block_on(token.cancelled());
         canceller.join().unwrap();
+    });
+}
+
+#[test]
+fn cancel_racing_a_waiter_dropping_wakes_the_other_waiter_and_loses_no_slot() {
+    loom::model(|| {
+        let token = CancellationToken::new();
+        // A waiter that registers, then leaves (a select! that took another branch).
+        let mut leaving = Box::pin(token.cancelled());
+        let waker = futures::task::noop_waker();
+        let polled = leaving
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending());
+        let canceller = {
+            let token = token.clone();
+            thread::spawn(move || {
+                token.cancel();
+            })
+        };
+        let leaver = thread::spawn(move || drop(leaving));
+        block_on(token.cancelled());
+        canceller.join().unwrap();
+        leaver.join().unwrap();
     });
 }
 

@@ -10,7 +10,6 @@ pub use self::future::Cancelled;
 pub use self::guard::DropGuard;
 use self::tree::Link;
 use crate::sync::Arc;
-use crate::wait::block_until;
 
 /// A token that can be cancelled once, with children that are cancelled with it.
 ///
@@ -131,8 +130,23 @@ impl CancellationToken {
     /// token.wait_blocking(); // returns at once
     /// ```
     pub fn wait_blocking(&self) {
-        let core = &self.link.core;
-        block_until(|| core.listen(), || core.is_cancelled());
+        /// Wakes the waiting thread.
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut cancelled = self.cancelled();
+        // A wake that lands before the park leaves the thread's token set: no wake is lost.
+        while std::pin::Pin::new(&mut cancelled)
+            .poll(&mut cx)
+            .is_pending()
+        {
+            std::thread::park();
+        }
     }
 
     /// Returns a guard that cancels this token when dropped, unless
