@@ -222,6 +222,22 @@ fn guards(c: &mut Criterion) {
         bench_maybe_contended(&mut group, "deputy, named", contended, move || {
             drop(black_box(&shutdown).guard_named("GET /export"))
         });
+        // The coordinator's own guard, and a long-lived connection's registration (that
+        // guard and a slab slot in one of 16 shards).
+        let shutdown = deputy_core::ShutdownCoordinator::builder()
+            .build(deputy_core::ManualClock::new())
+            .unwrap()
+            .handle();
+        let registry = shutdown.clone();
+        bench_maybe_contended(
+            &mut group,
+            "deputy, Shutdown::guard",
+            contended,
+            move || drop(black_box(&shutdown).guard()),
+        );
+        bench_maybe_contended(&mut group, "deputy, connection", contended, move || {
+            drop(black_box(&registry).connection())
+        });
         let tracker = tokio_util::task::TaskTracker::new();
         bench_maybe_contended(&mut group, "tokio-util", contended, move || {
             drop(black_box(&tracker).token())

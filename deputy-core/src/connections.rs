@@ -5,9 +5,10 @@
 //!
 //! # Invariants
 //!
-//! 1. A registration takes a slab slot in one of 16 shards (by a counter, so consecutive
-//!    connections take different locks) and a [`DrainGuard`]: it counts as in flight until
-//!    it is dropped.
+//! 1. A registration takes a slab slot in one of 16 shards (its thread's: each thread is
+//!    given the next shard in turn, so two threads registering at once take different
+//!    locks on different cache lines; under loom, the next shard each time) and a
+//!    [`DrainGuard`]: it counts as in flight until it is dropped.
 //! 2. A slot's notice only moves forward: none, then [`Notice::Move`], then
 //!    [`Notice::Close`]. Each is set under the shard's lock, and the connection's waker is
 //!    woken after the lock is released. Handing out a notice allocates nothing.
@@ -57,10 +58,24 @@ struct Slot {
     waker: Option<Waker>,
 }
 
+/// One shard's slab, on a cache line of its own: registrations on two threads go to two
+/// shards, and must not contend for the line between them either.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard(Mutex<Slab<Slot>>);
+
+impl std::ops::Deref for Shard {
+    type Target = Mutex<Slab<Slot>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// Every long-lived connection registered, and the counts for the report.
 #[derive(Debug)]
 pub(crate) struct Connections {
-    shards: [Mutex<Slab<Slot>>; SHARDS],
+    shards: [Shard; SHARDS],
     next: AtomicU64,
     phase: AtomicU8,
     notified: AtomicU64,
@@ -94,7 +109,7 @@ impl fmt::Display for ConnectionsReport {
 impl Connections {
     pub(crate) fn new() -> Self {
         Self {
-            shards: std::array::from_fn(|_| Mutex::new(Slab::new())),
+            shards: std::array::from_fn(|_| Shard(Mutex::new(Slab::new()))),
             next: AtomicU64::new(0),
             phase: AtomicU8::new(SERVING),
             notified: AtomicU64::new(0),
@@ -370,11 +385,33 @@ impl Future for NoticeFuture<'_> {
     }
 }
 
+/// The shard this thread registers in: one per thread, handed out in turn the first time
+/// (so each thread's registrations stay on its own shard and cache line). Under loom, where
+/// thread-locals are not modelled, each registration takes the next shard.
+fn shard_of_this_thread(connections: &Connections) -> usize {
+    // Relaxed: only spreads the shards.
+    let next = || (connections.next.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    #[cfg(not(loom))]
+    {
+        thread_local! {
+            static SHARD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+        }
+        SHARD.with(|shard| {
+            shard.get().unwrap_or_else(|| {
+                let chosen = next();
+                shard.set(Some(chosen));
+                chosen
+            })
+        })
+    }
+    #[cfg(loom)]
+    next()
+}
+
 /// Registers a connection (invariant 1), with its notice at once if the window has begun
 /// (invariant 3).
 pub(crate) fn register(connections: &Arc<Connections>, guard: DrainGuard) -> Connection {
-    // Relaxed: only spreads the shards.
-    let shard = (connections.next.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    let shard = shard_of_this_thread(connections);
     let mut slab = connections.shards[shard].lock();
     let notice = match connections.phase.load(Ordering::SeqCst) {
         SERVING => None,
