@@ -163,7 +163,9 @@ impl Connections {
         for i in 0..count {
             let slice = window / count;
             let at = start + slice * i + slice.mul_f64(jitter.next());
-            if runtime.now() < at {
+            // Notices due within a timer tick go out together: one wake-up of this task
+            // for them all, instead of a sleep each (timers are 1 ms grained anyway).
+            if runtime.now() + TICK < at {
                 runtime.sleep_until(at).await;
             }
             if !self.notify_next(&mut cursor) {
@@ -198,6 +200,10 @@ impl Connections {
         }
     }
 }
+
+/// Notices planned within this of now are handed out now: at most this early, never late
+/// for it.
+const TICK: Duration = Duration::from_millis(1);
 
 /// Stratified jitter: a fraction in [0, 1) per notice, from a small xorshift generator (not
 /// for secrets; only so that pods that started together do not notify in step).
