@@ -74,6 +74,7 @@ pub mod state;
 mod sync;
 mod token;
 mod wait;
+pub mod websocket;
 
 pub use connections::{Connection, ConnectionsReport, Notice, NoticeFuture, UntilNotice};
 pub use coordinator::{

@@ -3,7 +3,9 @@
 //! async-io drives its timers from its own reactor thread, so [`AsyncIoRuntime`] works under
 //! any executor: smol, `futures::executor`, even tokio. [`handle_signals`] turns SIGTERM /
 //! SIGINT (or any set) into triggers, with the second signal skipping the drain and the third
-//! exiting at once.
+//! exiting at once. [`websocket::going_away`] tells a WebSocket client to move (a 1001 close
+//! and a bounded wait for the client's); long-lived connections register with deputy-core's
+//! `Shutdown::connection`, which needs no runtime.
 //!
 //! # Examples
 //!
@@ -95,4 +97,39 @@ pub fn handle_signals(
             }
         }
     })
+}
+
+/// Telling a WebSocket client to move, on async-io's timer (async-tungstenite's
+/// `WebSocketStream` on smol is a `Sink` and `Stream` of messages, as this wants): a close
+/// frame with code 1001 and a reason, then a wait of at most `wait` for the client's own.
+pub mod websocket {
+    use std::time::Duration;
+
+    use futures::{Sink, Stream};
+
+    pub use deputy_core::websocket::{CLOSE_WAIT, Closed, GOING_AWAY, SERVICE_RESTART};
+
+    /// Sends `close` on `socket`, then reads and discards what the client still sends until
+    /// its close frame (for which `is_close` is true), the connection's end, or `wait`.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error if the close frame cannot be sent.
+    ///
+    /// See deputy-core's [`going_away`](deputy_core::websocket::going_away) for an example;
+    /// this one takes a duration instead of a deadline future.
+    pub async fn going_away<S, M, E>(
+        socket: S,
+        close: M,
+        is_close: impl Fn(&M) -> bool,
+        wait: Duration,
+    ) -> Result<Closed, E>
+    where
+        S: Sink<M, Error = E> + Stream<Item = Result<M, E>> + Unpin,
+    {
+        let deadline = async move {
+            async_io::Timer::after(wait).await;
+        };
+        deputy_core::websocket::going_away(socket, close, is_close, deadline).await
+    }
 }

@@ -1,37 +1,18 @@
-//! Telling a WebSocket client to move: a close frame with code 1001 ("going away") and a
-//! reason, then a bounded wait for the client's own close frame (RFC 6455, section 7.1.2),
-//! so the client sees a clean close it reconnects from, not an abnormal closure (1006).
-//!
-//! Generic over the socket: anything that is a `Sink` of messages and a `Stream` of
-//! results of messages, as axum's `WebSocket` and tokio-tungstenite's `WebSocketStream`
-//! both are. The caller makes the close message (`Message::Close(Some(CloseFrame { code:
-//! GOING_AWAY, reason }))` in either crate) and says which incoming message is a close.
+//! Telling a WebSocket client to move, on tokio's timer: deputy-core's
+//! [`going_away`](deputy_core::websocket::going_away) with a bounded wait. A close frame with
+//! code 1001 ("going away") and a reason goes out, then the wait for the client's own close
+//! frame (RFC 6455, section 7.1.2), so the client sees a clean close it reconnects from, not
+//! an abnormal closure (1006).
 
 use std::time::Duration;
 
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream};
 
-/// Close code 1001: the server is going away (restarting, or the pod terminating).
-pub const GOING_AWAY: u16 = 1001;
-/// Close code 1012: the service is restarting; some clients reconnect sooner on it.
-pub const SERVICE_RESTART: u16 = 1012;
-/// A sensible bound on the wait for the client's close frame.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// How the close handshake went, from the server's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// The client answered with its close frame: a clean close on both sides.
-    Answered,
-    /// The connection ended (or failed) before the client's close frame came.
-    Gone,
-    /// No close frame came within the wait; the caller drops the socket.
-    NoAnswer,
-}
+pub use deputy_core::websocket::{CLOSE_WAIT, Closed, GOING_AWAY, SERVICE_RESTART};
 
 /// Sends `close` (a close frame with [`GOING_AWAY`] and a reason) on `socket`, then reads
 /// and discards what the client still sends until its close frame (for which `is_close` is
-/// true), the connection's end, or `wait`, whichever is first.
+/// true), the connection's end, or `wait` (on tokio's timer), whichever is first.
 ///
 /// # Errors
 ///
@@ -64,7 +45,7 @@ pub enum Closed {
 /// } // the registration drops here: no longer in flight
 /// ```
 pub async fn going_away<S, M, E>(
-    mut socket: S,
+    socket: S,
     close: M,
     is_close: impl Fn(&M) -> bool,
     wait: Duration,
@@ -72,18 +53,5 @@ pub async fn going_away<S, M, E>(
 where
     S: Sink<M, Error = E> + Stream<Item = Result<M, E>> + Unpin,
 {
-    socket.send(close).await?;
-    let answer = async {
-        while let Some(message) = socket.next().await {
-            match message {
-                Ok(message) if is_close(&message) => return Closed::Answered,
-                Ok(_) => {}
-                Err(_) => return Closed::Gone,
-            }
-        }
-        Closed::Gone
-    };
-    Ok(tokio::time::timeout(wait, answer)
-        .await
-        .unwrap_or(Closed::NoAnswer))
+    deputy_core::websocket::going_away(socket, close, is_close, tokio::time::sleep(wait)).await
 }
