@@ -88,8 +88,12 @@ where
         self.shutdown.arrived(Arrival::Request);
         // Named, so that `deputy status` and the report say which requests hold the drain.
         let name = format!("{} {}", request.method(), request.uri().path());
+        // HTTP/2 and later have no `Connection` header (RFC 9113, 8.2.2): their GOAWAY is
+        // the server's (see `serve`).
+        let http1 = request.version() < http::Version::HTTP_2;
         DrainFuture {
             guard: Some(self.shutdown.guard_named(name)),
+            http1,
             shutdown: self.shutdown.clone(),
             inner: self.inner.call(request),
         }
@@ -103,6 +107,7 @@ pin_project! {
         #[pin]
         inner: F,
         guard: Option<DrainGuard>,
+        http1: bool,
         shutdown: Shutdown,
     }
 }
@@ -123,7 +128,8 @@ where
         let this = self.project();
         let mut result = ready!(this.inner.poll(cx));
         // Not a let chain: this crate builds with Rust 1.85 (let chains are 1.88).
-        if let (Ok(response), true) = (&mut result, this.shutdown.is_triggered()) {
+        let asks_to_close = *this.http1 && this.shutdown.is_triggered();
+        if let (Ok(response), true) = (&mut result, asks_to_close) {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));

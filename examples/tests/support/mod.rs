@@ -23,7 +23,8 @@ pub(crate) use proc::{Ended, Proc};
 pub(crate) const BOUND: Duration = Duration::from_secs(20);
 
 /// The examples the end-to-end tests run.
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
+    "grpc-service",
     "http-service",
     "ipc-service",
     "plain-server",

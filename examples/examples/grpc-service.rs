@@ -1,0 +1,163 @@
+//! A gRPC service on tonic whose clients move elsewhere before the pod goes:
+//! - the standard health service (grpc.health.v1) turns NOT_SERVING at the trigger, so
+//!   Kubernetes' gRPC probes and client-side load balancers stop sending new calls;
+//! - the HTTP/2 connections get GOAWAY from the trigger on (`deputy_tokio::serve`), so
+//!   clients open their next calls elsewhere while the calls they have finish;
+//! - unary calls in flight finish (the drain layer counts each to its last byte);
+//! - each server-streaming call is told to move like a WebSocket, spread over the disconnect
+//!   window after the drain delay, and ends with status UNAVAILABLE ("retry on another
+//!   backend"), which gRPC clients retry.
+//!
+//! ```text
+//! cargo run --release --example grpc-service
+//! ```
+//!
+//! The API is `proto/demo.proto`: `Work` (unary, `ms`) and `Ticks` (server-streaming, a
+//! numbered tick every `every_ms`). Flags and variables as http-service's, plus
+//! `--disconnect-window` (`DEPUTY_DISCONNECT_WINDOW`). `--baseline` serves the same with
+//! tonic's own `serve_with_shutdown` at the drain's end, no health change, no notices, so
+//! the tests can show what goes wrong without deputy.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use deputy_core::Shutdown;
+use deputy_examples::http_service as defaults;
+use deputy_examples::service::{DrainOptions, finish, say};
+use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+/// The code generated from `proto/demo.proto` (by `build.rs`).
+mod demo {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    tonic::include_proto!("deputy.demo.v1");
+}
+
+use demo::demo_server::{Demo, DemoServer};
+use demo::{Tick, TicksRequest, WorkReply, WorkRequest};
+
+#[derive(Debug, Parser)]
+#[command(about = "a gRPC service whose clients move elsewhere before it goes")]
+struct Options {
+    /// Port to serve gRPC on (HTTP/2 cleartext; HTTP/1 too).
+    #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
+    port: u16,
+    #[command(flatten)]
+    drain: DrainOptions,
+    /// Tell the streaming calls to move over this long, after the drain delay (default:
+    /// half the drain timeout; at most the drain timeout).
+    #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = humantime::parse_duration)]
+    disconnect_window: Option<Duration>,
+    /// Serve as tonic does on its own: its graceful shutdown at the drain's end, health left
+    /// SERVING, no notices (for the tests' failing run).
+    #[arg(long)]
+    baseline: bool,
+}
+
+/// The Demo service: the shutdown to register streams with, or none in the baseline.
+struct Service {
+    shutdown: Option<Shutdown>,
+}
+
+type Ticks = Pin<Box<dyn Stream<Item = Result<Tick, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Demo for Service {
+    async fn work(&self, request: Request<WorkRequest>) -> Result<Response<WorkReply>, Status> {
+        let ms = request.into_inner().ms;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(Response::new(WorkReply {
+            message: format!("worked {ms} ms"),
+        }))
+    }
+
+    type TicksStream = Ticks;
+
+    async fn ticks(&self, request: Request<TicksRequest>) -> Result<Response<Ticks>, Status> {
+        let every = Duration::from_millis(request.into_inner().every_ms.max(1));
+        let ticks = futures::stream::unfold(0, move |number| async move {
+            tokio::time::sleep(every).await;
+            Some((Ok(Tick { number }), number + 1))
+        });
+        let ticks: Ticks = match &self.shutdown {
+            // On its notice the call ends with UNAVAILABLE, which clients retry elsewhere.
+            Some(shutdown) => Box::pin(shutdown.connection().until_notice(ticks, |_notice| {
+                Err(Status::unavailable(
+                    "server restarting; retry on another backend",
+                ))
+            })),
+            None => Box::pin(ticks),
+        };
+        Ok(Response::new(ticks))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    deputy_examples::init_logs("info");
+    deputy_ipc::raise_nofile_limit().context("open-files limit")?;
+
+    let mut builder = options.drain.builder();
+    if let Some(window) = options.disconnect_window {
+        builder = builder.disconnect_window(window);
+    }
+    let coordinator = builder.build(TokioRuntime)?;
+    let shutdown = coordinator.handle();
+    tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
+    let endpoints = options.drain.endpoints(&shutdown, "grpc-service")?;
+    let (ipc_dir, health_port) = (endpoints.ipc_dir(), endpoints.health_port);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
+        .await
+        .with_context(|| format!("port {}", options.port))?;
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<DemoServer<Service>>().await;
+    let server = if options.baseline {
+        let demo = DemoServer::new(Service { shutdown: None });
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let serve = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(demo)
+            .serve_with_incoming_shutdown(incoming, stopping(&shutdown));
+        tokio::spawn(async move { drop(serve.await) })
+    } else {
+        // NOT_SERVING at the trigger, for the whole server ("") and for Demo.
+        let draining = shutdown.draining_token();
+        tokio::spawn(async move {
+            draining.cancelled().await;
+            reporter.set_not_serving::<DemoServer<Service>>().await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        });
+        let demo = DemoServer::new(Service {
+            shutdown: Some(shutdown.clone()),
+        });
+        let app = tonic::service::Routes::new(health)
+            .add_service(demo)
+            .into_axum_router()
+            .layer(DrainLayer::new(shutdown.clone()));
+        tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app))
+    };
+    shutdown.hook("stop-accepting", "grpc-server", |_| async move {
+        server.await.map_err(|_| "the server task panicked")
+    })?;
+
+    let endpoints = endpoints.spawn();
+    shutdown.ready();
+    say(format_args!(
+        "grpc-service: serving on localhost:{} (health on :{health_port}, pid {}{})",
+        options.port,
+        std::process::id(),
+        if options.baseline { ", baseline" } else { "" }
+    ));
+    say(format_args!(
+        "grpc-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
+    ));
+    finish(coordinator.run().await, endpoints).await
+}
