@@ -455,6 +455,54 @@ fn without_subpaths_one_containers_pid_file_replaces_the_others() {
 fn the_stream_service_deployment_fits_its_window_and_drain_in_the_grace_period() {
     let docs = documents("stream-service.yaml");
     let (pod, container) = pod_and_container(&docs);
+    assert_long_lived_plan_fits(pod, container);
+    let health_port = env_port(container, "DEPUTY_HEALTH_CHECK_PORT");
+    assert_probes_and_prestop(container, health_port);
+    assert_run_is_writable(pod, container);
+    assert_termination_message(container);
+    assert_eq!(
+        service_target_port(&docs),
+        u64::from(env_port(container, "PORT"))
+    );
+}
+
+#[test]
+fn the_grpc_deployment_probes_the_grpc_health_service_and_fits_its_grace_period() {
+    let docs = documents("grpc-service.yaml");
+    let (pod, container) = pod_and_container(&docs);
+    assert_long_lived_plan_fits(pod, container);
+    let port = env_port(container, "PORT");
+    // Readiness through grpc.health.v1 on the service's own port (what deputy turns
+    // NOT_SERVING at the trigger); liveness on deputy's HTTP endpoint.
+    assert_eq!(
+        get(container, &["readinessProbe", "grpc", "port"]).as_u64(),
+        Some(u64::from(port))
+    );
+    let health_port = env_port(container, "DEPUTY_HEALTH_CHECK_PORT");
+    assert_eq!(
+        get(container, &["livenessProbe", "httpGet", "port"]).as_u64(),
+        Some(u64::from(health_port))
+    );
+    let command = get(container, &["lifecycle", "preStop", "exec", "command"]);
+    assert_eq!(command[0], "deputy");
+    assert_eq!(command[1], "terminate");
+    assert_run_is_writable(pod, container);
+    assert_termination_message(container);
+    assert_eq!(service_target_port(&docs), u64::from(port));
+}
+
+/// A port from the container's environment.
+fn env_port(container: &Value, name: &str) -> u16 {
+    env_of(container, name)
+        .unwrap_or_else(|| panic!("{name} is set"))
+        .parse()
+        .unwrap()
+}
+
+/// The drain delay, then every long-lived client told to move within the window, then the
+/// drain's wait for them and for the calls in flight: all within deputy's budget, which the
+/// pod's grace period exceeds; and the plan as the service builds it is accepted.
+fn assert_long_lived_plan_fits(pod: &Value, container: &Value) {
     let env = |name: &str| -> Duration {
         duration(env_of(container, name).unwrap_or_else(|| panic!("{name} is set")))
     };
@@ -462,14 +510,12 @@ fn the_stream_service_deployment_fits_its_window_and_drain_in_the_grace_period()
     let delay = env("DEPUTY_DRAIN_DELAY");
     let window = env("DEPUTY_DISCONNECT_WINDOW");
     let timeout = env("DEPUTY_DRAIN_TIMEOUT");
-    // The drain delay, then every client told to move within the window, then the drain's
-    // wait for them and for downloads: all before deputy's budget runs out.
     assert!(
         delay + window + timeout <= grace,
         "drain delay {delay:?} + window {window:?} + drain timeout {timeout:?} exceed the grace period {grace:?}"
     );
-    // The plan as stream-service builds it (a window longer than the drain timeout, or a
-    // budget too small for the phases, is refused).
+    // A window longer than the drain timeout, or a budget too small for the phases, is
+    // refused.
     ShutdownCoordinator::builder()
         .grace_period(grace)
         .drain_delay(delay)
@@ -480,7 +526,7 @@ fn the_stream_service_deployment_fits_its_window_and_drain_in_the_grace_period()
                 .timeout(Duration::from_secs(defaults::STOP_ACCEPTING_SECS)),
         )
         .build(deputy_core::ManualClock::new())
-        .expect("stream-service's plan fits its grace period");
+        .expect("the service's plan fits its grace period");
     let k8s_grace = pod["terminationGracePeriodSeconds"]
         .as_u64()
         .expect("terminationGracePeriodSeconds");
@@ -488,13 +534,4 @@ fn the_stream_service_deployment_fits_its_window_and_drain_in_the_grace_period()
         Duration::from_secs(k8s_grace) >= grace + Duration::from_secs(2),
         "terminationGracePeriodSeconds {k8s_grace} leaves no time after the service's {grace:?}"
     );
-    let health_port: u16 = env_of(container, "DEPUTY_HEALTH_CHECK_PORT")
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_probes_and_prestop(container, health_port);
-    assert_run_is_writable(pod, container);
-    assert_termination_message(container);
-    let port: u64 = env_of(container, "PORT").unwrap().parse().unwrap();
-    assert_eq!(service_target_port(&docs), port);
 }
