@@ -156,6 +156,9 @@ impl Connections {
     /// the i-th n-th of it); those that come meanwhile are told at once. Never resolves once
     /// done: it runs beside the wait for the drain, which ends it.
     pub(crate) async fn spread(&self, runtime: &dyn Runtime, start: Instant, window: Duration) {
+        // SeqCst, with the load in `register`: a registration either sees MOVING (and takes
+        // its notice at once) or holds its shard's lock before the sweep below takes it (and
+        // is swept): invariant 3. The shard locks order the slots themselves.
         self.phase.store(MOVING, Ordering::SeqCst);
         let count = self.open() as u32;
         let mut cursor = (0, 0);
@@ -177,6 +180,7 @@ impl Connections {
 
     /// The drain is over: every connection still open is told to close, and counted as cut.
     pub(crate) fn close_all(&self) {
+        // SeqCst, as in `spread`: a registration after this sees CLOSING.
         if self.phase.swap(CLOSING, Ordering::SeqCst) == CLOSING {
             return;
         }
@@ -194,6 +198,8 @@ impl Connections {
 
     pub(crate) fn report(&self) -> ConnectionsReport {
         ConnectionsReport {
+            // Relaxed: counts for the report, read once the drain is over; no other memory
+            // depends on them.
             notified: self.notified.load(Ordering::Relaxed),
             moved: self.moved.load(Ordering::Relaxed),
             cut: self.cut.load(Ordering::Relaxed),
@@ -376,6 +382,9 @@ impl Drop for Connection {
 }
 
 /// From [`Connection::notice`] and [`Connection::closing`].
+///
+/// A connection keeps one waker: await its notice from one task (the connection's own). Two
+/// tasks awaiting the same connection's notice would take turns being the one woken.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct NoticeFuture<'a> {
@@ -419,6 +428,7 @@ fn shard_of_this_thread(connections: &Connections) -> usize {
 pub(crate) fn register(connections: &Arc<Connections>, guard: DrainGuard) -> Connection {
     let shard = shard_of_this_thread(connections);
     let mut slab = connections.shards[shard].lock();
+    // SeqCst: pairs with the phase's store in `spread` and swap in `close_all` (invariant 3).
     let notice = match connections.phase.load(Ordering::SeqCst) {
         SERVING => None,
         MOVING => {

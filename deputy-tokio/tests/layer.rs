@@ -149,3 +149,23 @@ async fn a_body_dropped_halfway_ends_its_request() {
     drop(body); // the client went away
     assert_eq!(shutdown.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn http2_responses_never_carry_a_connection_header() {
+    // RFC 9113, 8.2.2: a connection-specific header makes an HTTP/2 message malformed; an
+    // HTTP/2 connection is told to go with GOAWAY instead (deputy_tokio::serve).
+    let coordinator = ShutdownCoordinator::builder().build(TokioRuntime).unwrap();
+    let shutdown = coordinator.handle();
+    let service =
+        DrainLayer::new(shutdown.clone()).layer(tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        }));
+    shutdown.trigger("deploy");
+    let mut request = http::Request::new(());
+    *request.version_mut() = http::Version::HTTP_2;
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert!(response.headers().get("connection").is_none());
+    // The same request in HTTP/1.1 is asked to close.
+    let response = service.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(response.headers()["connection"], "close");
+}
