@@ -60,7 +60,8 @@ async fn deputy(n: usize, window: Duration) -> Round {
         .drain_delay(Duration::ZERO)
         .disconnect_window(window)
         .drain_timeout(window * 2)
-        .grace_period(window * 4)
+        // Room for the default phases' timeouts (3 s each) too.
+        .grace_period(window * 2 + Duration::from_secs(10))
         .build(TokioRuntime)
         .unwrap();
     let shutdown = coordinator.handle();
