@@ -26,7 +26,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use deputy_core::Shutdown;
 use deputy_examples::http_service as defaults;
-use deputy_examples::service::{DrainOptions, finish, say};
+use deputy_examples::service::{DrainOptions, run_to_end};
 use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
 use futures::Stream;
 use tonic::{Request, Response, Status};
@@ -110,7 +110,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = coordinator.handle();
     tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
     let endpoints = options.drain.endpoints(&shutdown, "grpc-service")?;
-    let (ipc_dir, health_port) = (endpoints.ipc_dir(), endpoints.health_port);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
         .await
         .with_context(|| format!("port {}", options.port))?;
@@ -144,20 +143,17 @@ async fn main() -> anyhow::Result<()> {
             .layer(DrainLayer::new(shutdown.clone()));
         tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app))
     };
-    shutdown.hook("stop-accepting", "grpc-server", |_| async move {
-        server.await.map_err(|_| "the server task panicked")
-    })?;
-
-    let endpoints = endpoints.spawn();
-    shutdown.ready();
-    say(format_args!(
-        "grpc-service: serving on localhost:{} (health on :{health_port}, pid {}{})",
-        options.port,
-        std::process::id(),
-        if options.baseline { ", baseline" } else { "" }
-    ));
-    say(format_args!(
-        "grpc-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
-    ));
-    finish(coordinator.run().await, endpoints).await
+    let never = run_to_end(
+        coordinator,
+        endpoints,
+        server,
+        "grpc-service",
+        &format!(
+            "localhost:{}{}",
+            options.port,
+            if options.baseline { " (baseline)" } else { "" }
+        ),
+    )
+    .await?;
+    match never {}
 }

@@ -34,7 +34,7 @@ use hyper::{Request, Response, StatusCode};
 use tower::Layer;
 
 use deputy_examples::http_service as defaults;
-use deputy_examples::service::{DrainOptions, finish, say};
+use deputy_examples::service::{DrainOptions, run_to_end};
 
 #[derive(Debug, Parser)]
 #[command(about = "an HTTP service that drains gracefully")]
@@ -105,7 +105,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = coordinator.handle();
     tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
     let endpoints = options.drain.endpoints(&shutdown, "http-service")?;
-    let (ipc_dir, health_port) = (endpoints.ipc_dir(), endpoints.health_port);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
         .await
         .with_context(|| format!("port {}", options.port))?;
@@ -114,20 +113,13 @@ async fn main() -> anyhow::Result<()> {
     // connections finish (HTTP/2 ones got GOAWAY at the trigger).
     let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(handle));
     let server = tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), service));
-    shutdown.hook("stop-accepting", "http-server", |_| async move {
-        server.await.map_err(|_| "the server task panicked")
-    })?;
-
-    let endpoints = endpoints.spawn();
-    shutdown.ready();
-    say(format_args!(
-        "http-service: serving on http://localhost:{} (health on :{health_port}, pid {})",
-        options.port,
-        std::process::id()
-    ));
-    say(format_args!(
-        "http-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
-    ));
-    // Let a preStop read the end before this process (maybe PID 1) exits.
-    finish(coordinator.run().await, endpoints).await
+    let never = run_to_end(
+        coordinator,
+        endpoints,
+        server,
+        "http-service",
+        &format!("http://localhost:{}", options.port),
+    )
+    .await?;
+    match never {}
 }

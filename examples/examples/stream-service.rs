@@ -43,7 +43,7 @@ use axum::routing::get;
 use clap::Parser;
 use deputy_core::{Connection, Shutdown};
 use deputy_examples::http_service as defaults;
-use deputy_examples::service::{DrainOptions, finish, say};
+use deputy_examples::service::{DrainOptions, run_to_end};
 use deputy_tokio::websocket::{CLOSE_WAIT, GOING_AWAY, going_away};
 use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
 use futures::{Stream, StreamExt};
@@ -193,7 +193,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = coordinator.handle();
     tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
     let endpoints = options.drain.endpoints(&shutdown, "stream-service")?;
-    let (ipc_dir, health_port) = (endpoints.ipc_dir(), endpoints.health_port);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
         .await
         .with_context(|| format!("port {}", options.port))?;
@@ -209,20 +208,17 @@ async fn main() -> anyhow::Result<()> {
         .layer(DrainLayer::new(shutdown.clone()));
         tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app))
     };
-    shutdown.hook("stop-accepting", "http-server", |_| async move {
-        server.await.map_err(|_| "the server task panicked")
-    })?;
-
-    let endpoints = endpoints.spawn();
-    shutdown.ready();
-    say(format_args!(
-        "stream-service: serving on http://localhost:{} (health on :{health_port}, pid {}{})",
-        options.port,
-        std::process::id(),
-        if options.baseline { ", baseline" } else { "" }
-    ));
-    say(format_args!(
-        "stream-service: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
-    ));
-    finish(coordinator.run().await, endpoints).await
+    let never = run_to_end(
+        coordinator,
+        endpoints,
+        server,
+        "stream-service",
+        &format!(
+            "http://localhost:{}{}",
+            options.port,
+            if options.baseline { " (baseline)" } else { "" }
+        ),
+    )
+    .await?;
+    match never {}
 }

@@ -187,13 +187,40 @@ pub mod service {
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 
-    /// After the run: the report on stdout and in the termination log (for `kubectl
-    /// describe pod`: DEPUTY_TERMINATION_LOG, or /dev/termination-log), then the exit with
-    /// its code.
-    pub async fn finish(
-        report: deputy_core::ShutdownReport,
-        endpoints: tokio::task::JoinHandle<()>,
-    ) -> ! {
+    /// The rest of a service's `main`, once its server task is spawned: the server joins the
+    /// `stop-accepting` phase, the endpoints serve, the service says it is ready (`{name}:
+    /// serving on {address} ...` and how to stop it), the coordinator runs to its end, and
+    /// the process exits with the report's code, after the report on stdout and in the
+    /// termination log (for `kubectl describe pod`: DEPUTY_TERMINATION_LOG, or
+    /// /dev/termination-log).
+    ///
+    /// # Errors
+    ///
+    /// If the hook cannot be added (no `stop-accepting` phase).
+    pub async fn run_to_end(
+        coordinator: deputy_core::ShutdownCoordinator,
+        endpoints: Endpoints,
+        server: tokio::task::JoinHandle<()>,
+        name: &str,
+        address: &str,
+    ) -> anyhow::Result<std::convert::Infallible> {
+        let shutdown = coordinator.handle();
+        let hook = format!("{}-server", name.trim_end_matches("-service"));
+        shutdown.hook("stop-accepting", &hook, |_| async move {
+            server.await.map_err(|_| "the server task panicked")
+        })?;
+        let (ipc_dir, health_port) = (endpoints.ipc_dir(), endpoints.health_port);
+        let endpoints = endpoints.spawn();
+        shutdown.ready();
+        say(format_args!(
+            "{name}: serving on {address} (health on :{health_port}, pid {})",
+            std::process::id()
+        ));
+        say(format_args!(
+            "{name}: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
+        ));
+        let report = coordinator.run().await;
+        // Let a preStop read the end before this process (maybe PID 1) exits.
         let _ = endpoints.await;
         say(format_args!("{report}"));
         deputy_ipc::record_termination(&report);
