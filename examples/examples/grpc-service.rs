@@ -18,16 +18,14 @@
 //! tonic's own `serve_with_shutdown` at the drain's end, no health change, no notices, so
 //! the tests can show what goes wrong without deputy.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use deputy_core::Shutdown;
 use deputy_examples::http_service as defaults;
 use deputy_examples::service::{DrainOptions, run_to_end};
-use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
+use deputy_tokio::{DrainLayer, stopping};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -48,10 +46,6 @@ struct Options {
     port: u16,
     #[command(flatten)]
     drain: DrainOptions,
-    /// Tell the streaming calls to move over this long, after the drain delay (default:
-    /// half the drain timeout; at most the drain timeout).
-    #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = humantime::parse_duration)]
-    disconnect_window: Option<Duration>,
     /// Serve as tonic does on its own: its graceful shutdown at the drain's end, health left
     /// SERVING, no notices (for the tests' failing run).
     #[arg(long)]
@@ -99,20 +93,9 @@ impl Demo for Service {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    deputy_examples::init_logs("info");
-    deputy_ipc::raise_nofile_limit().context("open-files limit")?;
-
-    let mut builder = options.drain.builder();
-    if let Some(window) = options.disconnect_window {
-        builder = builder.disconnect_window(window);
-    }
-    let coordinator = builder.build(TokioRuntime)?;
+    let (coordinator, endpoints, listener) =
+        options.drain.start("grpc-service", options.port).await?;
     let shutdown = coordinator.handle();
-    tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
-    let endpoints = options.drain.endpoints(&shutdown, "grpc-service")?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
-        .await
-        .with_context(|| format!("port {}", options.port))?;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<DemoServer<Service>>().await;

@@ -20,12 +20,10 @@
 //! `/shutdown` for an httpGet preStop (`examples/k8s/http-prestop.yaml`).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
-use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals};
+use deputy_tokio::DrainLayer;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
@@ -96,18 +94,9 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    deputy_examples::init_logs("info");
-    // As Go does: a flood of connections should not find the process at a soft limit of
-    // 1,024 descriptors when the hard limit allows more.
-    deputy_ipc::raise_nofile_limit().context("open-files limit")?;
-
-    let coordinator = options.drain.builder().build(TokioRuntime)?;
+    let (coordinator, endpoints, listener) =
+        options.drain.start("http-service", options.port).await?;
     let shutdown = coordinator.handle();
-    tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
-    let endpoints = options.drain.endpoints(&shutdown, "http-service")?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
-        .await
-        .with_context(|| format!("port {}", options.port))?;
 
     // HTTP/1 and h2c on one port; accepts until the drain is over, then lets open
     // connections finish (HTTP/2 ones got GOAWAY at the trigger).

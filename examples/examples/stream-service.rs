@@ -28,10 +28,8 @@
 //! notices), so the tests can show what goes wrong without deputy's streams.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -45,7 +43,7 @@ use deputy_core::{Connection, Shutdown};
 use deputy_examples::http_service as defaults;
 use deputy_examples::service::{DrainOptions, run_to_end};
 use deputy_tokio::websocket::{CLOSE_WAIT, GOING_AWAY, going_away};
-use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals, stopping};
+use deputy_tokio::{DrainLayer, stopping};
 use futures::{Stream, StreamExt};
 
 #[derive(Debug, Parser)]
@@ -56,10 +54,6 @@ struct Options {
     port: u16,
     #[command(flatten)]
     drain: DrainOptions,
-    /// Tell the long-lived connections to move over this long, after the drain delay
-    /// (default: half the drain timeout; at most the drain timeout).
-    #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = humantime::parse_duration)]
-    disconnect_window: Option<Duration>,
     /// Serve as axum does on its own: its graceful shutdown at the drain's end, no drain
     /// layer, no notices (for the tests' failing run).
     #[arg(long)]
@@ -182,20 +176,9 @@ fn routes(app: App) -> Router {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    deputy_examples::init_logs("info");
-    deputy_ipc::raise_nofile_limit().context("open-files limit")?;
-
-    let mut builder = options.drain.builder();
-    if let Some(window) = options.disconnect_window {
-        builder = builder.disconnect_window(window);
-    }
-    let coordinator = builder.build(TokioRuntime)?;
+    let (coordinator, endpoints, listener) =
+        options.drain.start("stream-service", options.port).await?;
     let shutdown = coordinator.handle();
-    tokio::spawn(handle_signals(shutdown.clone(), DEFAULT_SIGNALS)?);
-    let endpoints = options.drain.endpoints(&shutdown, "stream-service")?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], options.port)))
-        .await
-        .with_context(|| format!("port {}", options.port))?;
 
     let server = if options.baseline {
         let app = routes(App { shutdown: None });

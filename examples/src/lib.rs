@@ -83,6 +83,11 @@ pub mod service {
         /// Serve /metrics on the health port (Prometheus' text format).
         #[arg(long, env = "DEPUTY_METRICS")]
         pub metrics: bool,
+        /// Tell long-lived connections (WebSockets, event streams, streaming calls) to move
+        /// over this long, after the drain delay (default: half the drain timeout; at most
+        /// the drain timeout).
+        #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = humantime::parse_duration)]
+        pub disconnect_window: Option<Duration>,
     }
 
     impl DrainOptions {
@@ -97,10 +102,45 @@ pub mod service {
             if let Some(max) = self.drain_delay_max {
                 builder = builder.drain_delay_max(max);
             }
+            if let Some(window) = self.disconnect_window {
+                builder = builder.disconnect_window(window);
+            }
             builder.phase(
                 Phase::new("stop-accepting")
                     .timeout(Duration::from_secs(defaults::STOP_ACCEPTING_SECS)),
             )
+        }
+
+        /// The start every service shares, on tokio: logs, the open-files limit raised (as Go
+        /// does: a flood of connections should not find the process at a soft limit of 1,024
+        /// descriptors when the hard limit allows more), the coordinator with its signal
+        /// triggers, the control socket and health endpoints, and the service's listener on
+        /// `port`.
+        ///
+        /// # Errors
+        ///
+        /// A plan over its budget, or what cannot be bound, with its context.
+        pub async fn start(
+            &self,
+            name: &str,
+            port: u16,
+        ) -> anyhow::Result<(
+            deputy_core::ShutdownCoordinator,
+            Endpoints,
+            tokio::net::TcpListener,
+        )> {
+            crate::init_logs("info");
+            deputy_ipc::raise_nofile_limit().context("open-files limit")?;
+            let coordinator = self.builder().build(deputy_tokio::TokioRuntime)?;
+            let shutdown = coordinator.handle();
+            let signals =
+                deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
+            tokio::spawn(signals);
+            let endpoints = self.endpoints(&shutdown, name)?;
+            let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+                .await
+                .with_context(|| format!("port {port}"))?;
+            Ok((coordinator, endpoints, listener))
         }
 
         /// Binds the control socket (in --ipc-dir, `$DEPUTY_IPC_DIR`, else /run, else the
