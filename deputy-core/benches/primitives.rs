@@ -222,8 +222,8 @@ fn guards(c: &mut Criterion) {
         bench_maybe_contended(&mut group, "deputy, named", contended, move || {
             drop(black_box(&shutdown).guard_named("GET /export"))
         });
-        // The coordinator's own guard, and a long-lived connection's registration (that
-        // guard and a slab slot in one of 16 shards).
+        // The coordinator's own guard, and a long-lived connection's registration (a slot,
+        // four bits of a word in the thread's shard: one compare-exchange each way).
         let shutdown = deputy_core::ShutdownCoordinator::builder()
             .build(deputy_core::ManualClock::new())
             .unwrap()

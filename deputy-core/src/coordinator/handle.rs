@@ -298,10 +298,11 @@ impl Shutdown {
     /// it counts as in flight until the returned [`Connection`](crate::Connection) is
     /// dropped, and receives its [`Notice`](crate::Notice)s: `Move` once the drain delay is
     /// over, spread over the [disconnect window](crate::Builder::disconnect_window), and
-    /// `Close` when the drain timeout ends with it still open. One registration costs a
-    /// slab slot and a few atomic operations.
+    /// `Close` when the drain timeout ends with it still open. Registering and dropping
+    /// cost one compare-exchange each on the common path, no lock and no allocation.
+    #[inline]
     pub fn connection(&self) -> crate::Connection {
-        crate::connections::register(&self.shared.connections, self.guard())
+        self.shared.in_flight.connection()
     }
 
     /// Wraps a future so it counts as in flight until it ends (see [`InFlight::track`]).

@@ -73,8 +73,6 @@ pub(crate) struct Shared {
     pub(crate) arrivals: Arrivals,
     /// Named work in flight.
     pub(crate) named: std::sync::Arc<Registry>,
-    /// Long-lived connections.
-    pub(crate) connections: crate::sync::Arc<Connections>,
     escalations: Mutex<u32>,
     inner: Mutex<Inner>,
     hooks: Mutex<Hooks>,
@@ -132,6 +130,11 @@ struct Hooks {
 }
 
 impl Shared {
+    /// The long-lived connections, registered in the in-flight counter's block.
+    pub(crate) fn connections(&self) -> &Connections {
+        self.in_flight.connections()
+    }
+
     pub(crate) fn new(runtime: Arc<dyn Runtime>, plan: Plan) -> Self {
         let phase_names: Vec<Arc<str>> = plan.phases.iter().map(|p| p.name().into()).collect();
         let count = phase_names.len();
@@ -141,14 +144,13 @@ impl Shared {
             phase_names,
             draining: CancellationToken::new(),
             stopping: CancellationToken::new(),
-            in_flight: InFlight::new(),
+            in_flight: InFlight::with_connections(),
             state: AtomicU8::new(State::Running as u8),
             service_ready: AtomicBool::new(false),
             service_live: AtomicBool::new(true),
             message: Mutex::new(None),
             arrivals: Arrivals::new(),
             named: std::sync::Arc::default(),
-            connections: crate::sync::Arc::new(Connections::new()),
             escalations: Mutex::new(0),
             inner: Mutex::new(Inner {
                 machine: Machine::new(count),

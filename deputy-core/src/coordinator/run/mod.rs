@@ -120,7 +120,7 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
     let delay_end = wait_drain_delay(&shared, triggered_at, &mut budget).await;
     wait_in_flight(&shared, triggered_at, delay_end, &mut budget).await;
     // However the drain ended, the long-lived connections still open close now.
-    shared.connections.close_all();
+    shared.connections().close_all();
     let phases = run_phases(&shared, &mut budget).await;
     let report = report::build(&shared, triggered_at, phases);
     log_outcome(&report);
@@ -198,7 +198,7 @@ async fn wait_in_flight(
     // the end of the delay (which an adaptive delay decides); the spread never ends by
     // itself, so the drain's own end decides.
     let spread = shared
-        .connections
+        .connections()
         .spread(&*shared.runtime, delay_end, plan.disconnect_window);
     let mut timed_out = false;
     let end = async {
