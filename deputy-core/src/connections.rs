@@ -8,29 +8,34 @@
 //! The registry lives in the in-flight counter's block (`inflight::counter`). Each slot is
 //! four bits of an atomic word (15 slots a word): `OPEN`, `MOVE`, `CLOSE`, and `WAKER` (a
 //! waker is stored in the slot's cell). The word's top bits say whether it holds a guard
-//! unit of the block (`HELD`), and whether it gives it back as soon as it empties
-//! (`UNSTUCK`). A [`Connection`] owns no unit and no reference count: its open slot keeps
+//! unit of the block (`HELD`), whether it gives it back as soon as it empties (`UNSTUCK`),
+//! and whether a slot taken in it is told at once to move (`WORD_MOVE`) or to close
+//! (`WORD_CLOSE`). A [`Connection`] owns no unit and no reference count: its open slot keeps
 //! its word's unit, and so the block, alive. While nobody waits for the drain, a word keeps
 //! its unit when it empties, so registering is one compare-exchange on the word and
-//! dropping another: two read-modify-writes in all, as for a guard, and no lock.
+//! dropping one subtraction (which clears the slot's `OPEN` bit and reads nothing first):
+//! two read-modify-writes in all, as for a guard, and no lock.
 //!
 //! Words are in 16 shards (each thread's by where its stack is, so two threads registering
 //! at once touch different cache lines; under loom, the first shard always).
 //! A shard's words are in pages that double in size and are never freed before the
 //! registry, so a slot never moves. A registration looks for a free slot from the shard's
-//! hint (the last word seen with a free slot), round the shard's pages once,
+//! hint (the word of the last slot freed, or found free), round the shard's pages once,
 //! and adds a page only if all are full: a shard holds at most twice the most connections
 //! it ever had at once.
 //!
 //! # Invariants
 //!
-//! 1. A word with an open slot holds a guard unit (`HELD`): a registration sets `OPEN`
-//!    only in a word that holds one, or sets `HELD` with it and hands the word a unit it
-//!    took; a word gives its unit up only in the read-modify-write that finds it with no
-//!    open slot. So a connection reaches the block (through [`BlockPtr`]) only while its
-//!    word holds a unit, and counts as in flight until it is dropped. Only its
-//!    `Connection` clears its slot, on drop, after taking the slot's waker, and touches
-//!    nothing after that read-modify-write unless it took the word's unit.
+//! 1. A word with an open slot holds a guard unit (`HELD`, or, once `UNSTUCK`, its open
+//!    slots hold it together: invariant 6): a registration sets `OPEN` only in a word that
+//!    holds one, or hands the word a unit it took (setting `HELD` unless `UNSTUCK`); a word
+//!    gives its unit up only in the read-modify-write that leaves it with no open slot. So
+//!    a connection reaches the block (through [`BlockPtr`]) only while its word holds a
+//!    unit, and counts as in flight until it is dropped. Only its `Connection` clears its
+//!    slot's `OPEN` bit, on drop, after taking the slot's waker, and touches nothing after
+//!    that read-modify-write unless it took the word's unit. A free slot's other bits may
+//!    be its last owner's: the next registration clears them, and everyone else reads a
+//!    slot's bits only while its `OPEN` bit is set.
 //! 2. A slot's notice only moves forward: none, then `MOVE` ([`Notice::Move`]), then
 //!    `CLOSE` ([`Notice::Close`]), each set by a read-modify-write of the word; whoever
 //!    sets a bit counts it (`notified` for `MOVE`; `cut`, and `cut_after_notice` if `MOVE`
@@ -51,17 +56,20 @@
 //! 5. Each connection told to move is counted once in the report: gone before the cut
 //!    (`moved`, which is `notified` less `cut_after_notice`) or still there at the cut.
 //! 6. Once someone waits for the drain, or the counter's last handle is dropped,
-//!    [`UNSTICKING`] is set and every word is swept: an empty word gives its unit back,
-//!    and every word is marked `UNSTUCK`, as is every word a later registration finds
-//!    unmarked (invariant 3). An `UNSTUCK` word gives its unit back in the drop that
-//!    empties it. So the drain ends when the last connection does, and the block is freed
-//!    once the last owner of all is gone.
+//!    [`UNSTICKING`] is set and every word is swept: each is marked `UNSTUCK` and loses
+//!    `HELD`, as is every page made later (invariant 3); an empty word gives its unit back
+//!    then, and the unit of one with open slots becomes theirs. The drop that empties an
+//!    `UNSTUCK` word gives its unit back (it sees so in the value its subtraction returns),
+//!    and a registration in an empty `UNSTUCK` word brings a unit of its own. So the drain
+//!    ends when the last connection does, and the block is freed once the last owner of
+//!    all is gone.
 
 // The words hold guard units of the counter's block, and a connection reaches the block
 // through a bare `BlockPtr`: each unsafe block is reviewed against invariants 1 and 6, and
 // checked by the loom models below and by miri (`cargo +nightly miri test -p deputy-core`).
 #![allow(unsafe_code)]
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -149,6 +157,17 @@ fn free_slot(word: u64) -> Option<u32> {
     (free != 0).then(|| free.trailing_zeros() / 4)
 }
 
+/// Whether a word holds a guard unit (invariant 1): by its `HELD` bit until it is
+/// `UNSTUCK`, and from then on while a slot is open.
+#[inline]
+fn holds_unit(word: u64) -> bool {
+    if word & UNSTUCK == 0 {
+        word & HELD != 0
+    } else {
+        word & OPEN_BITS != 0
+    }
+}
+
 /// The page of a flat word index in a shard, and the word's index in it.
 #[inline]
 fn locate(flat: usize) -> (usize, usize) {
@@ -232,7 +251,7 @@ struct Shard {
     /// Words in the pages made so far (published after each page is made).
     words: AtomicUsize,
     /// Where a registration looks first: the last word found with a free slot, by a
-    /// registration's search or by a drop from a full word.
+    /// registration's search or by a drop (which frees one there).
     hint: AtomicUsize,
     first_words: [AtomicU64; FIRST_WORDS],
     first_cells: Box<[Cell]>,
@@ -262,18 +281,30 @@ impl Shard {
     /// Where a page's word is, if the page is made.
     #[inline]
     fn made(&self, page_index: usize, index: usize) -> Option<Place<'_>> {
-        let (word, cells) = if page_index == 0 {
-            (self.first_words.get(index)?, &*self.first_cells)
+        let word = if page_index == 0 {
+            self.first_words.get(index)?
         } else {
-            let page = self.pages.get(page_index)?.get()?;
-            (page.words.get(index)?, &*page.cells)
+            self.pages.get(page_index)?.get()?.words.get(index)?
         };
         Some(Place {
+            shard: self,
             word,
-            cells,
             page_index,
             index,
         })
+    }
+
+    /// A slot's waker cell, in a page made.
+    fn cell(&self, page_index: usize, index: usize, slot: u32) -> &Cell {
+        let cells = if page_index == 0 {
+            &self.first_cells
+        } else {
+            &self.pages[page_index]
+                .get()
+                .expect("a slot's page is made")
+                .cells
+        };
+        &cells[index * SLOTS_PER_WORD as usize + slot as usize]
     }
 
     /// Each word made so far.
@@ -357,11 +388,10 @@ impl Shard {
     }
 }
 
-/// A word, its page's waker cells, the page's index in the shard, and the word's in the
-/// page.
+/// A word, its shard, the page's index in the shard, and the word's in the page.
 struct Place<'a> {
+    shard: &'a Shard,
     word: &'a AtomicU64,
-    cells: &'a [Cell],
     page_index: usize,
     index: usize,
 }
@@ -375,7 +405,7 @@ impl<'a> Place<'a> {
     /// A slot's waker cell.
     #[inline]
     fn cell(&self, slot: u32) -> &'a Cell {
-        &self.cells[self.index * SLOTS_PER_WORD as usize + slot as usize]
+        self.shard.cell(self.page_index, self.index, slot)
     }
 
     /// The shard's hint for this word: its index and its page's, packed (no search for
@@ -391,8 +421,8 @@ const HINT_SHIFT: u32 = 5;
 const HINT_PAGE: usize = (1 << HINT_SHIFT) - 1;
 const _: () = assert!(PAGES <= HINT_PAGE + 1);
 
-/// Sets the `OPEN` bit of a free slot in `word`, if it has one, and `HELD` with a unit
-/// handed to the word if it held none (invariant 1). `unit` keeps a unit taken for a try
+/// Sets the `OPEN` bit of a free slot in `word`, if it has one (clearing what its last
+/// owner left), with a unit handed to the word if it held none (invariant 1). `unit` keeps a unit taken for a try
 /// that lost its race, for the next; one left over is dropped. Returns the slot and the
 /// word's bits before.
 #[inline]
@@ -405,7 +435,8 @@ fn take_free_slot(
     let mut current = word.load(Ordering::Relaxed);
     loop {
         let slot = free_slot(current)?;
-        let mut new = current | OPEN << shift(slot);
+        // A free slot's other bits may be its last owner's (invariant 1): cleared here.
+        let mut new = current & !(SLOT << shift(slot)) | OPEN << shift(slot);
         if current & (WORD_MOVE | WORD_CLOSE) != 0 {
             // Invariant 3: the sweep has been here; the notice comes with the slot.
             new |= if current & WORD_CLOSE != 0 {
@@ -414,18 +445,21 @@ fn take_free_slot(
                 MOVE
             } << shift(slot);
         }
-        if current & HELD == 0 {
+        let needs_unit = !holds_unit(current);
+        if needs_unit {
             if unit.is_none() {
                 *unit = Some(handle.guard());
             }
-            new |= HELD;
+            if current & UNSTUCK == 0 {
+                new |= HELD;
+            }
         }
         // Acquire: orders this slot's use after its last owner's release (and the sweep
         // that marked the word, after the phase); Release: publishes the new unit's owner.
         match word.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => {
-                if current & HELD == 0 {
-                    // The word holds the unit now, until it empties (invariant 1).
+                if needs_unit {
+                    // The word holds the unit now (invariant 1).
                     if let Some(unit) = unit.take() {
                         unit.give_to_word();
                     }
@@ -488,7 +522,7 @@ impl Connections {
 
     /// Guard units the words hold now (invariant 1).
     pub(crate) fn held(&self) -> usize {
-        self.count(|word| usize::from(word & HELD != 0))
+        self.count(|word| usize::from(holds_unit(word)))
     }
 
     fn count(&self, of_word: impl Fn(u64) -> usize) -> usize {
@@ -673,16 +707,13 @@ impl Connections {
         let prev = place
             .word
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |current| {
-                let mut new = current | UNSTUCK;
-                if current & OPEN_BITS == 0 {
-                    new &= !HELD;
-                }
-                Some(new)
+                // An `UNSTUCK` word's unit is its open slots' (invariant 6).
+                Some((current | UNSTUCK) & !HELD)
             })
             .unwrap_or_else(|current| current);
         if prev & (HELD | OPEN_BITS) == HELD {
-            // SAFETY: we took the word's unit (cleared `HELD`), and give it up here; the
-            // caller's unit keeps the block alive until then.
+            // SAFETY: we took the word's unit (cleared `HELD` of an empty word), and give it
+            // up here; the caller's unit keeps the block alive until then.
             drop(unsafe { block.into_guard() });
         }
     }
@@ -780,23 +811,26 @@ impl Jitter {
 /// ```
 #[must_use = "the connection is registered only while this is alive"]
 pub struct Connection {
-    /// The block the registry is in, its shard, word and waker cell: reached only while
+    /// The block the registry is in, its shard and word: reached only while
     /// the slot is open, which keeps the word's unit, and so the block, alive (invariant 1).
     /// Shards and pages never move, and live as long as the registry.
     block: BlockPtr,
     shard: NonNull<Shard>,
     word: NonNull<AtomicU64>,
-    cell: NonNull<Cell>,
     /// The word's index in its page.
     index: u32,
     /// The page's index in its shard.
     page_index: u8,
     slot: u8,
+    /// Whether a poll stored a waker in the slot's cell, for the drop to take (it is not
+    /// read from the word, so that dropping is one read-modify-write and nothing more).
+    waker: UnsafeCell<bool>,
 }
 
-// SAFETY: the pointers are to the registry's shard, word and cell, which are `Sync` and live as
+// SAFETY: the pointers are to the registry's shard and word, which are `Sync` and live as
 // long as the registry, which lives while the connection does (invariant 1): a connection
-// is as safe to move or share as a `&Connections` and a slot it owns.
+// is as safe to move or share as a `&Connections` and a slot it owns. Its `waker` flag is
+// written only under the slot's cell lock, and read only through `&mut self`.
 unsafe impl Send for Connection {}
 // SAFETY: see above.
 unsafe impl Sync for Connection {}
@@ -819,10 +853,10 @@ impl Connection {
             block: handle.ptr(),
             shard: NonNull::from(shard),
             word: NonNull::from(place.word),
-            cell: NonNull::from(place.cell(slot)),
             index: place.index as u32,
             page_index: place.page_index as u8,
             slot: slot as u8,
+            waker: UnsafeCell::new(false),
         }
     }
 
@@ -834,11 +868,20 @@ impl Connection {
         unsafe { self.word.as_ref() }
     }
 
-    /// This connection's waker cell.
+    /// This connection's shard.
     #[inline]
-    fn cell(&self) -> &Cell {
+    fn shard(&self) -> &Shard {
         // SAFETY: as in `word`.
-        unsafe { self.cell.as_ref() }
+        unsafe { self.shard.as_ref() }
+    }
+
+    /// This connection's waker cell (found when first needed: most drops need none).
+    fn cell(&self) -> &Cell {
+        self.shard().cell(
+            usize::from(self.page_index),
+            self.index as usize,
+            u32::from(self.slot),
+        )
     }
 
     #[inline]
@@ -922,6 +965,9 @@ impl Connection {
             Some(waker) => waker.clone_from(cx.waker()),
             None => *cell = Some(cx.waker().clone()),
         }
+        // SAFETY: written only here, under the cell's lock, and read only by the drop, which
+        // has the connection to itself.
+        unsafe { *self.waker.get() = true };
         // AcqRel and Acquire: the notice's bit, if set first, is seen with what came before.
         let bits = if bits & WAKER == 0 {
             word.fetch_or(WAKER << shift, Ordering::AcqRel) >> shift
@@ -985,43 +1031,27 @@ where
 impl Drop for Connection {
     #[inline]
     fn drop(&mut self) {
-        let word = self.word();
-        let shift = self.shift();
-        // Relaxed: `WAKER` is set only by this connection's own polls.
-        let mut current = word.load(Ordering::Relaxed);
-        if current >> shift & WAKER != 0 {
+        if *self.waker.get_mut() {
             drop(self.cell().lock().take());
         }
-        if free_slot(current).is_none() {
-            // SAFETY: as in `page`: the shard lives as long as the registry.
-            let shard = unsafe { self.shard.as_ref() };
-            // Relaxed: only where the next registration looks first: a full word gets a
-            // free slot. Stored now, while the slot keeps the block alive (invariant 1).
-            shard.hint.store(
-                (self.index as usize) << HINT_SHIFT | usize::from(self.page_index),
-                Ordering::Relaxed,
-            );
+        // Relaxed: only where the next registration looks first, which is then a word with a
+        // free slot. Stored now, while the slot keeps the block alive (invariant 1).
+        let shard = self.shard();
+        let hint = (self.index as usize) << HINT_SHIFT | usize::from(self.page_index);
+        if shard.hint.load(Ordering::Relaxed) != hint {
+            shard.hint.store(hint, Ordering::Relaxed);
         }
-        // Invariant 1: clear the slot, and take the word's unit if this empties an
-        // `UNSTUCK` word; touch nothing after, unless the unit is ours.
-        loop {
-            let mut new = current & !(SLOT << shift);
-            let last = new & (OPEN_BITS | UNSTUCK) == UNSTUCK;
-            if last {
-                new &= !HELD;
-            }
-            // AcqRel: Release hands the slot, its cell emptied, to its next owner, and
-            // publishes the connection's work to whoever gives the word's unit back
-            // (Acquire, for when that is us).
-            match word.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) if last => {
-                    // SAFETY: we took the word's unit (cleared `HELD`), and give it up here.
-                    drop(unsafe { self.block.into_guard() });
-                    return;
-                }
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
+        // Invariant 1: clear the slot's `OPEN` bit (the others are left for the next owner to
+        // clear), in one read-modify-write that touches nothing after, unless it emptied an
+        // `UNSTUCK` word, whose unit is then ours. AcqRel: Release hands the slot, its cell
+        // emptied, to its next owner, and publishes the connection's work to whoever gives
+        // the word's unit back (Acquire, for when that is us).
+        let own = OPEN << self.shift();
+        let before = self.word().fetch_sub(own, Ordering::AcqRel);
+        if before & UNSTUCK != 0 && before & OPEN_BITS == own {
+            // SAFETY: we emptied an `UNSTUCK` word, so its unit is ours (invariant 6), and we
+            // give it up here.
+            drop(unsafe { self.block.into_guard() });
         }
     }
 }
@@ -1182,6 +1212,25 @@ mod loom_models {
             assert_eq!(in_flight.connections().held(), 0);
         });
     }
+    /// Invariant 6: of two drops that race the unsticking in one word, exactly one gives
+    /// the word's unit back (the one whose subtraction empties it once it is `UNSTUCK`, or
+    /// the sweep, if it comes after both).
+    #[test]
+    fn two_drops_racing_the_unsticking_give_the_unit_back_once() {
+        loom::model(|| {
+            let in_flight = InFlight::with_connections();
+            let droppers: Vec<_> = [in_flight.connection(), in_flight.connection()]
+                .into_iter()
+                .map(|connection| thread::spawn(move || drop(connection)))
+                .collect();
+            block_on(in_flight.drained());
+            for dropper in droppers {
+                dropper.join().unwrap();
+            }
+            assert_eq!(in_flight.connections().held(), 0);
+            assert_eq!(in_flight.count(), 0);
+        });
+    }
 
     /// Invariants 1, 3 and 6: a registration in an empty word racing the sweep either keeps
     /// the word's unit or takes a new one, and its word is `UNSTUCK` either way: its drop
@@ -1221,6 +1270,8 @@ mod loom_models {
 mod tests {
     use super::*;
     use crate::InFlight;
+    use std::pin::pin;
+    use std::sync::Arc;
 
     /// Invariants 1 and 6: while nobody waits, an empty word keeps its unit (so the next
     /// registration is one compare-exchange); once someone waits, it gives it back, and a
@@ -1292,6 +1343,38 @@ mod tests {
         drop(many);
         assert_eq!(in_flight.connections().held(), 0);
         assert!(drained.as_mut().poll(&mut cx).is_ready());
+    }
+
+    /// Invariant 1 for a slot reused: the drop takes the waker its polls stored (the task
+    /// is not kept alive by the registry), and the next owner's slot holds only its `OPEN`
+    /// bit, whatever its last owner left.
+    #[test]
+    fn a_slot_reused_keeps_nothing_of_its_last_owner() {
+        struct Task;
+        impl futures::task::ArcWake for Task {
+            fn wake_by_ref(_: &Arc<Self>) {}
+        }
+        let in_flight = InFlight::with_connections();
+        let task = Arc::new(Task);
+        let waker = futures::task::waker(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let first = in_flight.connection();
+        assert!(pin!(first.notice()).poll(&mut cx).is_pending());
+        let slot = (first.word, first.slot);
+        assert_ne!(
+            first.word().load(Ordering::Relaxed) >> first.shift() & WAKER,
+            0
+        );
+        drop(waker);
+        assert_eq!(Arc::strong_count(&task), 2, "the cell holds the waker");
+        drop(first);
+        assert_eq!(Arc::strong_count(&task), 1, "the drop took the waker");
+        let again = in_flight.connection();
+        assert_eq!((again.word, again.slot), slot);
+        assert_eq!(
+            again.word().load(Ordering::Relaxed) >> again.shift() & SLOT,
+            OPEN
+        );
     }
 
     fn connections_phase(in_flight: &InFlight) -> u8 {

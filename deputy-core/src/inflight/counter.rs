@@ -301,7 +301,8 @@ impl BlockPtr {
     ///
     /// # Safety
     ///
-    /// The caller took the word's unit (cleared its `HELD` bit) and gives it up once.
+    /// The caller took the word's unit (cleared its `HELD` bit, or emptied it once it was
+    /// `UNSTUCK`) and gives it up once.
     #[inline]
     pub(crate) unsafe fn into_guard(self) -> GuardRef {
         GuardRef { block: self.block }
