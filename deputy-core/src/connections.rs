@@ -422,9 +422,9 @@ const HINT_PAGE: usize = (1 << HINT_SHIFT) - 1;
 const _: () = assert!(PAGES <= HINT_PAGE + 1);
 
 /// Sets the `OPEN` bit of a free slot in `word`, if it has one (clearing what its last
-/// owner left), with a unit handed to the word if it held none (invariant 1). `unit` keeps a unit taken for a try
-/// that lost its race, for the next; one left over is dropped. Returns the slot and the
-/// word's bits before.
+/// owner left), with a unit handed to the word if it held none (invariant 1). `unit`
+/// keeps a unit taken for a try that lost its race, for the next; one left over is
+/// dropped. Returns the slot and the word's bits before.
 #[inline]
 fn take_free_slot(
     word: &AtomicU64,
