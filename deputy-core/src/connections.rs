@@ -198,6 +198,8 @@ struct Page {
 }
 
 impl Page {
+    // Under loom, pages past the first are never made (`PageCell::get_or_init`).
+    #[cfg_attr(loom, allow(dead_code))]
     fn new(words: usize) -> Self {
         Self {
             words: (0..words).map(|_| AtomicU64::new(0)).collect(),

@@ -163,7 +163,7 @@ impl CancellationToken {
         DropGuard::new(self)
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn live_children(&self) -> usize {
         self.link.core.live_children()
     }

@@ -144,7 +144,7 @@ impl Core {
         live.into_iter().map(|(_, core)| core).collect()
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn live_children(&self) -> usize {
         self.children.lock().live.len()
     }
