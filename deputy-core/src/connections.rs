@@ -280,17 +280,23 @@ impl Shard {
             .expect("a flat index below `words` is in a page made")
     }
 
+    /// A page's words and waker cells, if the page is made (the first is in the shard).
+    #[inline]
+    fn page(&self, page_index: usize) -> Option<(&[AtomicU64], &[Cell])> {
+        if page_index == 0 {
+            Some((&self.first_words, &self.first_cells))
+        } else {
+            let page = self.pages.get(page_index)?.get()?;
+            Some((&page.words, &page.cells))
+        }
+    }
+
     /// Where a page's word is, if the page is made.
     #[inline]
     fn made(&self, page_index: usize, index: usize) -> Option<Place<'_>> {
-        let word = if page_index == 0 {
-            self.first_words.get(index)?
-        } else {
-            self.pages.get(page_index)?.get()?.words.get(index)?
-        };
         Some(Place {
             shard: self,
-            word,
+            word: self.page(page_index)?.0.get(index)?,
             page_index,
             index,
         })
@@ -298,14 +304,7 @@ impl Shard {
 
     /// A slot's waker cell, in a page made.
     fn cell(&self, page_index: usize, index: usize, slot: u32) -> &Cell {
-        let cells = if page_index == 0 {
-            &self.first_cells
-        } else {
-            &self.pages[page_index]
-                .get()
-                .expect("a slot's page is made")
-                .cells
-        };
+        let (_, cells) = self.page(page_index).expect("a slot's page is made");
         &cells[index * SLOTS_PER_WORD as usize + slot as usize]
     }
 
@@ -414,8 +413,14 @@ impl<'a> Place<'a> {
     /// the page on the common path).
     #[inline]
     fn hint(&self) -> usize {
-        self.index << HINT_SHIFT | self.page_index
+        hint_of(self.page_index, self.index)
     }
+}
+
+/// A word's hint: its index in its page and its page's, packed.
+#[inline]
+fn hint_of(page_index: usize, index: usize) -> usize {
+    index << HINT_SHIFT | page_index
 }
 
 /// A hint is `index << HINT_SHIFT | page_index` (fewer than 32 pages).
@@ -1039,7 +1044,7 @@ impl Drop for Connection {
         // Relaxed: only where the next registration looks first, which is then a word with a
         // free slot. Stored now, while the slot keeps the block alive (invariant 1).
         let shard = self.shard();
-        let hint = (self.index as usize) << HINT_SHIFT | usize::from(self.page_index);
+        let hint = hint_of(usize::from(self.page_index), self.index as usize);
         if shard.hint.load(Ordering::Relaxed) != hint {
             shard.hint.store(hint, Ordering::Relaxed);
         }
