@@ -360,6 +360,49 @@ pub fn parse_mapping(text: &str) -> Result<(i32, i32), String> {
 /// A [`RunError`] if the configuration is unusable or the child cannot be started; its
 /// [`exit_code`](RunError::exit_code) is the one to exit with.
 pub fn run(config: Config) -> Result<i32, RunError> {
+    supervise(config, |code| code)
+}
+
+/// [`run`], then the end of the process: once the child and its descendants are gone and
+/// deputy's files are cleaned up (the control socket, the pid file, the termination
+/// message), the process exits with the exit code there, without freeing what it holds.
+/// Returns only if the supervisor could not start, with the error to report.
+///
+/// This is `deputy run`'s way out: freeing the supervisor's state (a dozen unmaps and
+/// closes, which the kernel does anyway at exit) came after the child's death and before
+/// the exit, where it cost about 75 µs on the way from the stop signal to exit (see
+/// BENCHMARKS.md, "signal to exit").
+///
+/// # Examples
+///
+/// ```no_run
+/// use deputy_ipc::supervisor::{self, Config};
+///
+/// let error = supervisor::run_then_exit(Config::new(["python3", "app.py"]));
+/// eprintln!("deputy: {error}");
+/// std::process::exit(error.exit_code());
+/// ```
+pub fn run_then_exit(config: Config) -> RunError {
+    match supervise(config, |code| exit_now(code)) {
+        Ok(code) => exit_now(code),
+        Err(error) => error,
+    }
+}
+
+/// Ends the process with `code` at once: stdout flushed (stderr has no buffer), no
+/// destructors, no `atexit` handlers (deputy registers none).
+#[allow(unsafe_code)]
+fn exit_now(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // SAFETY: `_exit` takes no pointer and never returns; skipping destructors is its point,
+    // and nothing this process holds needs one to run (the kernel closes and unmaps).
+    unsafe { nix::libc::_exit(code) }
+}
+
+/// [`run`]'s body; `end` gets the exit code once everything is cleaned up, while the
+/// supervisor's state is still held (its value is what `run` returns).
+fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunError> {
     config.check()?;
     // What the termination message file looks like now: a child that writes its own
     // message changes it (compared by contents' identity, not by time: file times come from
@@ -423,7 +466,7 @@ pub fn run(config: Config) -> Result<i32, RunError> {
     }
     let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
     record_termination(&child, &after, exit, message_before);
-    Ok(exit)
+    Ok(end(exit))
 }
 
 /// The process's own duties, before any thread exists (every thread inherits the blocked

@@ -11,7 +11,8 @@ use deputy_ipc::supervisor::RunError;
 use crate::Failure;
 use crate::cli::{RunArgs, Target, code};
 
-/// `deputy run`: the supervisor's exit code.
+/// `deputy run`: returns only if the supervisor could not start, with the exit code for
+/// that; otherwise the supervisor exits with the child's code.
 pub(crate) fn run(args: RunArgs) -> i32 {
     let mut config = args.into_config();
     // DEPUTY_METRICS=1 asks for /metrics where there is a health port to serve it on.
@@ -24,17 +25,16 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         .filter(|name| std::env::var_os(name).is_some())
         .map(Into::into)
         .collect();
-    let result = match shutdown_token(config.health_port.is_some()) {
+    // On success, the supervisor ends the process itself (see `run_then_exit`).
+    let error = match shutdown_token(config.health_port.is_some()) {
         Ok(token) => {
             config.shutdown_token = token;
-            deputy_ipc::supervisor::run(config)
+            deputy_ipc::supervisor::run_then_exit(config)
         }
-        Err(error) => Err(error),
+        Err(error) => error,
     };
-    result.unwrap_or_else(|error| {
-        deputy_ipc::supervisor::say_line(format_args!("{error}"));
-        error.exit_code()
-    })
+    deputy_ipc::supervisor::say_line(format_args!("{error}"));
+    error.exit_code()
 }
 
 /// The /shutdown token from the environment, when there is a health port to serve it on
