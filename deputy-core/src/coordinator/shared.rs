@@ -62,6 +62,11 @@ pub(crate) struct Shared {
     pub(crate) phase_names: Vec<Arc<str>>,
     pub(crate) draining: CancellationToken,
     pub(crate) stopping: CancellationToken,
+    /// Each phase's token, for its hooks' contexts (cancelled when the phase ends before
+    /// they do). Made with the coordinator, so that the way from the trigger to the first
+    /// hook allocates as little as it can; a phase runs at most once (the machine only
+    /// moves forward).
+    pub(crate) phase_tokens: Vec<CancellationToken>,
     pub(crate) in_flight: InFlight,
     state: AtomicU8,
     service_ready: AtomicBool,
@@ -144,6 +149,7 @@ impl Shared {
             phase_names,
             draining: CancellationToken::new(),
             stopping: CancellationToken::new(),
+            phase_tokens: (0..count).map(|_| CancellationToken::new()).collect(),
             in_flight: InFlight::with_connections(),
             state: AtomicU8::new(State::Running as u8),
             service_ready: AtomicBool::new(false),
@@ -157,8 +163,11 @@ impl Shared {
                 triggered_at: None,
                 drain_end: None,
                 stragglers: Vec::new(),
-                triggers: Vec::new(),
-                transitions: Vec::new(),
+                // Room for a usual shutdown's records (a trigger, a second signal; running
+                // to draining to each phase to done), so that recording them on the way
+                // from the signal to the first hook allocates nothing.
+                triggers: Vec::with_capacity(2),
+                transitions: Vec::with_capacity(count + 3),
                 report: None,
             }),
             hooks: Mutex::new(Hooks {

@@ -52,7 +52,7 @@ pub(super) async fn run(
     // Driver invariant 2.
     let deadline = (start + timeout).min(budget.end);
     // Not a child of the stopping token: that one is cancelled already.
-    let token = CancellationToken::new();
+    let token = shared.phase_tokens[index].clone();
     let mut hooks = Hooks::start(shared, index, start, deadline, &token);
     tracing::info!(phase = %hooks.phase, hooks = hooks.reports.len(), timeout_ms = timeout.as_millis() as u64, "phase started");
 
