@@ -15,7 +15,7 @@
 //! ```
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use deputy_core::ShutdownReport;
 
@@ -72,8 +72,13 @@ pub fn write_termination_message(message: &str) -> io::Result<Option<PathBuf>> {
     let Some(path) = termination_log_path() else {
         return Ok(None);
     };
-    std::fs::write(&path, truncate(message, MAX_TERMINATION_MESSAGE))?;
+    write_termination_message_at(&path, message)?;
     Ok(Some(path))
+}
+
+/// [`write_termination_message`] to `path`, found already.
+pub(crate) fn write_termination_message_at(path: &Path, message: &str) -> io::Result<()> {
+    std::fs::write(path, truncate(message, MAX_TERMINATION_MESSAGE))
 }
 
 /// Writes the [`termination_message`] of a service that exits with `report.exit_code`; a

@@ -404,10 +404,17 @@ fn exit_now(code: i32) -> ! {
 /// supervisor's state is still held (its value is what `run` returns).
 fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunError> {
     config.check()?;
+    // std sets up stdout's buffer when first asked for it: here, not in `exit_now`'s flush
+    // (an allocation, which musl may map, on the way from the stop signal to exit).
+    drop(std::io::stdout());
     // What the termination message file looks like now: a child that writes its own
     // message changes it (compared by contents' identity, not by time: file times come from
     // a coarse clock that can lag this one by milliseconds).
-    let message_before = termination_file_state();
+    // Where it goes is settled now too: the kubelet mounts /dev/termination-log before the
+    // container starts, and looking again at the end would be one more system call on the
+    // way from the stop signal to exit.
+    let termination_log = crate::termination_log_path();
+    let message_before = termination_log.as_deref().and_then(termination_file_state);
     let _ = log_format();
     let signals = take_process_duties(&config)?;
     let event_loop =
@@ -465,7 +472,9 @@ fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunErr
         return Err(RunError::Setup(format!("cannot wait for events: {error}")));
     }
     let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
-    record_termination(&child, &after, exit, message_before);
+    if let Some(path) = &termination_log {
+        record_termination(path, &child, &after, exit, message_before);
+    }
     Ok(end(exit))
 }
 
@@ -500,19 +509,22 @@ fn hook_child_stop(coordinator: &deputy_core::ShutdownCoordinator, child: Arc<Ch
 /// The termination message file's identity: when it was changed, its size and inode.
 type FileState = Option<(Option<SystemTime>, u64, u64)>;
 
-fn termination_file_state() -> FileState {
+fn termination_file_state(path: &Path) -> FileState {
     use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(crate::termination_log_path()?).ok()?;
+    let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok(), meta.len(), meta.ino()))
 }
 
-/// The container's termination message (see [`crate::record_termination`]): how the child
-/// ended and deputy's exit code, the shutdown's summary, then what the child wrote there
-/// itself during this run (a service that uses deputy), if anything.
-fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, before: FileState) {
-    let Some(path) = crate::termination_log_path() else {
-        return;
-    };
+/// The container's termination message at `path` (see [`crate::record_termination`]): how
+/// the child ended and deputy's exit code, the shutdown's summary, then what the child wrote
+/// there itself during this run (a service that uses deputy), if anything.
+fn record_termination(
+    path: &Path,
+    child: &Child,
+    shutdown: &Shutdown,
+    exit: i32,
+    before: FileState,
+) {
     let ending = child
         .ending()
         .unwrap_or_else(|| format!("process {} was not reaped", child.pid()));
@@ -520,14 +532,14 @@ fn record_termination(child: &Child, shutdown: &Shutdown, exit: i32, before: Fil
     if let Some(report) = shutdown.report() {
         message.push_str(&report.summary());
     }
-    if termination_file_state() != before
-        && let Ok(own) = std::fs::read_to_string(&path)
+    if termination_file_state(path) != before
+        && let Ok(own) = std::fs::read_to_string(path)
         && !own.trim().is_empty()
     {
         message.push_str("the child's own message:\n");
         message.push_str(&own);
     }
-    if let Err(error) = crate::write_termination_message(&message) {
+    if let Err(error) = crate::termination::write_termination_message_at(path, &message) {
         say!(
             "cannot write the termination message to {}: {error}",
             path.display()
