@@ -404,17 +404,10 @@ fn exit_now(code: i32) -> ! {
 /// supervisor's state is still held (its value is what `run` returns).
 fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunError> {
     config.check()?;
-    // std sets up stdout's buffer when first asked for it: here, not in `exit_now`'s flush
-    // (an allocation, which musl may map, on the way from the stop signal to exit).
-    drop(std::io::stdout());
     // What the termination message file looks like now: a child that writes its own
     // message changes it (compared by contents' identity, not by time: file times come from
     // a coarse clock that can lag this one by milliseconds).
-    // Where it goes is settled now too: the kubelet mounts /dev/termination-log before the
-    // container starts, and looking again at the end would be one more system call on the
-    // way from the stop signal to exit.
-    let termination_log = crate::termination_log_path();
-    let message_before = termination_log.as_deref().and_then(termination_file_state);
+    let (termination_log, message_before) = settle_the_way_out();
     let _ = log_format();
     let signals = take_process_duties(&config)?;
     let event_loop =
@@ -476,6 +469,18 @@ fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunErr
         record_termination(path, &child, &after, exit, message_before);
     }
     Ok(end(exit))
+}
+
+/// What the way out needs, settled before the child starts, so that the way from the stop
+/// signal to exit has less to do: stdout's buffer (std sets it up when first asked for it,
+/// an allocation that musl may map; else `exit_now`'s flush would), and where the
+/// termination message goes (the kubelet mounts /dev/termination-log before the container
+/// starts) with that file's state now.
+fn settle_the_way_out() -> (Option<PathBuf>, FileState) {
+    drop(std::io::stdout());
+    let path = crate::termination_log_path();
+    let state = path.as_deref().and_then(termination_file_state);
+    (path, state)
 }
 
 /// The process's own duties, before any thread exists (every thread inherits the blocked
