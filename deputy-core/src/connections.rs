@@ -314,30 +314,42 @@ impl Shard {
         (0..self.words.load(Ordering::Acquire)).map(|flat| self.place(flat))
     }
 
-    /// Takes a free slot (invariant 1): one compare-exchange on the common path, and a
-    /// guard unit from `handle` only for a word that holds none. Returns where it is, its
-    /// slot, and the word's bits before.
+    /// Takes a free slot (invariant 1). Returns where it is, its slot, and the word's bits
+    /// before. The common path is one load and one compare-exchange, on the hint's word, in
+    /// a word that holds its unit; anything else (a full word, a lost race, a word that
+    /// needs a unit, a page to add) is the cold `search`, which keeps the common path's
+    /// registers free.
     #[inline]
     fn claim(&self, connections: &Connections, handle: &HandleRef) -> (Place<'_>, u32, u64) {
-        let mut unit = None;
         // Relaxed: only where to look first.
         let hint = self.hint.load(Ordering::Relaxed);
         if let Some(place) = self.made(hint & HINT_PAGE, hint >> HINT_SHIFT) {
-            if let Some((slot, before)) = take_free_slot(place.word(), handle, &mut unit) {
-                return (place, slot, before);
+            let word = place.word();
+            // Relaxed: a guess for the compare-exchange, which does the ordering.
+            let current = word.load(Ordering::Relaxed);
+            if let Some(slot) = free_slot(current).filter(|_| holds_unit(current)) {
+                // AcqRel: as in `take_free_slot`.
+                let claimed = word.compare_exchange(
+                    current,
+                    claimed(current, slot),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                if claimed.is_ok() {
+                    return (place, slot, current);
+                }
             }
         }
-        self.search(connections, handle, &mut unit)
+        self.search(connections, handle)
     }
 
-    /// The hint's word is full: round the shard's words from it once, then add a page.
+    /// The hint's word is full (or was raced, or needs a unit): round the shard's words
+    /// from it once, then add a page.
     #[cold]
-    fn search(
-        &self,
-        connections: &Connections,
-        handle: &HandleRef,
-        unit: &mut Option<GuardRef>,
-    ) -> (Place<'_>, u32, u64) {
+    #[inline(never)]
+    fn search(&self, connections: &Connections, handle: &HandleRef) -> (Place<'_>, u32, u64) {
+        // A unit taken for a word that needed one, kept for the next try if the race was lost.
+        let mut unit = None;
         loop {
             // Acquire: see `each_word`. Relaxed for the hint: only where to look first.
             let words = self.words.load(Ordering::Acquire);
@@ -349,7 +361,7 @@ impl Shard {
                     flat -= words;
                 }
                 let place = self.place(flat);
-                if let Some((slot, before)) = take_free_slot(place.word(), handle, unit) {
+                if let Some((slot, before)) = take_free_slot(place.word(), handle, &mut unit) {
                     self.hint.store(place.hint(), Ordering::Relaxed);
                     return (place, slot, before);
                 }
@@ -428,6 +440,18 @@ const HINT_SHIFT: u32 = 5;
 const HINT_PAGE: usize = (1 << HINT_SHIFT) - 1;
 const _: () = assert!(PAGES <= HINT_PAGE + 1);
 
+/// A word with its free `slot` taken: the slot's `OPEN` bit set, what its last owner left
+/// cleared (invariant 1), and its notice given with it if a sweep marked the word
+/// (invariant 3).
+#[inline]
+fn claimed(word: u64, slot: u32) -> u64 {
+    let mut new = word & !(SLOT << shift(slot)) | OPEN << shift(slot);
+    if word & (WORD_MOVE | WORD_CLOSE) != 0 {
+        new |= if word & WORD_CLOSE != 0 { CLOSE } else { MOVE } << shift(slot);
+    }
+    new
+}
+
 /// Sets the `OPEN` bit of a free slot in `word`, if it has one (clearing what its last
 /// owner left), with a unit handed to the word if it held none (invariant 1). `unit`
 /// keeps a unit taken for a try that lost its race, for the next; one left over is
@@ -442,16 +466,7 @@ fn take_free_slot(
     let mut current = word.load(Ordering::Relaxed);
     loop {
         let slot = free_slot(current)?;
-        // A free slot's other bits may be its last owner's (invariant 1): cleared here.
-        let mut new = current & !(SLOT << shift(slot)) | OPEN << shift(slot);
-        if current & (WORD_MOVE | WORD_CLOSE) != 0 {
-            // Invariant 3: the sweep has been here; the notice comes with the slot.
-            new |= if current & WORD_CLOSE != 0 {
-                CLOSE
-            } else {
-                MOVE
-            } << shift(slot);
-        }
+        let mut new = claimed(current, slot);
         let needs_unit = !holds_unit(current);
         if needs_unit {
             if unit.is_none() {
