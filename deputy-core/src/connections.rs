@@ -24,7 +24,7 @@
 //! and adds a page only if all are full: a shard holds at most twice the most connections
 //! it ever had at once. Only the first try, in the hint's word, is inlined where a
 //! connection registers; the rest is out of line, so that the common path keeps its values
-//! in registers (BENCHMARKS.md: spilled to the stack, they cost about 2 ns more).
+//! in registers (BENCHMARKS.md: spilled to the stack, they cost 1.5-2 ns more).
 //!
 //! # Invariants
 //!
@@ -123,9 +123,10 @@ const OPEN: u64 = 0b0001;
 const MOVE: u64 = 0b0010;
 const CLOSE: u64 = 0b0100;
 const WAKER: u64 = 0b1000;
-const SLOT: u64 = 0b1111;
 /// The `OPEN` bit of every slot in a word.
 const OPEN_BITS: u64 = 0x0111_1111_1111_1111;
+/// The word's own four bits, above its slots'.
+const WORD_BITS: u64 = 0b1111 << 60;
 /// The word holds a guard unit of the block (invariant 1).
 const HELD: u64 = 1 << 60;
 /// The word gives its unit back as soon as it empties (invariant 6).
@@ -152,11 +153,25 @@ fn notice_of(bits: u64) -> Option<Notice> {
     }
 }
 
-/// The first free slot of a word.
+/// The `OPEN` bit of a word's first free slot, or 0 if it is full.
 #[inline]
-fn free_slot(word: u64) -> Option<u32> {
+fn first_free(word: u64) -> u64 {
     let free = !word & OPEN_BITS;
-    (free != 0).then(|| free.trailing_zeros() / 4)
+    free & free.wrapping_neg()
+}
+
+/// A slot's index, from its `OPEN` bit.
+#[inline]
+fn slot_of(open: u64) -> u32 {
+    open.trailing_zeros() / 4
+}
+
+/// A word with the free slot whose `OPEN` bit is `open` taken: that bit set, and the
+/// slot's other three bits, which may be its last owner's (invariant 1), cleared.
+#[inline]
+fn taken(word: u64, open: u64) -> u64 {
+    // `open << 1` to `open << 3`: `MOVE`, `CLOSE` and `WAKER` of the slot.
+    word & !(open << 4).wrapping_sub(open << 1) | open
 }
 
 /// Whether a word holds a guard unit (invariant 1): by its `HELD` bit until it is
@@ -317,10 +332,12 @@ impl Shard {
     }
 
     /// Takes a free slot (invariant 1). Returns where it is, its slot, and the word's bits
-    /// before. The common path is one load and one compare-exchange, on the hint's word, in
-    /// a word that holds its unit; anything else (a full word, a lost race, a word that
-    /// needs a unit, a page to add) is the cold `search`, which keeps the common path's
-    /// registers free.
+    /// before. The common path is one load and one compare-exchange, on the hint's word
+    /// while it is serving (it holds its unit by `HELD`, and no sweep has marked it), with
+    /// a few bit operations between them (they are on the loop's critical path, between
+    /// the load and the locked instruction); anything else (a full word, a lost race, a
+    /// word that needs a unit or gives a notice with its slot, a page to add) is the cold
+    /// `search`, which keeps the common path's registers free.
     #[inline]
     fn claim(&self, connections: &Connections, handle: &HandleRef) -> (Place<'_>, u32, u64) {
         // Relaxed: only where to look first.
@@ -329,24 +346,26 @@ impl Shard {
             let word = place.word();
             // Relaxed: a guess for the compare-exchange, which does the ordering.
             let current = word.load(Ordering::Relaxed);
-            if let Some(slot) = free_slot(current).filter(|_| holds_unit(current)) {
+            let open = first_free(current);
+            // Serving: the word holds its unit by `HELD`, and no sweep has marked it.
+            if open != 0 && current & WORD_BITS == HELD {
                 // AcqRel: as in `take_free_slot`.
                 let claimed = word.compare_exchange(
                     current,
-                    claimed(current, slot),
+                    taken(current, open),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 );
                 if claimed.is_ok() {
-                    return (place, slot, current);
+                    return (place, slot_of(open), current);
                 }
             }
         }
         self.search(connections, handle)
     }
 
-    /// The hint's word is full (or was raced, or needs a unit): round the shard's words
-    /// from it once, then add a page.
+    /// The hint's word is full, or not serving, or was raced: round the shard's words from
+    /// it once, then add a page.
     #[cold]
     #[inline(never)]
     fn search(&self, connections: &Connections, handle: &HandleRef) -> (Place<'_>, u32, u64) {
@@ -442,18 +461,6 @@ const HINT_SHIFT: u32 = 5;
 const HINT_PAGE: usize = (1 << HINT_SHIFT) - 1;
 const _: () = assert!(PAGES <= HINT_PAGE + 1);
 
-/// A word with its free `slot` taken: the slot's `OPEN` bit set, what its last owner left
-/// cleared (invariant 1), and its notice given with it if a sweep marked the word
-/// (invariant 3).
-#[inline]
-fn claimed(word: u64, slot: u32) -> u64 {
-    let mut new = word & !(SLOT << shift(slot)) | OPEN << shift(slot);
-    if word & (WORD_MOVE | WORD_CLOSE) != 0 {
-        new |= if word & WORD_CLOSE != 0 { CLOSE } else { MOVE } << shift(slot);
-    }
-    new
-}
-
 /// Sets the `OPEN` bit of a free slot in `word`, if it has one (clearing what its last
 /// owner left), with a unit handed to the word if it held none (invariant 1). `unit`
 /// keeps a unit taken for a try that lost its race, for the next; one left over is
@@ -467,8 +474,20 @@ fn take_free_slot(
     // Relaxed: a guess for the compare-exchange, which does the ordering.
     let mut current = word.load(Ordering::Relaxed);
     loop {
-        let slot = free_slot(current)?;
-        let mut new = claimed(current, slot);
+        let open = first_free(current);
+        if open == 0 {
+            return None;
+        }
+        let mut new = taken(current, open);
+        if current & (WORD_MOVE | WORD_CLOSE) != 0 {
+            // Invariant 3: the sweep has been here; the notice comes with the slot
+            // (`open << 2` is the slot's `CLOSE` bit, `open << 1` its `MOVE`).
+            new |= if current & WORD_CLOSE != 0 {
+                open << 2
+            } else {
+                open << 1
+            };
+        }
         let needs_unit = !holds_unit(current);
         if needs_unit {
             if unit.is_none() {
@@ -488,7 +507,7 @@ fn take_free_slot(
                         unit.give_to_word();
                     }
                 }
-                return Some((slot, current));
+                return Some((slot_of(open), current));
             }
             Err(actual) => current = actual,
         }
@@ -1396,7 +1415,7 @@ mod tests {
         let again = in_flight.connection();
         assert_eq!((again.word, again.slot), slot);
         assert_eq!(
-            again.word().load(Ordering::Relaxed) >> again.shift() & SLOT,
+            again.word().load(Ordering::Relaxed) >> again.shift() & (OPEN | MOVE | CLOSE | WAKER),
             OPEN
         );
     }
