@@ -332,12 +332,9 @@ impl Shard {
     }
 
     /// Takes a free slot (invariant 1). Returns where it is, its slot, and the word's bits
-    /// before. The common path is one load and one compare-exchange, on the hint's word
-    /// while it is serving (it holds its unit by `HELD`, and no sweep has marked it), with
-    /// a few bit operations between them (they are on the loop's critical path, between
-    /// the load and the locked instruction); anything else (a full word, a lost race, a
-    /// word that needs a unit or gives a notice with its slot, a page to add) is the cold
-    /// `search`, which keeps the common path's registers free.
+    /// before. The common path is one load and one compare-exchange on the hint's word,
+    /// while that word is serving (it holds its unit by `HELD`, and no sweep has marked
+    /// it); anything else is the out-of-line `search` (see the module's layout).
     #[inline]
     fn claim(&self, connections: &Connections, handle: &HandleRef) -> (Place<'_>, u32, u64) {
         // Relaxed: only where to look first.
@@ -480,13 +477,13 @@ fn take_free_slot(
         }
         let mut new = taken(current, open);
         if current & (WORD_MOVE | WORD_CLOSE) != 0 {
-            // Invariant 3: the sweep has been here; the notice comes with the slot
-            // (`open << 2` is the slot's `CLOSE` bit, `open << 1` its `MOVE`).
-            new |= if current & WORD_CLOSE != 0 {
-                open << 2
-            } else {
-                open << 1
-            };
+            // Invariant 3: the sweep has been here; the notice comes with the slot.
+            new |= open
+                * if current & WORD_CLOSE != 0 {
+                    CLOSE
+                } else {
+                    MOVE
+                };
         }
         let needs_unit = !holds_unit(current);
         if needs_unit {

@@ -404,9 +404,6 @@ fn exit_now(code: i32) -> ! {
 /// supervisor's state is still held (its value is what `run` returns).
 fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunError> {
     config.check()?;
-    // What the termination message file looks like now: a child that writes its own
-    // message changes it (compared by contents' identity, not by time: file times come from
-    // a coarse clock that can lag this one by milliseconds).
     let (termination_log, message_before) = settle_the_way_out();
     let _ = log_format();
     let signals = take_process_duties(&config)?;
@@ -511,7 +508,9 @@ fn hook_child_stop(coordinator: &deputy_core::ShutdownCoordinator, child: Arc<Ch
         .expect("the plan has the stop-child phase");
 }
 
-/// The termination message file's identity: when it was changed, its size and inode.
+/// The termination message file's identity: when it was changed, its size and inode. A
+/// child that writes its own message changes it; compared as a whole, not by time alone,
+/// since file times come from a coarse clock that can lag this one by milliseconds.
 type FileState = Option<(Option<SystemTime>, u64, u64)>;
 
 fn termination_file_state(path: &Path) -> FileState {
