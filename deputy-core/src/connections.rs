@@ -841,7 +841,8 @@ impl Jitter {
 /// # use std::time::Duration;
 /// use deputy_core::{ManualClock, Notice, ShutdownCoordinator};
 ///
-/// let shutdown = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap().handle();
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
 /// let connection = shutdown.connection();
 /// assert_eq!(connection.notice_now(), None); // serving
 /// # drop(connection);
@@ -939,6 +940,15 @@ impl Connection {
     /// window, `Close` when the drain ends. Awaiting it again after a `Move` resolves at
     /// once with `Move` (or `Close`, once given); to wait for the `Close`, use
     /// [`closing`](Self::closing).
+    ///
+    /// A notice given before the future was made is seen at once. It borrows the
+    /// registration, which needs nothing else alive: the handle it came from may be
+    /// dropped; if the coordinator is dropped before `Done`, every open registration gets
+    /// `Close`. A new future each turn of a `select!` loop misses nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the notice stays in the registration until it is dropped.
     pub fn notice(&self) -> NoticeFuture<'_> {
         NoticeFuture {
             connection: self,
@@ -946,7 +956,12 @@ impl Connection {
         }
     }
 
-    /// Resolves when the drain is over and the connection must close at once.
+    /// Resolves when the drain is over and the connection must close at once (or the
+    /// coordinator was dropped before `Done`); at once if that happened already.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`notice`](Self::notice).
     pub fn closing(&self) -> NoticeFuture<'_> {
         NoticeFuture {
             connection: self,
@@ -959,14 +974,16 @@ impl Connection {
     /// that says "retry elsewhere", a game's "switch server" message) and ends: a clean end
     /// the client reconnects from, not a reset. It owns the registration, so the
     /// connection counts as in flight until the stream is dropped. If `stream` ends first,
-    /// so does this one, without a farewell.
+    /// so does this one, without a farewell. A notice given before the stream was made
+    /// ends it at its first poll, with the farewell.
     ///
     /// ```
     /// use deputy_core::{ManualClock, Notice, ShutdownCoordinator};
     /// use futures::StreamExt;
     ///
     /// # futures::executor::block_on(async {
-    /// let shutdown = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap().handle();
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
     /// let events = futures::stream::iter(["tick 1", "tick 2"]);
     /// let events = shutdown
     ///     .connection()

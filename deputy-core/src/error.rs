@@ -40,6 +40,14 @@ pub enum BuildError {
         /// The drain timeout.
         drain_timeout: Duration,
     },
+    /// A setting is longer than [`MAX_DURATION`](crate::MAX_DURATION) (`Duration::MAX`,
+    /// say), which no clock can add to an instant.
+    TooLong {
+        /// The setting, as people say it: "drain timeout", "timeout of phase `flush`".
+        setting: String,
+        /// The value it was given.
+        value: Duration,
+    },
     /// Drain delay, drain timeout and phase timeouts add up to more than the grace period,
     /// so a slow shutdown would be killed before it could finish.
     /// [`Builder::allow_over_budget`](crate::Builder::allow_over_budget) turns this into a
@@ -66,6 +74,11 @@ impl fmt::Display for BuildError {
             } => write!(
                 f,
                 "the disconnect window ({window:?}) must not be longer than the drain timeout ({drain_timeout:?}) it runs within"
+            ),
+            BuildError::TooLong { setting, value } => write!(
+                f,
+                "the {setting} of {value:?} is longer than the longest accepted ({:?}, 100 years)",
+                crate::MAX_DURATION
             ),
             BuildError::OverBudget {
                 planned,
@@ -105,6 +118,13 @@ pub enum HookError {
         /// The phase asked for.
         phase: String,
     },
+    /// The phase already has a hook of this name: the report could not tell them apart.
+    DuplicateHook {
+        /// The phase asked for.
+        phase: String,
+        /// The hook's name.
+        name: String,
+    },
 }
 
 impl fmt::Display for HookError {
@@ -119,6 +139,9 @@ impl fmt::Display for HookError {
             }
             HookError::PhaseStarted { phase } => {
                 write!(f, "phase `{phase}` has already started")
+            }
+            HookError::DuplicateHook { phase, name } => {
+                write!(f, "phase `{phase}` already has a hook named `{name}`")
             }
         }
     }

@@ -78,9 +78,9 @@ pub mod websocket;
 
 pub use connections::{Connection, ConnectionsReport, Notice, NoticeFuture, UntilNotice};
 pub use coordinator::{
-    Arrival, Builder, DEFAULT_PHASE_TIMEOUT, DrainReport, Escalation, ExitCodes, HookContext,
-    HookOutcome, HookOutput, HookReport, Outcome, Phase, PhaseReport, Propagation, Shutdown,
-    ShutdownCoordinator, ShutdownReport, Status, Transition, Transitions, TriggerKind,
+    Arrival, Builder, DEFAULT_PHASE_TIMEOUT, Done, DrainReport, Escalation, ExitCodes, HookContext,
+    HookOutcome, HookOutput, HookReport, MAX_DURATION, Outcome, Phase, PhaseReport, Propagation,
+    Shutdown, ShutdownCoordinator, ShutdownReport, Status, Transition, Transitions, TriggerKind,
     TriggerRecord, phases,
 };
 pub use error::{BuildError, HookError};

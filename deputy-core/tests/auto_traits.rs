@@ -17,6 +17,7 @@ fn public_types_are_send_and_sync() {
     send_sync_unpin::<Shutdown>();
     send_sync_unpin::<ShutdownCoordinator>();
     send_sync_unpin::<Transitions>();
+    send_sync_unpin::<Done>();
     send_sync_unpin::<ShutdownReport>();
     send_sync_unpin::<HookContext>();
     send_sync_unpin::<ManualClock>();

@@ -65,6 +65,24 @@ fn cancel_racing_a_child_waiter_always_wakes_it() {
 }
 
 #[test]
+fn cancel_racing_the_future_of_a_dropped_child_token_always_wakes_it() {
+    // `root.child().cancelled()`: the child token is a temporary, so the future alone keeps
+    // its place in the tree while the root is cancelled from another thread.
+    loom::model(|| {
+        let root = CancellationToken::new();
+        let waiting = root.child().cancelled();
+        let canceller = {
+            let root = root.clone();
+            thread::spawn(move || {
+                root.cancel();
+            })
+        };
+        block_on(waiting);
+        canceller.join().unwrap();
+    });
+}
+
+#[test]
 fn cancel_racing_child_creation_leaves_no_live_child() {
     loom::model(|| {
         let token = CancellationToken::new();

@@ -141,6 +141,10 @@ pub fn handle_signals(
 /// begin, so the server keeps accepting while load balancers catch up, and closes its
 /// listener only once they have.
 ///
+/// It owns what it waits for: it resolves at once if the drain is over already, after
+/// `shutdown` is dropped, and when the coordinator is dropped before `Done` (so a server
+/// never outlives the coordinator that was to stop it).
+///
 /// ```
 /// # use deputy_core::{ManualClock, ShutdownCoordinator};
 /// # use futures::FutureExt;

@@ -44,6 +44,11 @@ const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// should register with [`Shutdown::connection`] to be told when to move: the drain waits
 /// for them, and this server does not cut them.
 ///
+/// It returns once the drain is over and every connection it served has ended: at once if
+/// the drain was over before it started, and when the coordinator is dropped before `Done`
+/// (whose abandon cancels the tokens it watches). Dropping the future closes the listener
+/// and drops every connection at once.
+///
 /// Run it as a shutdown hook's work, so the stopping phases wait for it:
 ///
 /// ```no_run

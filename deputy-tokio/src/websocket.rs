@@ -12,7 +12,9 @@ pub use deputy_core::websocket::{CLOSE_WAIT, Closed, GOING_AWAY, SERVICE_RESTART
 
 /// Sends `close` (a close frame with [`GOING_AWAY`] and a reason) on `socket`, then reads
 /// and discards what the client still sends until its close frame (for which `is_close` is
-/// true), the connection's end, or `wait` (on tokio's timer), whichever is first.
+/// true), the connection's end, or `wait` (on tokio's timer), whichever is first. It owns
+/// the socket and watches no handle or coordinator: it always ends by `wait`'s end. Dropping
+/// it drops the socket.
 ///
 /// # Errors
 ///

@@ -8,6 +8,25 @@ use super::shared::{Plan, Shared};
 use crate::error::BuildError;
 use crate::runtime::Runtime;
 
+/// The longest duration any setting of a plan may have: 100 years (of 365 days). Longer
+/// ones, `Duration::MAX` included, are refused by [`Builder::build`] with
+/// [`BuildError::TooLong`], since no clock can add them to an instant.
+///
+/// ```
+/// use deputy_core::{BuildError, MAX_DURATION, ManualClock, ShutdownCoordinator};
+/// use std::time::Duration;
+///
+/// let error = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::MAX)
+///     .allow_over_budget()
+///     .build(ManualClock::new())
+///     .unwrap_err();
+/// assert!(matches!(error, BuildError::TooLong { .. }));
+/// assert!(error.to_string().starts_with("the drain delay"));
+/// assert!(MAX_DURATION > Duration::from_secs(99 * 365 * 24 * 3600));
+/// ```
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Configures a [`ShutdownCoordinator`]; made by [`ShutdownCoordinator::builder`].
 ///
 /// The defaults suit a Kubernetes pod with the default `terminationGracePeriodSeconds: 30`:
@@ -25,7 +44,8 @@ use crate::runtime::Runtime;
 /// sum exceeds the grace period it returns [`BuildError::OverBudget`], because such a plan can
 /// be cut short (and, in Kubernetes, SIGKILLed) before it finishes. Call
 /// [`allow_over_budget`](Self::allow_over_budget) to accept it anyway; `build` then logs a
-/// warning, and the grace period still bounds the whole shutdown at run time.
+/// warning, and the grace period still bounds the whole shutdown at run time. A setting
+/// longer than [`MAX_DURATION`] is refused with [`BuildError::TooLong`], which names it.
 ///
 /// # Examples
 ///
@@ -243,6 +263,7 @@ impl Builder {
         if self.grace_period.is_zero() {
             return Err(BuildError::ZeroGracePeriod);
         }
+        self.check_lengths()?;
         if let Some(max) = self.drain_delay_max {
             if max < self.drain_delay {
                 return Err(BuildError::DrainDelay(
@@ -255,13 +276,17 @@ impl Builder {
                 ));
             }
         }
-        let planned = self.drain_delay_max.unwrap_or(self.drain_delay)
-            + self.drain_timeout
-            + self
-                .phases
-                .iter()
-                .map(|phase| phase.timeout)
-                .sum::<Duration>();
+        // Each term is at most MAX_DURATION (checked above); the sum saturates rather than
+        // overflow with thousands of phases.
+        let planned = self
+            .phases
+            .iter()
+            .map(|phase| phase.timeout)
+            .chain([
+                self.drain_delay_max.unwrap_or(self.drain_delay),
+                self.drain_timeout,
+            ])
+            .fold(Duration::ZERO, Duration::saturating_add);
         if planned > self.grace_period {
             if !self.allow_over_budget {
                 return Err(BuildError::OverBudget {
@@ -295,6 +320,38 @@ impl Builder {
         Ok(ShutdownCoordinator {
             shared: Arc::new(Shared::new(Arc::new(runtime), plan)),
         })
+    }
+
+    /// Refuses a duration no clock can add to an instant (`Duration::MAX`, say): every
+    /// setting is at most [`MAX_DURATION`], so every deadline the run computes exists.
+    fn check_lengths(&self) -> Result<(), BuildError> {
+        let settings = [
+            ("grace period", self.grace_period),
+            ("drain delay", self.drain_delay),
+            (
+                "drain delay's maximum",
+                self.drain_delay_max.unwrap_or_default(),
+            ),
+            ("quiet period", self.quiet_period),
+            ("drain timeout", self.drain_timeout),
+            (
+                "disconnect window",
+                self.disconnect_window.unwrap_or_default(),
+            ),
+        ]
+        .map(|(setting, value)| (setting.to_owned(), value));
+        let phases = self.phases.iter().map(|phase| {
+            let setting = format!("timeout of phase `{}`", phase.name());
+            (setting, phase.timeout)
+        });
+        match settings
+            .into_iter()
+            .chain(phases)
+            .find(|(_, value)| *value > MAX_DURATION)
+        {
+            Some((setting, value)) => Err(BuildError::TooLong { setting, value }),
+            None => Ok(()),
+        }
     }
 
     fn check_name(&mut self, phase: &Phase) -> bool {

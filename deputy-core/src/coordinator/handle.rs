@@ -3,6 +3,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use super::done::Done;
 use super::escalation::Escalation;
 use super::hook::{Hook, HookContext, HookOutput};
 use super::propagation::Arrival;
@@ -11,7 +12,6 @@ use super::shared::Shared;
 use super::status::Status;
 use super::transitions::Transitions;
 use crate::error::HookError;
-use crate::wait::poll_until;
 use crate::{CancellationToken, DrainGuard, InFlight, Reason, State, Track};
 
 /// A cheap, cloneable handle to a coordinator: trigger shutdown, read its state, take guards,
@@ -278,12 +278,45 @@ impl Shutdown {
     /// A token cancelled at the first trigger: stop taking new long-lived work.
     ///
     /// It is a child of the coordinator's own token, so cancelling it affects only its holders.
+    /// It is cancelled too when the coordinator is dropped before `Done`. Its
+    /// [`cancelled`](CancellationToken::cancelled) future needs nothing else kept alive:
+    /// made from the temporary, stored, spawned or pinned in a `select!` loop, it resolves at
+    /// the trigger (at once if the trigger came first).
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let stop = shutdown.draining_token().cancelled(); // the token itself is gone
+    /// shutdown.trigger("deploy");
+    /// stop.await;
+    /// # });
+    /// ```
     pub fn draining_token(&self) -> CancellationToken {
         self.shared.draining.child()
     }
 
     /// A token cancelled when the drain ends and the stopping phases begin: stop what is
     /// still running.
+    ///
+    /// Like [`draining_token`](Self::draining_token)'s, its future needs nothing else kept
+    /// alive, resolves at once if the drain is over already, and resolves when the
+    /// coordinator is dropped before `Done`.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let stop = shutdown.stopping_token().cancelled();
+    /// shutdown.trigger("deploy");
+    /// shutdown.force("skip the drain");
+    /// stop.await;
+    /// # });
+    /// ```
     pub fn stopping_token(&self) -> CancellationToken {
         self.shared.stopping.child()
     }
@@ -352,6 +385,10 @@ impl Shutdown {
 
     /// Every state entered and phase started, in order, from the first trigger to `Done`.
     ///
+    /// The stream owns what it reads: it misses nothing however late it is first polled
+    /// (one made after `Done` yields the whole history, then ends), outlives this handle,
+    /// and ends when the coordinator is dropped before `Done` (with the abandoned ending).
+    ///
     /// ```
     /// use futures::StreamExt;
     /// use deputy_core::{ManualClock, ShutdownCoordinator, State};
@@ -394,22 +431,35 @@ impl Shutdown {
         self.shared.report()
     }
 
-    /// Waits for the report.
+    /// Waits for the report: resolves when the shutdown reaches `Done`, at once if it has.
+    ///
+    /// The future owns what it watches: it can be spawned, stored, or awaited from many
+    /// tasks, after this handle is dropped. If the coordinator is dropped before `Done` (never
+    /// run, or its `run()` future dropped), the shutdown ends there as abandoned and this
+    /// resolves with that report; it never waits for a shutdown nobody drives.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only watches.
-    pub async fn done(&self) -> Arc<ShutdownReport> {
-        let mut listener = None;
-        std::future::poll_fn(|cx| {
-            poll_until(
-                &mut listener,
-                cx,
-                || self.shared.listen(),
-                || self.shared.report(),
-            )
-        })
-        .await
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Outcome, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(std::time::Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let waiters: Vec<_> = (0..3).map(|_| shutdown.done()).collect();
+    /// drop(shutdown);
+    /// coordinator.handle().trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// for done in waiters {
+    ///     assert_eq!(futures::executor::block_on(done).outcome, Outcome::Clean);
+    /// }
+    /// ```
+    pub fn done(&self) -> Done {
+        Done::new(self.shared.clone())
     }
 }
 

@@ -9,20 +9,48 @@ use crate::{CancellationToken, Reason};
 
 /// What a hook is given when its phase starts.
 ///
-/// ```
-/// use deputy_core::{HookContext, ShutdownCoordinator};
+/// # At the phase's deadline
 ///
+/// A hook still running at [`deadline`](Self::deadline) is dropped right after its
+/// [`token`](Self::token) is cancelled: code in the hook's own future after an `.await` of
+/// that token never runs. The token is for work the hook handed elsewhere (a spawned task,
+/// a thread), which outlives the hook's future and can stop cleanly when it fires. Clean-up
+/// that must run belongs in a `Drop` of something the hook owns, or in a later phase.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use deputy_core::{HookContext, HookOutcome, ManualClock, Phase, ShutdownCoordinator};
+///
+/// let clock = ManualClock::new();
 /// let coordinator = ShutdownCoordinator::builder()
-///     .build(deputy_core::ManualClock::new())
+///     .drain_delay(Duration::ZERO)
+///     .phase(Phase::new("flush").timeout(Duration::from_secs(1)))
+///     .build(clock.clone())
 ///     .unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
 /// coordinator
-///     .hook("flush", "metrics", |ctx: HookContext| async move {
-///         assert_eq!(ctx.phase(), "flush");
-///         assert_eq!(ctx.name(), "metrics");
-///         // Stop early, cleanly, if the phase times out:
-///         let _stop = ctx.token().cancelled();
+///     .hook("flush", "metrics", move |ctx: HookContext| async move {
+///         assert_eq!((ctx.phase(), ctx.name()), ("flush", "metrics"));
+///         // Work handed to a thread: it sees the token and stops cleanly.
+///         let token = ctx.token().clone();
+///         std::thread::spawn(move || {
+///             token.wait_blocking();
+///             tx.send("flusher stopped").unwrap();
+///         });
+///         // The hook itself hangs past its deadline: it is dropped there.
+///         std::future::pending::<()>().await;
 ///     })
 ///     .unwrap();
+/// coordinator.handle().trigger("test");
+/// let run = std::thread::spawn(move || futures::executor::block_on(coordinator.run()));
+/// while !run.is_finished() {
+///     clock.advance(Duration::from_millis(100));
+///     std::thread::yield_now();
+/// }
+/// let report = run.join().unwrap();
+/// assert_eq!(report.phases[1].hooks[0].outcome, HookOutcome::TimedOut);
+/// assert_eq!(rx.recv().unwrap(), "flusher stopped");
 /// ```
 #[derive(Debug, Clone)]
 pub struct HookContext {
@@ -50,8 +78,9 @@ impl HookContext {
         self.deadline
     }
 
-    /// A token cancelled when the phase times out, just before the hook is dropped: hand it to
-    /// work the hook spawned so that it stops too.
+    /// A token cancelled when the phase times out, just before the hook is dropped (so the
+    /// hook's own code after awaiting it does not run): hand it to work the hook spawned, so
+    /// that it stops too.
     pub fn token(&self) -> &CancellationToken {
         &self.token
     }
@@ -64,6 +93,8 @@ impl HookContext {
 
 /// What a hook's future may return: `()`, or `Result<(), E>` for any error that displays.
 /// An `Err` is recorded in the report as a failure with its message; the other hooks still run.
+/// A hook whose body only panics (`|_| async { panic!("...") }`, whose output is `!`) is
+/// accepted too, and reported as panicked.
 ///
 /// ```
 /// use deputy_core::HookOutput;
@@ -85,6 +116,27 @@ impl HookOutput for () {
 impl<E: fmt::Display + Send + 'static> HookOutput for Result<(), E> {
     fn into_result(self) -> Result<(), String> {
         self.map_err(|e| e.to_string())
+    }
+}
+
+/// The never type `!`, named on stable Rust through a function pointer's return type: the
+/// output of `async { panic!() }` under edition 2024's inference.
+type Never = <fn() -> ! as ReturnOf>::Output;
+
+/// The return type of a function pointer (only to name [`Never`]). Public in name only:
+/// the impl below is public, and its type must not name a private trait.
+#[allow(unreachable_pub)]
+pub trait ReturnOf {
+    type Output;
+}
+
+impl<R> ReturnOf for fn() -> R {
+    type Output = R;
+}
+
+impl HookOutput for Never {
+    fn into_result(self) -> Result<(), String> {
+        self
     }
 }
 

@@ -1,6 +1,7 @@
 //! The coordinator: plan, handle, hooks, and the future that drives a shutdown.
 
 mod builder;
+mod done;
 mod escalation;
 mod handle;
 mod hook;
@@ -16,7 +17,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use self::builder::Builder;
+pub use self::builder::{Builder, MAX_DURATION};
+pub use self::done::Done;
 pub use self::escalation::Escalation;
 pub use self::handle::Shutdown;
 pub use self::hook::{HookContext, HookOutput};
@@ -107,11 +109,38 @@ impl ShutdownCoordinator {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: dropping it before `Done` drops the hooks that are running, and no
-    /// report is made.
+    /// Not cancel safe: dropping it before `Done` drops the hooks that are running and ends
+    /// the shutdown there, as abandoned (see [`Drop`](#impl-Drop-for-ShutdownCoordinator)).
     pub async fn run(self) -> ShutdownReport {
-        let report = run::run(self.shared).await;
+        let report = run::run(self.shared.clone()).await;
         ShutdownReport::clone(&report)
+    }
+}
+
+/// Dropping the coordinator before `Done` (never run, or its [`run`](Self::run) future
+/// dropped midway, as when a runtime shuts down) ends the shutdown at once, as abandoned:
+/// the tokens are cancelled, long-lived connections are told to close, and the report
+/// (outcome abandoned, reason "the coordinator was dropped" unless a trigger came first)
+/// is what [`Shutdown::done`] resolves to. So nothing a handle gave out waits for a
+/// shutdown that nobody drives.
+///
+/// ```
+/// use deputy_core::{ManualClock, Outcome, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let stop = shutdown.stopping_token().cancelled();
+/// drop(coordinator);
+/// futures::executor::block_on(stop); // resolves
+/// let report = futures::executor::block_on(shutdown.done());
+/// assert_eq!(report.outcome, Outcome::Abandoned);
+/// assert!(!shutdown.trigger("too late"));
+/// ```
+impl Drop for ShutdownCoordinator {
+    fn drop(&mut self) {
+        if self.shared.report().is_none() {
+            run::abandon(&self.shared);
+        }
     }
 }
 

@@ -97,14 +97,46 @@ pub enum HookOutcome {
     Abandoned,
 }
 
+impl HookOutcome {
+    /// The outcome's lower-case name: `completed`, `failed`, `panicked`, `timed out`,
+    /// `abandoned`.
+    ///
+    /// ```
+    /// use deputy_core::HookOutcome;
+    /// assert_eq!(HookOutcome::Failed("disk full".into()).as_str(), "failed");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HookOutcome::Completed => "completed",
+            HookOutcome::Failed(_) => "failed",
+            HookOutcome::Panicked(_) => "panicked",
+            HookOutcome::TimedOut => "timed out",
+            HookOutcome::Abandoned => "abandoned",
+        }
+    }
+
+    /// The error's or the panic's message, for a failed or panicked hook.
+    ///
+    /// ```
+    /// use deputy_core::HookOutcome;
+    /// assert_eq!(HookOutcome::Panicked("oops".into()).message(), Some("oops"));
+    /// assert_eq!(HookOutcome::TimedOut.message(), None);
+    /// ```
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            HookOutcome::Failed(message) | HookOutcome::Panicked(message) => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// `failed: disk full`.
 impl fmt::Display for HookOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HookOutcome::Completed => f.write_str("completed"),
-            HookOutcome::Failed(e) => write!(f, "failed: {e}"),
-            HookOutcome::Panicked(e) => write!(f, "panicked: {e}"),
-            HookOutcome::TimedOut => f.write_str("timed out"),
-            HookOutcome::Abandoned => f.write_str("abandoned"),
+        f.write_str(self.as_str())?;
+        match self.message() {
+            Some(message) => write!(f, ": {message}"),
+            None => Ok(()),
         }
     }
 }
@@ -119,6 +151,33 @@ pub struct HookReport {
     pub outcome: HookOutcome,
     /// From the phase's start to the hook's end.
     pub duration: Duration,
+}
+
+/// `hook kafka: failed in 0.2s: disk full`: the outcome and its duration first, the message
+/// last, as in [`ShutdownReport::summary`] and the report's `Display`.
+impl fmt::Display for HookReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hook {}: {} in {}",
+            self.name,
+            self.outcome.as_str(),
+            Secs(self.duration)
+        )?;
+        match self.outcome.message() {
+            Some(message) => write!(f, ": {message}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A duration for people, the one way the report writes them: `1.2s`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}s", self.0.as_secs_f64())
+    }
 }
 
 /// One phase's part of the report.
@@ -272,20 +331,20 @@ impl ShutdownReport {
     ///     "shutdown failed in 0.0s (reason: deploy)\n\
     ///      drain: drained in 0.0s, 0 in flight at its end; \
     ///      no new connection or request after the trigger\n\
-    ///      phase close: failed in 0.0s (hook db: failed: connection reset)\n"
+    ///      phase close: failed in 0.0s (hook db: failed in 0.0s: connection reset)\n"
     /// );
     /// ```
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "shutdown {} in {:.1}s (reason: {})\n",
+            "shutdown {} in {} (reason: {})\n",
             self.outcome,
-            self.duration.as_secs_f64(),
+            Secs(self.duration),
             self.reason
         );
         text.push_str(&format!(
-            "drain: {} in {:.1}s, {} in flight at its end; {}\n",
+            "drain: {} in {}, {} in flight at its end; {}\n",
             self.drain.outcome,
-            self.drain.duration.as_secs_f64(),
+            Secs(self.drain.duration),
             self.drain.in_flight_at_end,
             self.drain.propagation
         ));
@@ -308,13 +367,13 @@ impl ShutdownReport {
                 .hooks
                 .iter()
                 .filter(|hook| hook.outcome != HookOutcome::Completed)
-                .map(|hook| format!("hook {}: {}", hook.name, hook.outcome))
+                .map(ToString::to_string)
                 .collect();
             text.push_str(&format!(
-                "phase {}: {} in {:.1}s",
+                "phase {}: {} in {}",
                 phase.name,
                 phase.outcome,
-                phase.duration.as_secs_f64()
+                Secs(phase.duration)
             ));
             if !hooks.is_empty() {
                 text.push_str(&format!(" ({})", hooks.join(", ")));
@@ -354,17 +413,17 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "shutdown {} in {} ms (reason: {}, exit code {})",
+            "shutdown {} in {} (reason: {}, exit code {})",
             self.outcome,
-            self.duration.as_millis(),
+            Secs(self.duration),
             self.reason,
             self.exit_code
         )?;
         writeln!(
             f,
-            "  drain: {} in {} ms, {} in flight at the end; {}",
+            "  drain: {} in {}, {} in flight at its end; {}",
             self.drain.outcome,
-            self.drain.duration.as_millis(),
+            Secs(self.drain.duration),
             self.drain.in_flight_at_end,
             self.drain.propagation
         )?;
@@ -376,21 +435,10 @@ impl fmt::Display for ShutdownReport {
             writeln!(f, "  still in flight: {}", list(&self.drain.stragglers))?;
         }
         for phase in &self.phases {
-            writeln!(
-                f,
-                "  phase {}: {} in {} ms",
-                phase.name,
-                phase.outcome,
-                phase.duration.as_millis()
-            )?;
+            let (name, outcome) = (&phase.name, phase.outcome);
+            writeln!(f, "  phase {name}: {outcome} in {}", Secs(phase.duration))?;
             for hook in &phase.hooks {
-                writeln!(
-                    f,
-                    "    hook {}: {} in {} ms",
-                    hook.name,
-                    hook.outcome,
-                    hook.duration.as_millis()
-                )?;
+                writeln!(f, "    {hook}")?;
             }
         }
         Ok(())

@@ -425,6 +425,12 @@ impl Shared {
                 phase: phase.to_owned(),
             });
         }
+        if hooks.per_phase[index].iter().any(|h| h.name == hook.name) {
+            return Err(HookError::DuplicateHook {
+                phase: phase.to_owned(),
+                name: hook.name.to_string(),
+            });
+        }
         hooks.per_phase[index].push(hook);
         Ok(())
     }

@@ -95,6 +95,8 @@ impl InFlight {
     }
 
     /// Wraps a future so that it counts as in flight from now until it completes or is dropped.
+    /// The guard is taken here, not at the first poll, so a tracked future stored or spawned
+    /// later is counted from the start; it releases the count the moment it completes.
     ///
     /// ```
     /// let in_flight = deputy_core::InFlight::new();
@@ -128,7 +130,9 @@ impl InFlight {
     }
 
     /// A future that resolves when nothing is in flight. It resolves at once if the count is
-    /// already zero; new guards taken afterwards do not un-resolve it.
+    /// already zero; new guards taken afterwards do not un-resolve it. It holds the counter,
+    /// so it may outlive this handle (and the coordinator): it resolves when the last guard
+    /// goes, whoever holds it.
     ///
     /// # Cancel safety
     ///

@@ -3,23 +3,27 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::tree::Core;
+use super::tree::Link;
 use crate::sync::Arc;
 
 /// The future returned by [`CancellationToken::cancelled`](super::CancellationToken::cancelled).
 ///
-/// Waiting costs one slab slot holding the task's waker; cancelling wakes every waiter
-/// from one list, with no lock held.
+/// It owns the token's place in the tree (tree invariant 4), not only its flag: so it is
+/// reached by every cancel above it even when every handle of its token is gone, as with
+/// `shutdown.draining_token().cancelled()` stored, spawned or pinned in a `select!` loop.
+///
+/// Waiting costs one slot holding the task's waker; cancelling wakes every waiter from one
+/// list, with no lock held.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Cancelled {
-    core: Arc<Core>,
+    link: Arc<Link>,
     /// Its waker's slot in the core's slab, while registered.
     key: Option<usize>,
 }
 
 impl Cancelled {
-    pub(super) fn new(core: Arc<Core>) -> Self {
-        Self { core, key: None }
+    pub(super) fn new(link: Arc<Link>) -> Self {
+        Self { link, key: None }
     }
 }
 
@@ -27,7 +31,8 @@ impl Future for Cancelled {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let Self { core, key } = &mut *self;
+        let Self { link, key } = &mut *self;
+        let core = &link.core;
         if core.is_cancelled() || !core.register(key, cx.waker()) {
             // The slot, if any, went with the slab the cancelling call took.
             *key = None;
@@ -40,7 +45,7 @@ impl Future for Cancelled {
 impl Drop for Cancelled {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.core.deregister(key);
+            self.link.core.deregister(key);
         }
     }
 }
@@ -48,7 +53,7 @@ impl Drop for Cancelled {
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cancelled")
-            .field("cancelled", &self.core.is_cancelled())
+            .field("cancelled", &self.link.core.is_cancelled())
             .finish_non_exhaustive()
     }
 }

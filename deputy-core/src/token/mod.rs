@@ -101,9 +101,14 @@ impl CancellationToken {
         self.link.core.is_cancelled()
     }
 
-    /// A future that resolves once this token is cancelled.
+    /// A future that resolves once this token is cancelled: by [`cancel`](Self::cancel) on
+    /// it or on any token above it, or at once if that happened already.
     ///
-    /// The future owns a handle to the token, so it can be moved into a spawned task.
+    /// The future owns the token's place in the tree, so it needs nothing else kept alive:
+    /// `root.child().cancelled()` made from a temporary, stored, moved into a spawned task
+    /// or pinned in a `select!` loop still resolves when `root` is cancelled. A token that
+    /// is never cancelled (its whole line of ancestors dropped uncancelled) leaves the
+    /// future pending for good.
     ///
     /// # Cancel safety
     ///
@@ -117,7 +122,7 @@ impl CancellationToken {
     /// futures::executor::block_on(waiting);
     /// ```
     pub fn cancelled(&self) -> Cancelled {
-        Cancelled::new(self.link.core.clone())
+        Cancelled::new(self.link.clone())
     }
 
     /// Blocks the current thread until this token is cancelled. The blocking twin of

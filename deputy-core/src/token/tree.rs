@@ -14,7 +14,9 @@
 //!    cancelling call takes the lock (and is cancelled by it) or created after (and sees
 //!    `closed`, so it is born cancelled). No child of a cancelled core is ever left live.
 //! 4. A child's `Link` owns its parent's `Link`, so a parent stays registered in the tree
-//!    while any descendant lives, even after the parent's own handles are gone.
+//!    while any descendant lives, even after the parent's own handles are gone. A
+//!    [`Cancelled`](super::Cancelled) future owns its token's `Link` like a handle does, so
+//!    every cancel above it reaches it while it waits.
 //! 5. When a token's last handle drops, its `Link` removes its core from the parent's list.
 //!    So the list holds only live children and dropped children cost nothing, however many
 //!    are created.

@@ -41,6 +41,11 @@ use crate::protocol::{ErrorCode, Request, Response};
 const CONNECT_RETRIES_FOR: Duration = Duration::from_secs(5);
 
 /// A connection to one service's control socket.
+///
+/// Its futures own nothing but the connection and watch no coordinator: each resolves when
+/// the service answers, closes the connection (`Ok(None)` or [`ClientError::Closed`]), or
+/// the [deadline](Self::set_deadline) passes ([`ClientError::TimedOut`]). Without a
+/// deadline, a service that accepts but never answers leaves them pending: set one.
 #[derive(Debug)]
 pub struct Client {
     pid: u32,

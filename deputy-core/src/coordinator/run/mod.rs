@@ -127,6 +127,25 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
     shared.finish(report)
 }
 
+/// The coordinator (or its `run()`) was dropped before `Done`: end the shutdown here, as
+/// abandoned, so that `done()`, the tokens and the connections' notices resolve.
+#[cold]
+pub(crate) fn abandon(shared: &Shared) {
+    use crate::coordinator::TriggerKind;
+    // The trigger is refused if one came first; the abandon then ends what it started.
+    shared.request(TriggerKind::Trigger, "the coordinator was dropped".into());
+    shared.request(TriggerKind::Abandon, "the coordinator was dropped".into());
+    let triggered_at = shared
+        .triggered_at()
+        .unwrap_or_else(|| shared.runtime.now());
+    shared.connections().close_all();
+    // The phase that was running (if any) took its hooks; the others list theirs as
+    // abandoned (invariant 3).
+    let report = report::build(shared, triggered_at, vec![None; shared.plan.phases.len()]);
+    log_outcome(&report);
+    shared.finish(report);
+}
+
 /// Draining, first step: keep serving while endpoints stop sending traffic. Returns when
 /// the delay ended, as planned (not when this future was last polled).
 async fn wait_drain_delay(shared: &Shared, triggered_at: Instant, budget: &mut Budget) -> Instant {
