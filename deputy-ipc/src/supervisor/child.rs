@@ -10,11 +10,11 @@ use deputy_core::{CancellationToken, Reason, Shutdown};
 use nix::errno::Errno;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawnp};
 use nix::sys::signal::{SigSet, Signal, kill, killpg};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use futures::channel::oneshot;
 
+use super::signal::{self, AnySignal};
 use super::stop::StopPlan;
 use super::{RunError, say};
 use crate::procs;
@@ -31,7 +31,7 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Exit {
     Code(i32),
-    Signal(Signal),
+    Signal(AnySignal),
 }
 
 /// The child, from spawn until it and every descendant are gone.
@@ -84,7 +84,7 @@ impl Child {
     pub(crate) fn exit_code(&self) -> Option<i32> {
         self.exit.get().map(|exit| match *exit {
             Exit::Code(code) => code,
-            Exit::Signal(signal) => 128 + signal as i32,
+            Exit::Signal(signal) => 128 + signal.number(),
         })
     }
 
@@ -94,7 +94,7 @@ impl Child {
         self.exit.get().map(|exit| match *exit {
             Exit::Code(code) => format!("process {} exited with code {code}", self.pid),
             Exit::Signal(signal) => {
-                format!("process {} was killed by {}", self.pid, signal.as_str())
+                format!("process {} was killed by {signal}", self.pid)
             }
         })
     }
@@ -106,15 +106,11 @@ impl Child {
 
     /// Sends `signal` to the child, or with `--group` to its process group; nothing once it
     /// has been reaped (its pid may belong to another process by then).
-    pub(crate) fn forward(&self, signal: Signal) {
+    pub(crate) fn forward(&self, signal: AnySignal) {
         if self.exited.is_cancelled() {
             return;
         }
-        let _ = if self.plan.group {
-            killpg(self.pid, signal)
-        } else {
-            kill(self.pid, signal)
-        };
+        let _ = signal::send(self.pid.as_raw(), signal, self.plan.group);
     }
 
     /// After the child exited: SIGTERM to every descendant left, `--cleanup-timeout`, SIGKILL
@@ -193,23 +189,16 @@ impl Child {
     /// called on SIGCHLD. When the main child exits by itself (before shutdown, or during the
     /// drain delay), shutdown goes on at once: there is nothing left to drain.
     pub(crate) fn reap(&self, shutdown: &Shutdown) {
+        use rustix::process::{WaitOptions, wait};
         loop {
-            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
-            let (pid, exit) = match waitpid(None, Some(flags)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, Exit::Signal(signal)),
-                Ok(WaitStatus::Stopped(pid, Signal::SIGTTIN | Signal::SIGTTOU))
-                    if pid == self.pid && self.terminal =>
-                {
-                    // It touched the terminal before it had the foreground: give it again
-                    // (harmless if it has it) and let it go on.
-                    let _ = give_terminal_again(pid);
-                    let _ = killpg(pid, Signal::SIGCONT);
-                    continue;
-                }
-                Ok(WaitStatus::StillAlive) => return,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => {
+            // rustix's raw statuses, not nix's: nix turns a child killed by a real-time
+            // signal into an error, after the child was reaped, and its exit would be lost.
+            // `wait`: any child (`waitpid(-1)`), the orphans handed to deputy included.
+            let (pid, status) = match wait(WaitOptions::NOHANG | WaitOptions::UNTRACED) {
+                Ok(Some((pid, status))) => (Pid::from_raw(pid.as_raw_nonzero().get()), status),
+                Ok(None) => return,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::CHILD) => {
                     if self.exited.is_cancelled() {
                         self.gone.cancel();
                     }
@@ -219,6 +208,20 @@ impl Child {
                     say!("cannot reap children: {error}");
                     return;
                 }
+            };
+            let exit = if let Some(code) = status.exit_status() {
+                Exit::Code(code)
+            } else if let Some(number) = status.terminating_signal() {
+                Exit::Signal(AnySignal::from_number(number).unwrap_or(AnySignal::KILL))
+            } else {
+                let stopped_on_terminal = matches!(status.stopping_signal(), Some(21 | 22));
+                if pid == self.pid && self.terminal && stopped_on_terminal {
+                    // It touched the terminal (SIGTTIN, SIGTTOU) before it had the
+                    // foreground: give it again (harmless if it has it) and let it go on.
+                    let _ = give_terminal_again(pid);
+                    let _ = killpg(pid, Signal::SIGCONT);
+                }
+                continue;
             };
             if pid == self.pid {
                 self.exited_with(exit, shutdown);

@@ -47,6 +47,7 @@ mod event_loop;
 mod local_url;
 mod notify;
 mod readiness;
+mod signal;
 mod signals;
 mod stop;
 mod traffic;
@@ -60,7 +61,6 @@ use std::time::{Duration, SystemTime};
 
 use deputy_core::{Ending, Phase, Shutdown, ShutdownCoordinator};
 use futures::future::{join, select};
-pub use nix::sys::signal::Signal;
 
 use self::child::Child;
 pub use self::error::RunError;
@@ -68,6 +68,7 @@ use self::event_loop::{EventLoop, LoopListener, LoopRuntime};
 use self::local_url::LocalUrl;
 use self::notify::NotifySocket;
 use self::readiness::ReadyCheck;
+pub use self::signal::{AnySignal, parse_signal};
 use self::signals::Signals;
 use self::stop::{StopPlan, StopWay};
 use crate::{ControlServer, HealthServer, ServerConfig};
@@ -115,12 +116,12 @@ fn log_format() -> &'static crate::LogFormat {
 ///
 /// ```
 /// use std::time::Duration;
-/// use deputy_ipc::supervisor::{Config, Signal};
+/// use deputy_ipc::supervisor::{AnySignal, Config};
 ///
 /// let config = Config::new(["nginx", "-g", "daemon off;"]);
 /// assert_eq!(config.grace, Duration::from_secs(25));
 /// assert_eq!(config.drain_delay, Duration::from_secs(5));
-/// assert_eq!(config.stop_signal, Signal::SIGTERM);
+/// assert_eq!(config.stop_signal, AnySignal::TERM);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -133,7 +134,7 @@ pub struct Config {
     /// asked to stop. Default 5 s.
     pub drain_delay: Duration,
     /// The signal that asks the child to stop when it has no control socket. Default TERM.
-    pub stop_signal: Signal,
+    pub stop_signal: AnySignal,
     /// Send the stop signal and forwarded signals to the child's process group.
     pub group: bool,
     /// After the child exits, how long its leftovers get between SIGTERM and SIGKILL.
@@ -204,7 +205,7 @@ impl Config {
         Config {
             grace: Duration::from_secs(25),
             drain_delay: Duration::from_secs(5),
-            stop_signal: Signal::SIGTERM,
+            stop_signal: AnySignal::TERM,
             group: false,
             cleanup_timeout: Duration::from_secs(2),
             health_port: None,
@@ -298,35 +299,6 @@ impl Config {
             .iter()
             .find(|(from, _)| *from == code)
             .map_or(code, |(_, to)| *to)
-    }
-}
-
-/// Parses a signal as `deputy run --stop-signal` takes it: `TERM`, `SIGTERM`, `term` or `15`.
-///
-/// # Errors
-///
-/// A sentence for a person if it names no signal, or one that cannot be caught.
-pub fn parse_signal(text: &str) -> Result<Signal, String> {
-    let text = text.trim();
-    let signal = if let Ok(number) = text.parse::<i32>() {
-        Signal::try_from(number).ok()
-    } else {
-        let upper = text.to_ascii_uppercase();
-        let name = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
-        };
-        name.parse::<Signal>().ok()
-    };
-    match signal {
-        Some(Signal::SIGKILL | Signal::SIGSTOP) => Err(format!(
-            "{text} cannot be caught, so it cannot ask for a graceful stop"
-        )),
-        Some(signal) => Ok(signal),
-        None => Err(format!(
-            "`{text}` is not a signal (try TERM, INT, QUIT or a number)"
-        )),
     }
 }
 
@@ -461,7 +433,7 @@ fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunErr
         child.kill_all();
         return Err(RunError::Setup(format!("cannot wait for events: {error}")));
     }
-    let exit = config.map(child.exit_code().unwrap_or(128 + Signal::SIGKILL as i32));
+    let exit = config.map(child.exit_code().unwrap_or(128 + 9));
     if let Some(path) = &termination_log {
         record_termination(path, &child, &after, exit, message_before);
     }
@@ -805,22 +777,6 @@ async fn announce(shutdown: &Shutdown, child: &Child, delay: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals_are_read_by_name_with_or_without_sig_or_by_number() {
-        for text in ["TERM", "SIGTERM", "term", "15", " 15 "] {
-            assert_eq!(parse_signal(text), Ok(Signal::SIGTERM), "{text}");
-        }
-        assert_eq!(parse_signal("quit"), Ok(Signal::SIGQUIT));
-        assert!(
-            parse_signal("KILL")
-                .unwrap_err()
-                .contains("cannot be caught")
-        );
-        assert!(parse_signal("19").unwrap_err().contains("cannot be caught"));
-        assert!(parse_signal("NOPE").unwrap_err().contains("not a signal"));
-        assert!(parse_signal("99").is_err());
-    }
 
     #[test]
     fn exit_code_mappings_default_to_zero_and_stay_in_range() {

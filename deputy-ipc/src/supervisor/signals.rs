@@ -1,4 +1,12 @@
-//! The supervisor's signals: blocked in every thread and read from a signalfd.
+//! The supervisor's signals: every catchable one is blocked in every thread and read from a
+//! signalfd, as tini does. SIGTERM and SIGINT escalate the shutdown, SIGCHLD reaps, and
+//! every other one (SIGHUP, SIGUSR1, SIGRTMIN+3, SIGPWR, SIGTSTP, ...) goes to the child:
+//! no signal kills, stops or orphans deputy while it has a child.
+//!
+//! Not read: SIGKILL and SIGSTOP (no process can catch them); the signals of a fault
+//! (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), which are deputy's own and must
+//! keep their default action; and SIGPIPE, which Rust's start-up ignores (a write to a
+//! closed pipe then fails with EPIPE instead of raising a signal that would be forwarded).
 
 use std::io;
 
@@ -8,18 +16,19 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::child::Child;
 use super::say;
+use super::signal::AnySignal;
 
-/// Start the graceful shutdown (second: skip the drain delay; third: kill).
-const SHUTDOWN: [Signal; 2] = [Signal::SIGTERM, Signal::SIGINT];
-
-/// Passed on to the child as they come.
-pub(crate) const FORWARDED: [Signal; 6] = [
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGALRM,
+/// The signals deputy does not read (see the module's doc).
+const NOT_READ: [Signal; 9] = [
+    Signal::SIGKILL,
+    Signal::SIGSTOP,
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGFPE,
+    Signal::SIGILL,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
+    Signal::SIGPIPE,
 ];
 
 /// The signals deputy handles, blocked, and the descriptor they are read from.
@@ -29,26 +38,27 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    /// Blocks the handled signals in this thread (call it before any other thread starts, so
-    /// they all inherit the mask) and opens a signalfd for them. Also sets SIGCHLD to its
-    /// default action: if deputy inherited it ignored, the kernel would reap children itself
-    /// and their exit codes would be lost.
+    /// Blocks every signal deputy reads in this thread (call it before any other thread
+    /// starts, so they all inherit the mask) and opens a signalfd for them. Also sets
+    /// SIGCHLD to its default action: if deputy inherited it ignored, the kernel would reap
+    /// children itself and their exit codes would be lost.
+    ///
+    /// Blocking SIGTTOU also keeps deputy running when, in a background group after giving
+    /// the terminal's foreground to the child, it hands the foreground back or writes with
+    /// TOSTOP set: the kernel then lets the call through and sends nothing.
     #[allow(unsafe_code)]
     pub(crate) fn block() -> nix::Result<Signals> {
-        let mut set = SigSet::empty();
-        for signal in SHUTDOWN.iter().chain(&FORWARDED).chain(&[Signal::SIGCHLD]) {
-            set.add(*signal);
+        // Every signal the C library lets a program block (glibc's sigfillset leaves out
+        // the two it keeps for its threads), real-time ones included.
+        let mut set = SigSet::all();
+        for signal in NOT_READ {
+            set.remove(signal);
         }
         let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
         // SAFETY: installs the default action, no handler code: nothing can run in a signal
         // context, so no async-signal-safety rule applies.
         unsafe { sigaction(Signal::SIGCHLD, &default) }?;
-        // SIGTTOU too, never read: once the child has the terminal's foreground, deputy is in
-        // a background group, where handing the foreground back to the child (after a stop)
-        // or a write with TOSTOP set would otherwise stop deputy itself.
-        let mut blocked = set;
-        blocked.add(Signal::SIGTTOU);
-        blocked.thread_block()?;
+        set.thread_block()?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Signals { fd })
     }
@@ -60,7 +70,7 @@ impl Signals {
     }
 
     /// Handles every pending signal: SIGCHLD reaps, SIGTERM and SIGINT escalate the
-    /// shutdown, the others go to the child. Called by the supervisor's loop when the
+    /// shutdown, every other one goes to the child. Called by the supervisor's loop when the
     /// signalfd is readable; a failure to read is said, once.
     pub(crate) fn handle(&self, shutdown: &Shutdown, child: &Child) {
         if let Err(error) = self.serve(shutdown, child) {
@@ -83,13 +93,15 @@ impl Signals {
             for record in buffer[..read].chunks_exact(RECORD) {
                 // `ssi_signo` is the record's first field.
                 let number = u32::from_ne_bytes([record[0], record[1], record[2], record[3]]);
-                match Signal::try_from(number as i32) {
-                    Ok(Signal::SIGCHLD) => child.reap(shutdown),
-                    Ok(signal @ (Signal::SIGTERM | Signal::SIGINT)) => {
+                let Some(signal) = AnySignal::from_number(number as i32) else {
+                    continue;
+                };
+                match signal.standard() {
+                    Some(Signal::SIGCHLD) => child.reap(shutdown),
+                    Some(signal @ (Signal::SIGTERM | Signal::SIGINT)) => {
                         escalate(shutdown, child, signal);
                     }
-                    Ok(other) => child.forward(other),
-                    Err(_) => {}
+                    _ => child.forward(signal),
                 }
             }
             if read < buffer.len() {

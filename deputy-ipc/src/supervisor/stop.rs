@@ -10,6 +10,8 @@ use futures::channel::oneshot;
 use futures::future::{Either, select};
 use hyper::Method;
 use nix::sys::signal::Signal;
+
+use super::signal::AnySignal;
 use nix::unistd::Pid;
 
 use super::child::{Child, Exit};
@@ -27,7 +29,7 @@ pub(super) const STOP_WAY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct StopPlan {
     /// The stop signal, when the child has no control socket (or its own way failed).
-    pub(crate) signal: Signal,
+    pub(crate) signal: AnySignal,
     /// Whether signals go to the child's process group.
     pub(crate) group: bool,
     /// Where the child's control socket would be.
@@ -75,7 +77,7 @@ impl Child {
             } else {
                 "process"
             };
-            say!("sent {} to {whom} {}", self.plan.signal.as_str(), self.pid);
+            say!("sent {} to {whom} {}", self.plan.signal, self.pid);
         }
         self.wait_for_exit(asked_at).await;
     }
@@ -245,7 +247,7 @@ fn shown(command: &[OsString]) -> String {
 fn describe(exit: Exit) -> String {
     match exit {
         Exit::Code(code) => format!("exit code {code}"),
-        Exit::Signal(signal) => format!("killed by {}", signal.as_str()),
+        Exit::Signal(signal) => format!("killed by {signal}"),
     }
 }
 

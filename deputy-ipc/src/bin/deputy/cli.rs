@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use deputy_ipc::supervisor::{self, Config, Signal};
+use deputy_ipc::supervisor::{self, AnySignal, Config};
 
 /// Exit codes, listed in `--help`.
 pub(crate) mod code {
@@ -89,8 +89,9 @@ else over K8sDeputy.jl's graceful-terminator.<pid>.socket (the line `terminate`,
 service that calls graceful_terminator: Julia dies with a stack trace on SIGTERM), else with
 --stop-signal. If it is still running after --stop-timeout, or when --grace (counted from
 the first signal) is over, its process group and every descendant get SIGKILL. A second
-signal skips the drain delay; a third kills at once. SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
-SIGWINCH and SIGALRM are forwarded to the child as they come.
+signal skips the drain delay; a third kills at once. Every other signal deputy can catch
+(SIGHUP, SIGQUIT, SIGUSR1, SIGWINCH, SIGPWR, SIGTSTP, SIGRTMIN+3, ...) is forwarded to the
+child as it comes: no signal stops, kills or orphans deputy while the child runs.
 
 Examples:
   deputy run --health-port 8081 --ready-url http://127.0.0.1:8080/healthz -- python3 app.py
@@ -179,9 +180,10 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "DEPUTY_DRAIN_DELAY", value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
     pub(crate) drain_delay: Duration,
     /// The signal that asks the child to stop when it has no deputy control socket (a name
-    /// like TERM, SIGQUIT, or a number). For example `--stop-signal QUIT` for nginx.
+    /// like TERM, SIGQUIT, RTMIN+3, or a number from 1 to 64). For example `--stop-signal
+    /// QUIT` for nginx, `--stop-signal RTMIN+3` for systemd.
     #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
-    pub(crate) stop_signal: Signal,
+    pub(crate) stop_signal: AnySignal,
     /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
     /// once no new connection to the child's port (--ready-port or --ready-url's) has come
     /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
