@@ -42,6 +42,7 @@ pub(crate) use paths::own_pid;
 mod procs;
 pub mod protocol;
 mod server;
+mod settings;
 #[cfg(feature = "supervisor")]
 pub mod supervisor;
 mod termination;
@@ -59,18 +60,23 @@ pub use paths::{
     julia_socket_pid, socket_path, socket_pid,
 };
 pub use server::{ControlServer, ServerConfig};
+pub use settings::{bool_from_env, parse_bool};
 pub use termination::{
     DEFAULT_TERMINATION_LOG, MAX_TERMINATION_MESSAGE, TERMINATION_LOG_ENV, record_termination,
     termination_log_path, termination_message, write_termination_message,
 };
 
-/// The environment variable that, set to `1` or `true`, turns on `/metrics` in the examples
-/// and `deputy run` (see [`HealthServer::with_metrics`]).
+/// The environment variable that, set to a yes (`1`, `true`, `yes`, `on`), turns on
+/// `/metrics` in the examples and `deputy run` (see [`HealthServer::with_metrics`]).
 pub const METRICS_ENV: &str = "DEPUTY_METRICS";
 
-/// Whether [`METRICS_ENV`] asks for `/metrics` (`1` or `true`).
-pub fn metrics_from_env() -> bool {
-    std::env::var(METRICS_ENV).is_ok_and(|value| value == "1" || value.eq_ignore_ascii_case("true"))
+/// Whether [`METRICS_ENV`] asks for `/metrics`: false when unset or empty.
+///
+/// # Errors
+///
+/// A value that is neither yes nor no (see [`parse_bool`]), with the variable's name.
+pub fn metrics_from_env() -> Result<bool, String> {
+    Ok(bool_from_env(METRICS_ENV)?.unwrap_or(false))
 }
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).

@@ -101,8 +101,8 @@ impl ServerConfig {
 
 /// Whether [`ENTRYPOINT_ENV`](crate::ENTRYPOINT_ENV) turns the entrypoint pid file off.
 fn entrypoint_disabled() -> bool {
-    std::env::var(crate::ENTRYPOINT_ENV)
-        .is_ok_and(|value| matches!(value.trim(), "0" | "false" | "no" | "off"))
+    // A value that is neither yes nor no keeps the default (the file is written).
+    crate::bool_from_env(crate::ENTRYPOINT_ENV) == Ok(Some(false))
 }
 
 /// The control socket of one process, bound and ready to serve.

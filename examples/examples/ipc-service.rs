@@ -45,7 +45,7 @@ struct Options {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
     /// Serve /metrics on the health port (Prometheus' text format).
-    #[arg(long, env = "DEPUTY_METRICS")]
+    #[arg(long, env = "DEPUTY_METRICS", value_parser = deputy_ipc::parse_bool)]
     metrics: bool,
 }
 

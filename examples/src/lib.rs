@@ -81,7 +81,7 @@ pub mod service {
         #[arg(long)]
         pub ipc_dir: Option<PathBuf>,
         /// Serve /metrics on the health port (Prometheus' text format).
-        #[arg(long, env = "DEPUTY_METRICS")]
+        #[arg(long, env = "DEPUTY_METRICS", value_parser = deputy_ipc::parse_bool)]
         pub metrics: bool,
         /// Tell long-lived connections (WebSockets, event streams, streaming calls) to move
         /// over this long, after the drain delay (default: half the drain timeout; at most

@@ -198,7 +198,7 @@ pub(crate) struct RunArgs {
     /// Send the stop signal and forwarded signals to the child's whole process group, not
     /// only to the child: for a shell script whose workers should all get them
     /// (`--group -- sh run.sh`).
-    #[arg(long, env = "DEPUTY_GROUP")]
+    #[arg(long, env = "DEPUTY_GROUP", value_parser = deputy_ipc::parse_bool)]
     pub(crate) group: bool,
     /// After the child exits, how long the descendants it left get between SIGTERM and
     /// SIGKILL. For example `--cleanup-timeout 500ms`.
@@ -235,12 +235,12 @@ pub(crate) struct RunArgs {
     pub(crate) ipc_dir: Option<PathBuf>,
     /// Do not serve a control socket (`deputy terminate` then cannot reach this process):
     /// for a read-only filesystem with no tmpfs to put it on.
-    #[arg(long, env = "DEPUTY_NO_CONTROL_SOCKET")]
+    #[arg(long, env = "DEPUTY_NO_CONTROL_SOCKET", value_parser = deputy_ipc::parse_bool)]
     pub(crate) no_control_socket: bool,
     /// When not PID 1, do not become a child subreaper: orphaned descendants then go to
     /// PID 1 instead of being reaped and cleaned up by deputy (for deputy under a shell that
     /// expects to reap them itself).
-    #[arg(long, env = "DEPUTY_NO_SUBREAPER")]
+    #[arg(long, env = "DEPUTY_NO_SUBREAPER", value_parser = deputy_ipc::parse_bool)]
     pub(crate) no_subreaper: bool,
     /// Serve /metrics on --health-port: the shutdown in Prometheus' text format (state,
     /// work in flight, triggers, propagation, each phase's duration and outcome). Also
@@ -252,7 +252,7 @@ pub(crate) struct RunArgs {
     /// STOPPING=1, RELOADING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=n. For a daemon that
     /// already calls sd_notify, or `systemd-notify --ready` in a script. Exclusive with
     /// --ready-port and --ready-url.
-    #[arg(long, env = "DEPUTY_NOTIFY", conflicts_with_all = ["ready_port", "ready_url"])]
+    #[arg(long, env = "DEPUTY_NOTIFY", value_parser = deputy_ipc::parse_bool, conflicts_with_all = ["ready_port", "ready_url"])]
     pub(crate) notify: bool,
     /// With --notify: give the child WATCHDOG_USEC, and fail /health/live when this passes
     /// without a WATCHDOG=1 (from its READY=1 on), so the kubelet restarts a hung child.
@@ -285,7 +285,7 @@ pub(crate) struct RunArgs {
     /// RLIMIT_NOFILE to the hard limit (as Go does) after starting the child, which keeps the
     /// limit deputy was given. For a child that needs many connections and does not raise
     /// the limit itself (most runtimes other than Go and Java).
-    #[arg(long, env = "DEPUTY_RAISE_CHILD_NOFILE")]
+    #[arg(long, env = "DEPUTY_RAISE_CHILD_NOFILE", value_parser = deputy_ipc::parse_bool)]
     pub(crate) raise_child_nofile: bool,
     /// The program to run and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]

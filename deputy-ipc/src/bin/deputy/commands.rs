@@ -15,8 +15,16 @@ use crate::cli::{RunArgs, Target, code};
 /// that; otherwise the supervisor exits with the child's code.
 pub(crate) fn run(args: RunArgs) -> i32 {
     let mut config = args.into_config();
-    // DEPUTY_METRICS=1 asks for /metrics where there is a health port to serve it on.
-    let metrics_from_env = config.health_port.is_some() && deputy_ipc::metrics_from_env();
+    // DEPUTY_METRICS=1 asks for /metrics where there is a health port to serve it on
+    // (without one, the variable is only the child's business).
+    let metrics_from_env = if config.health_port.is_some() {
+        match deputy_ipc::metrics_from_env() {
+            Ok(metrics) => metrics,
+            Err(why) => return usage(why),
+        }
+    } else {
+        false
+    };
     config.metrics |= metrics_from_env;
     // What deputy took from the environment is not the child's (see RUN_HELP).
     config.withheld_env = crate::cli::RUN_ENV
@@ -33,6 +41,13 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         }
         Err(error) => error,
     };
+    deputy_ipc::supervisor::say_line(format_args!("{error}"));
+    error.exit_code()
+}
+
+/// Says a usage error the supervisor's way; its exit code.
+fn usage(why: String) -> i32 {
+    let error = RunError::Usage(why);
     deputy_ipc::supervisor::say_line(format_args!("{error}"));
     error.exit_code()
 }
