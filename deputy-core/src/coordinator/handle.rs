@@ -426,6 +426,34 @@ impl Shutdown {
         self.shared.snapshot().triggers
     }
 
+    /// Sets the exit code the report carries, whatever the outcome: for a program whose
+    /// exit code something else decides (a supervisor passing on its child's, a service
+    /// with a code of its own). Call it before `Done` (from a hook, say); returns false,
+    /// changing nothing, once the report is made.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Outcome, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(std::time::Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let in_hook = shutdown.clone();
+    /// coordinator
+    ///     .hook("close", "child", move |_| async move {
+    ///         in_hook.set_exit_code(143); // the child died of SIGTERM
+    ///     })
+    ///     .unwrap();
+    /// shutdown.trigger("deploy");
+    /// let report = futures::executor::block_on(coordinator.run());
+    /// assert_eq!((report.outcome, report.exit_code), (Outcome::Clean, 143));
+    /// assert!(!shutdown.set_exit_code(0));
+    /// ```
+    pub fn set_exit_code(&self, code: i32) -> bool {
+        self.shared.set_exit_code(code)
+    }
+
     /// The report, once shutdown is done.
     pub fn report(&self) -> Option<Arc<ShutdownReport>> {
         self.shared.report()

@@ -276,7 +276,8 @@ pub struct ShutdownReport {
     pub ending: Ending,
     /// The worst outcome of the parts.
     pub outcome: Outcome,
-    /// The exit code for `outcome`, from the configured [`ExitCodes`].
+    /// The exit code for `outcome`, from the configured [`ExitCodes`], unless one was set
+    /// with [`Shutdown::set_exit_code`](crate::Shutdown::set_exit_code).
     pub exit_code: i32,
     /// From the first trigger to `Done`.
     pub duration: Duration,

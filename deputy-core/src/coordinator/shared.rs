@@ -94,6 +94,8 @@ struct Inner {
     stragglers: Vec<Straggler>,
     triggers: Vec<TriggerRecord>,
     transitions: Vec<Transition>,
+    /// The exit code set by [`Shared::set_exit_code`], which the report then carries.
+    exit_code: Option<i32>,
     report: Option<Arc<ShutdownReport>>,
 }
 
@@ -104,6 +106,7 @@ pub(crate) struct Snapshot {
     pub(crate) drain_end: Option<(Instant, usize)>,
     pub(crate) stragglers: Vec<Straggler>,
     pub(crate) triggers: Vec<TriggerRecord>,
+    pub(crate) exit_code: Option<i32>,
 }
 
 /// A state change made under the lock, for the unlocked half to act on.
@@ -168,6 +171,7 @@ impl Shared {
                 // from the signal to the first hook allocates nothing.
                 triggers: Vec::with_capacity(2),
                 transitions: Vec::with_capacity(count + 3),
+                exit_code: None,
                 report: None,
             }),
             hooks: Mutex::new(Hooks {
@@ -272,7 +276,19 @@ impl Shared {
             drain_end: inner.drain_end,
             stragglers: inner.stragglers.clone(),
             triggers: inner.triggers.clone(),
+            exit_code: inner.exit_code,
         }
+    }
+
+    /// The exit code the report is to carry, whatever the outcome; refused (false) once
+    /// the report is made.
+    pub(crate) fn set_exit_code(&self, code: i32) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.report.is_some() {
+            return false;
+        }
+        inner.exit_code = Some(code);
+        true
     }
 
     /// Applies a machine event and its side effects (invariant 1).

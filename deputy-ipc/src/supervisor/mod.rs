@@ -59,7 +59,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use deputy_core::{Ending, Phase, Shutdown, ShutdownCoordinator};
+use deputy_core::{Ending, ExitCodes, Phase, Shutdown, ShutdownCoordinator};
 use futures::future::{join, select};
 
 use self::child::Child;
@@ -295,7 +295,22 @@ impl Config {
 
     /// The exit code deputy passes on for the child's `code`.
     fn map(&self, code: i32) -> i32 {
-        self.map_exit
+        self.clone_map().map(code)
+    }
+
+    /// The `--map-exit` table, to take into the stop-child hook.
+    fn clone_map(&self) -> ExitMap {
+        ExitMap(self.map_exit.clone())
+    }
+}
+
+/// `--map-exit`'s table: the child's exit code FROM becomes TO.
+#[derive(Debug, Clone)]
+struct ExitMap(Vec<(i32, i32)>);
+
+impl ExitMap {
+    fn map(&self, code: i32) -> i32 {
+        self.0
             .iter()
             .find(|(from, _)| *from == code)
             .map_or(code, |(_, to)| *to)
@@ -410,7 +425,7 @@ fn supervise(config: Config, end: impl FnOnce(i32) -> i32) -> Result<i32, RunErr
     if readiness.is_none() && notify.is_none() {
         shutdown.ready();
     }
-    hook_child_stop(&coordinator, child.clone());
+    hook_child_stop(&coordinator, child.clone(), config.clone_map());
     let supervisor = Supervisor {
         coordinator,
         shutdown,
@@ -471,10 +486,20 @@ fn take_process_duties(config: &Config) -> Result<Signals, RunError> {
 }
 
 /// The stop-child phase's hook: ask the child to stop its way, then clean up its sockets.
-fn hook_child_stop(coordinator: &deputy_core::ShutdownCoordinator, child: Arc<Child>) {
+/// The child's exit code, mapped, is what deputy exits with: the report says so too, so that
+/// `deputy terminate` and `/shutdown` tell the same code as the termination message.
+fn hook_child_stop(
+    coordinator: &deputy_core::ShutdownCoordinator,
+    child: Arc<Child>,
+    map: ExitMap,
+) {
+    let shutdown = coordinator.handle();
     coordinator
         .hook(child::PHASE, "child", move |_ctx| async move {
             child.stop().await;
+            if let Some(code) = child.exit_code() {
+                shutdown.set_exit_code(map.map(code));
+            }
             child.clean_up().await;
         })
         .expect("the plan has the stop-child phase");
@@ -533,7 +558,14 @@ fn plan(config: &Config, event_loop: &EventLoop) -> Result<ShutdownCoordinator, 
         Some(max) => builder.drain_delay_max(max),
         None => builder,
     };
+    // Abandoned (the grace period over, a third signal), the child gets SIGKILL: deputy
+    // then exits with what that maps to, and the report says so from the start.
+    let codes = ExitCodes {
+        abandoned: config.map(128 + 9),
+        ..ExitCodes::default()
+    };
     builder
+        .exit_codes(codes)
         .without_default_phases()
         .phase(Phase::new(child::PHASE).timeout(config.grace))
         // The phase may use the whole grace period when a second signal skipped the delay;

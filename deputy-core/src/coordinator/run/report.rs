@@ -17,6 +17,7 @@ pub(super) fn build(shared: &Shared, triggered_at: Instant, runs: PhaseRuns) -> 
         drain_end,
         stragglers,
         triggers,
+        exit_code,
     } = shared.snapshot();
     let phases: Vec<PhaseReport> = phases
         .into_iter()
@@ -48,12 +49,12 @@ pub(super) fn build(shared: &Shared, triggered_at: Instant, runs: PhaseRuns) -> 
         phases,
         ending,
         outcome,
-        exit_code: match outcome {
+        exit_code: exit_code.unwrap_or(match outcome {
             Outcome::Clean => codes.clean,
             Outcome::Failed => codes.failed,
             Outcome::TimedOut => codes.timed_out,
             Outcome::Abandoned => codes.abandoned,
-        },
+        }),
         duration: now.saturating_duration_since(triggered_at),
     }
 }

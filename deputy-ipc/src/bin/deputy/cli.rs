@@ -20,7 +20,8 @@ pub(crate) mod code {
 const EXIT_CODES: &str = "\
 Exit codes:
   0  done cleanly (terminate), or answered (status, terminate --no-wait)
-  1  done, with failures: a hook failed or timed out, or shutdown was abandoned
+  1  done, with failures: a hook failed or timed out, or shutdown was abandoned; or the
+     target exited before its shutdown was done (killed, crashed: outcome unknown)
   2  bad command line
   3  no such target: no pid file, no control socket, or no such process
   4  refused: the target belongs to another user

@@ -102,15 +102,18 @@ pub(crate) fn terminate(
                     format!("unexpected reply: {error}"),
                 ));
             }
-            // The connection dropped before Done: wait for the process to be gone.
+            // The connection dropped before Done: wait for the process to be gone. It
+            // ended before its shutdown was done (killed, crashed): not a clean end.
             Ok(None) | Err(_) => {
                 eprintln!(
                     "deputy: connection to process {pid} closed before done; waiting for it to exit"
                 );
                 client::wait_gone_blocking(pid, deadline)
                     .map_err(|_| timed_out(pid, "still running"))?;
-                println!("deputy: process {pid} exited (outcome unknown)");
-                return Ok(code::CLEAN);
+                println!(
+                    "deputy: process {pid} exited before its shutdown was done (outcome unknown)"
+                );
+                return Ok(code::FAILURES);
             }
         };
         if json {
