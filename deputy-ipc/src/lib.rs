@@ -60,7 +60,7 @@ pub use paths::{
     julia_socket_pid, socket_path, socket_pid,
 };
 pub use server::{ControlServer, ServerConfig};
-pub use settings::{bool_from_env, parse_bool};
+pub use settings::{bool_from_env, parse_bool, parse_duration};
 pub use termination::{
     DEFAULT_TERMINATION_LOG, MAX_TERMINATION_MESSAGE, TERMINATION_LOG_ENV, record_termination,
     termination_log_path, termination_message, write_termination_message,

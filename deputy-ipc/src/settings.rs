@@ -1,5 +1,35 @@
-//! Settings as people write them: the one grammar of a yes-or-no value, for flags and
-//! `DEPUTY_*` variables alike.
+//! Settings as people write them: the one grammar of a yes-or-no value and of a duration,
+//! for flags and `DEPUTY_*` variables alike.
+
+use std::time::Duration;
+
+use deputy_core::MAX_DURATION;
+
+/// Reads a duration as people write it (`500ms`, `30s`, `1m 30s`, `2h`): humantime's
+/// grammar, up to [`MAX_DURATION`] (100 years), so that no deadline computed from it can
+/// overflow.
+///
+/// # Errors
+///
+/// A sentence for a person: what humantime could not read, or a duration over the limit.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_ipc::parse_duration;
+///
+/// assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+/// assert!(parse_duration("18446744073709551615s").unwrap_err().contains("longer than"));
+/// assert!(parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|error| error.to_string())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than the longest duration deputy takes (100 years)"
+        ));
+    }
+    Ok(duration)
+}
 
 /// Reads a yes-or-no setting as people write it: `1`/`0`, `true`/`false`, `yes`/`no`,
 /// `on`/`off`, in any case, with spaces around ignored. Every boolean `DEPUTY_*` variable
@@ -60,6 +90,23 @@ pub fn bool_from_env(name: &str) -> Result<Option<bool>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_up_to_the_limit() {
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration(" 250ms "), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("36500days"), Ok(MAX_DURATION));
+        for refused in [
+            "18446744073709551615s",
+            "300000000000y",
+            "101y",
+            "",
+            "5",
+            "-1s",
+        ] {
+            assert!(parse_duration(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn every_spelling_of_yes_and_no_in_any_case() {

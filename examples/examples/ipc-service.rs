@@ -39,10 +39,10 @@ struct Options {
     #[arg(long)]
     ipc_dir: Option<PathBuf>,
     /// How long to keep serving after the trigger (like `5s`, `0s`).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = deputy_ipc::parse_duration)]
     drain_delay: Duration,
     /// How long a health connection may take to send a request head (idle ones included).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = deputy_ipc::parse_duration)]
     header_read_timeout: Duration,
     /// Serve /metrics on the health port (Prometheus' text format).
     #[arg(long, env = "DEPUTY_METRICS", value_parser = deputy_ipc::parse_bool)]

@@ -60,22 +60,22 @@ pub mod service {
         #[arg(long)]
         pub health_port: Option<u16>,
         /// Whole shutdown budget, from the trigger (keep it below terminationGracePeriodSeconds).
-        #[arg(long, env = "DEPUTY_GRACE_PERIOD", default_value = defaults::GRACE_PERIOD, value_parser = humantime::parse_duration)]
+        #[arg(long, env = "DEPUTY_GRACE_PERIOD", default_value = defaults::GRACE_PERIOD, value_parser = deputy_ipc::parse_duration)]
         pub grace_period: Duration,
         /// Keep serving this long after the trigger while endpoints propagate (with
         /// --drain-delay-max: at least this long).
-        #[arg(long, env = "DEPUTY_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = humantime::parse_duration)]
+        #[arg(long, env = "DEPUTY_DRAIN_DELAY", default_value = defaults::DRAIN_DELAY, value_parser = deputy_ipc::parse_duration)]
         pub drain_delay: Duration,
         /// Make the drain delay measure itself: after --drain-delay, end it once no new
         /// connection or request has come for --quiet-period, and at this at the latest. Not for
         /// a service with rare traffic (quiet there is not propagation).
-        #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_parser = humantime::parse_duration)]
+        #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_parser = deputy_ipc::parse_duration)]
         pub drain_delay_max: Option<Duration>,
         /// With --drain-delay-max: how long without new traffic ends the drain delay.
-        #[arg(long, env = "DEPUTY_QUIET_PERIOD", default_value = "1s", value_parser = humantime::parse_duration)]
+        #[arg(long, env = "DEPUTY_QUIET_PERIOD", default_value = "1s", value_parser = deputy_ipc::parse_duration)]
         pub quiet_period: Duration,
         /// Then wait this long for requests in flight.
-        #[arg(long, env = "DEPUTY_DRAIN_TIMEOUT", default_value = defaults::DRAIN_TIMEOUT, value_parser = humantime::parse_duration)]
+        #[arg(long, env = "DEPUTY_DRAIN_TIMEOUT", default_value = defaults::DRAIN_TIMEOUT, value_parser = deputy_ipc::parse_duration)]
         pub drain_timeout: Duration,
         /// Control socket directory (default: $DEPUTY_IPC_DIR, else /run).
         #[arg(long)]
@@ -86,7 +86,7 @@ pub mod service {
         /// Tell long-lived connections (WebSockets, event streams, streaming calls) to move
         /// over this long, after the drain delay (default: half the drain timeout; at most
         /// the drain timeout).
-        #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = humantime::parse_duration)]
+        #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = deputy_ipc::parse_duration)]
         pub disconnect_window: Option<Duration>,
     }
 

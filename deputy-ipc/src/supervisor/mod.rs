@@ -279,6 +279,7 @@ impl Config {
         if let Some((_, why)) = refusals.iter().find(|(refused, _)| *refused) {
             return Err(RunError::Usage((*why).to_owned()));
         }
+        self.check_lengths()?;
         let (option, delay) = match self.drain_delay_max {
             Some(max) => ("--drain-delay-max", max),
             None => ("--drain-delay", self.drain_delay),
@@ -291,6 +292,29 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Refuses a duration past [`deputy_core::MAX_DURATION`] (a deadline computed from it
+    /// could overflow at the first signal), naming its option.
+    fn check_lengths(&self) -> Result<(), RunError> {
+        let durations = [
+            ("--grace", Some(self.grace)),
+            ("--drain-delay", Some(self.drain_delay)),
+            ("--drain-delay-max", self.drain_delay_max),
+            ("--quiet-period", Some(self.quiet_period)),
+            ("--cleanup-timeout", Some(self.cleanup_timeout)),
+            ("--watchdog", self.watchdog),
+            ("--stop-timeout", self.stop_timeout),
+        ];
+        match durations
+            .iter()
+            .find(|(_, value)| value.is_some_and(|d| d > deputy_core::MAX_DURATION))
+        {
+            Some((option, _)) => Err(RunError::Usage(format!(
+                "{option} is longer than the longest duration deputy takes (100 years)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The exit code deputy passes on for the child's `code`.

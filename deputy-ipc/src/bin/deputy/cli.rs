@@ -45,7 +45,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         target: Target,
         /// Give up after this long (like `30s` or `1500ms`); default: wait until done.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = deputy_ipc::parse_duration)]
         timeout: Option<Duration>,
         /// Return as soon as the request is accepted.
         #[arg(long)]
@@ -173,12 +173,12 @@ pub(crate) struct RunArgs {
     /// cleanup. The default leaves 5 s of Kubernetes' default terminationGracePeriodSeconds
     /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL. For example
     /// `--grace 55s` with terminationGracePeriodSeconds: 60.
-    #[arg(long, env = "DEPUTY_GRACE_PERIOD", value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_GRACE_PERIOD", value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = deputy_ipc::parse_duration)]
     pub(crate) grace: Duration,
     /// How long the child keeps serving after the first signal, readiness off, before it is
     /// asked to stop: the time endpoints take to stop sending traffic. For example
     /// `--drain-delay 10s`, or `0s` outside Kubernetes.
-    #[arg(long, env = "DEPUTY_DRAIN_DELAY", value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY", value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = deputy_ipc::parse_duration)]
     pub(crate) drain_delay: Duration,
     /// The signal that asks the child to stop when it has no deputy control socket (a name
     /// like TERM, SIGQUIT, RTMIN+3, or a number from 1 to 64). For example `--stop-signal
@@ -190,11 +190,11 @@ pub(crate) struct RunArgs {
     /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
     /// client that keeps its connection open is not new traffic. Not for a service with rare
     /// traffic. For example `--ready-port 8080 --drain-delay 2s --drain-delay-max 15s`.
-    #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
     pub(crate) drain_delay_max: Option<Duration>,
     /// With --drain-delay-max: how long without a new connection ends the drain delay. For
     /// example `--quiet-period 2s`.
-    #[arg(long, env = "DEPUTY_QUIET_PERIOD", value_name = "DURATION", default_value = DEFAULT_QUIET_PERIOD, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_QUIET_PERIOD", value_name = "DURATION", default_value = DEFAULT_QUIET_PERIOD, value_parser = deputy_ipc::parse_duration)]
     pub(crate) quiet_period: Duration,
     /// Send the stop signal and forwarded signals to the child's whole process group, not
     /// only to the child: for a shell script whose workers should all get them
@@ -203,7 +203,7 @@ pub(crate) struct RunArgs {
     pub(crate) group: bool,
     /// After the child exits, how long the descendants it left get between SIGTERM and
     /// SIGKILL. For example `--cleanup-timeout 500ms`.
-    #[arg(long, env = "DEPUTY_CLEANUP_TIMEOUT", value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_CLEANUP_TIMEOUT", value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = deputy_ipc::parse_duration)]
     pub(crate) cleanup_timeout: Duration,
     /// Serve /health/live and /health/ready on this port (all addresses): ready while
     /// running (see --ready-port), not ready from the first signal on. For example
@@ -258,7 +258,7 @@ pub(crate) struct RunArgs {
     /// With --notify: give the child WATCHDOG_USEC, and fail /health/live when this passes
     /// without a WATCHDOG=1 (from its READY=1 on), so the kubelet restarts a hung child.
     /// For example `--notify --watchdog 30s`.
-    #[arg(long, env = "DEPUTY_WATCHDOG", value_name = "DURATION", requires = "notify", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_WATCHDOG", value_name = "DURATION", requires = "notify", value_parser = deputy_ipc::parse_duration)]
     pub(crate) watchdog: Option<Duration>,
     /// Ask the child to stop by running this command instead of sending a signal, then wait
     /// for the child to exit. Split into words as a shell would, run without a shell (write
@@ -280,7 +280,7 @@ pub(crate) struct RunArgs {
     /// after it was asked to stop, unless it asks for more with EXTEND_TIMEOUT_USEC
     /// (--notify); --grace still bounds the whole shutdown. Default: --grace alone. For
     /// example `--stop-timeout 10s`.
-    #[arg(long, env = "DEPUTY_STOP_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEPUTY_STOP_TIMEOUT", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
     pub(crate) stop_timeout: Option<Duration>,
     /// Start the child with the raised open-files limit too. deputy raises its own soft
     /// RLIMIT_NOFILE to the hard limit (as Go does) after starting the child, which keeps the

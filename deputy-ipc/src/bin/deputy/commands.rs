@@ -11,6 +11,31 @@ use deputy_ipc::supervisor::RunError;
 use crate::Failure;
 use crate::cli::{RunArgs, Target, code};
 
+/// A line for a person on stdout. A closed pipe (`deputy status | head -0`) is no reason to
+/// stop, and a panic would be worse: the command goes on and exits with its code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say!`] without the newline (a JSON line already ends with one).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say!`] on stderr.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `deputy run`: returns only if the supervisor could not start, with the exit code for
 /// that; otherwise the supervisor exits with the child's code.
 pub(crate) fn run(args: RunArgs) -> i32 {
@@ -85,13 +110,28 @@ pub(crate) fn terminate(
     }
     let mut client = connect(target)?;
     let pid = client.pid();
-    client.set_deadline(deadline);
+    // A service that takes the connection but never answers (stopped, hung) is not waited
+    // for without limit: its first answer comes within ANSWER_WITHIN (or --timeout, if
+    // shorter); then the shutdown takes as long as it takes, up to --timeout.
+    let first_answer_by = Instant::now() + ANSWER_WITHIN;
+    client.set_deadline(Some(
+        deadline.map_or(first_answer_by, |d| d.min(first_answer_by)),
+    ));
+    let mut answered = false;
     client
         .terminate_blocking(Some(reason), wait)
-        .map_err(failure)?;
+        .map_err(|error| match error {
+            ClientError::TimedOut => no_answer(pid),
+            error => failure(error),
+        })?;
     loop {
         let reply = match client.next_blocking() {
             Ok(Some(reply)) => reply,
+            Err(ClientError::TimedOut)
+                if !answered && deadline.is_none_or(|d| first_answer_by < d) =>
+            {
+                return Err(no_answer(pid));
+            }
             Err(ClientError::TimedOut) => return Err(timed_out(pid, "still shutting down")),
             Err(error @ (ClientError::Refused { .. } | ClientError::Server { .. })) => {
                 return Err(failure(error));
@@ -105,19 +145,21 @@ pub(crate) fn terminate(
             // The connection dropped before Done: wait for the process to be gone. It
             // ended before its shutdown was done (killed, crashed): not a clean end.
             Ok(None) | Err(_) => {
-                eprintln!(
+                say_err!(
                     "deputy: connection to process {pid} closed before done; waiting for it to exit"
                 );
                 client::wait_gone_blocking(pid, deadline)
                     .map_err(|_| timed_out(pid, "still running"))?;
-                println!(
-                    "deputy: process {pid} exited before its shutdown was done (outcome unknown)"
-                );
+                say!("deputy: process {pid} exited before its shutdown was done (outcome unknown)");
                 return Ok(code::FAILURES);
             }
         };
+        if !answered {
+            answered = true;
+            client.set_deadline(deadline);
+        }
         if json {
-            print!("{}", reply.encode());
+            say_raw!("{}", reply.encode());
         }
         if let Some(exit) = show(&reply, pid, json) {
             // Keep the connection open until this process exits: the service (often PID 1)
@@ -129,6 +171,22 @@ pub(crate) fn terminate(
             return exit;
         }
     }
+}
+
+/// How long a service has to answer a request at all (`status`, and `terminate`'s first
+/// reply), so that one that takes the connection and never answers is not waited for
+/// without limit.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// A service that did not answer within [`ANSWER_WITHIN`].
+fn no_answer(pid: u32) -> Failure {
+    Failure::new(
+        code::TIMED_OUT,
+        format!(
+            "process {pid} did not answer within {} (stopped or hung?)",
+            humantime::format_duration(ANSWER_WITHIN)
+        ),
+    )
 }
 
 /// A Julia service with K8sDeputy.jl's `graceful_terminator` and no deputy socket: the pid
@@ -159,12 +217,12 @@ fn terminate_julia(
 ) -> Result<u8, ClientError> {
     client::terminate_julia_blocking(dir, pid)?;
     if !json {
-        println!("deputy: asked process {pid} to terminate over its K8sDeputy.jl socket");
+        say!("deputy: asked process {pid} to terminate over its K8sDeputy.jl socket");
     }
     if wait {
         client::wait_gone_blocking(pid, deadline)?;
         if !json {
-            println!("deputy: process {pid} exited");
+            say!("deputy: process {pid} exited");
         }
     }
     Ok(code::CLEAN)
@@ -182,7 +240,7 @@ fn show(reply: &Response, pid: u32, json: bool) -> Option<Result<u8, Failure>> {
         } => {
             if !json {
                 let phase = phase.as_ref().map(|p| format!(" {p}")).unwrap_or_default();
-                println!(
+                say!(
                     "deputy: {state}{phase}, {in_flight} in flight, {}",
                     seconds(*elapsed_ms)
                 );
@@ -207,7 +265,7 @@ fn show(reply: &Response, pid: u32, json: bool) -> Option<Result<u8, Failure>> {
                 } else {
                     format!(" ({})", problems.join(", "))
                 };
-                println!(
+                say!(
                     "deputy: done, {outcome} in {}, exit code {exit_code}{detail}",
                     seconds(*duration_ms)
                 );
@@ -225,7 +283,7 @@ fn show(reply: &Response, pid: u32, json: bool) -> Option<Result<u8, Failure>> {
                 } else {
                     "shutdown was already under way"
                 };
-                println!("deputy: {what} in process {pid}");
+                say!("deputy: {what} in process {pid}");
             }
             Some(Ok(code::CLEAN))
         }
@@ -240,13 +298,13 @@ fn show(reply: &Response, pid: u32, json: bool) -> Option<Result<u8, Failure>> {
 pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
     let mut client = connect(target)?;
     let pid = client.pid();
-    client.set_deadline(Some(Instant::now() + Duration::from_secs(10)));
+    client.set_deadline(Some(Instant::now() + ANSWER_WITHIN));
     let reply = client.status_blocking().map_err(|error| match error {
-        ClientError::TimedOut => Failure::new(code::ERROR, "no reply within 10s"),
+        ClientError::TimedOut => no_answer(pid),
         error => failure(error),
     })?;
     if json {
-        print!("{}", reply.encode());
+        say_raw!("{}", reply.encode());
     } else if let Response::Status {
         state,
         phase,
@@ -288,7 +346,7 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
                 .collect();
             format!("; oldest in flight: {}", names.join(", "))
         };
-        println!(
+        say!(
             "deputy: process {pid} {state}{phase}, {ready}, {live}, {in_flight} in flight{oldest}{seen}{message}"
         );
     }

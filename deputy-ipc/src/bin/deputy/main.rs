@@ -61,7 +61,8 @@ fn main() -> ExitCode {
             std::process::exit(i32::from(code))
         }
         Err(Failure { code, message }) => {
-            eprintln!("deputy: {message}");
+            // Never a panic on a closed stderr.
+            let _ = writeln!(std::io::stderr(), "deputy: {message}");
             ExitCode::from(code)
         }
     }

@@ -94,7 +94,7 @@ fn defaults() -> Option<RunArgs> {
 }
 
 fn duration(text: &str) -> Option<std::time::Duration> {
-    humantime::parse_duration(text).ok()
+    deputy_ipc::parse_duration(text).ok()
 }
 
 /// The command, if it starts at `at`: after a `--`, or at the first argument that is not an
