@@ -95,26 +95,33 @@ fn read_token_file(path: &Path) -> Result<String, String> {
 }
 
 /// The health port: `$DEPUTY_HEALTH_CHECK_PORT`, else
-/// [`DEFAULT_HEALTH_CHECK_PORT`](crate::DEFAULT_HEALTH_CHECK_PORT).
+/// [`DEFAULT_HEALTH_CHECK_PORT`](crate::DEFAULT_HEALTH_CHECK_PORT); `None` when the variable
+/// says [`HEALTH_CHECK_OFF`](crate::HEALTH_CHECK_OFF) (serve no health endpoints: `deputy
+/// run` says so to its child when it serves them itself, on the port the child would take).
 ///
 /// # Errors
 ///
-/// A message naming the variable if it is set but not a port number.
+/// A message naming the variable if it is set but neither a port number (1 to 65535) nor
+/// `off`.
 ///
 /// ```
 /// if std::env::var_os("DEPUTY_HEALTH_CHECK_PORT").is_none() {
-///     assert_eq!(deputy_ipc::health_port(), Ok(8081));
+///     assert_eq!(deputy_ipc::health_port(), Ok(Some(8081)));
 /// }
 /// ```
-pub fn health_port() -> Result<u16, String> {
-    match std::env::var(crate::HEALTH_CHECK_PORT_ENV) {
-        Err(_) => Ok(crate::DEFAULT_HEALTH_CHECK_PORT),
-        Ok(text) => text.trim().parse().map_err(|_| {
-            format!(
-                "{} is `{text}`, not a port number",
-                crate::HEALTH_CHECK_PORT_ENV
-            )
-        }),
+pub fn health_port() -> Result<Option<u16>, String> {
+    let Ok(text) = std::env::var(crate::HEALTH_CHECK_PORT_ENV) else {
+        return Ok(Some(crate::DEFAULT_HEALTH_CHECK_PORT));
+    };
+    if text.trim().eq_ignore_ascii_case(crate::HEALTH_CHECK_OFF) {
+        return Ok(None);
+    }
+    match text.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(Some(port)),
+        _ => Err(format!(
+            "{} is `{text}`, not a port number from 1 to 65535 (or `off`)",
+            crate::HEALTH_CHECK_PORT_ENV
+        )),
     }
 }
 

@@ -95,3 +95,6 @@ pub const ENTRYPOINT_ENV: &str = "DEPUTY_ENTRYPOINT";
 
 /// The environment variable naming the health endpoints' port.
 pub const HEALTH_CHECK_PORT_ENV: &str = "DEPUTY_HEALTH_CHECK_PORT";
+
+/// [`HEALTH_CHECK_PORT_ENV`]'s value for "serve no health endpoints" (see [`health_port`]).
+pub const HEALTH_CHECK_OFF: &str = "off";

@@ -339,6 +339,10 @@ pub enum Response {
         /// Milliseconds from the trigger to the last new request, if one came after it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_request_ms: Option<u64>,
+        /// Nothing reports the service's new traffic, so the two above say nothing (added
+        /// in 0.3, sent only when true; older peers measured or did not say).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unmeasured: bool,
         /// The oldest named work in flight, by name, oldest first (added in 0.2).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         oldest: Vec<InFlightSummary>,
@@ -411,6 +415,7 @@ impl Response {
             message: status.message.clone(),
             last_connection_ms: status.propagation.last_connection.map(millis),
             last_request_ms: status.propagation.last_request.map(millis),
+            unmeasured: !status.propagation.measured,
             oldest: status
                 .stragglers
                 .iter()

@@ -56,7 +56,7 @@ proptest! {
 
     #[test]
     fn responses_round_trip(state in prop::sample::select(deputy_core::State::ALL.to_vec()), in_flight in any::<u64>(), ready in any::<bool>(), message in prop::option::of(".*")) {
-        let response = Response::Status { state, phase: None, in_flight, ready, live: !ready, elapsed_ms: 5, message, last_connection_ms: None, last_request_ms: Some(in_flight / 2), oldest: vec![deputy_ipc::protocol::InFlightSummary { name: "GET /".into(), count: 2, age_ms: in_flight / 3 }] };
+        let response = Response::Status { state, phase: None, in_flight, ready, live: !ready, elapsed_ms: 5, message, last_connection_ms: None, last_request_ms: Some(in_flight / 2), unmeasured: ready, oldest: vec![deputy_ipc::protocol::InFlightSummary { name: "GET /".into(), count: 2, age_ms: in_flight / 3 }] };
         let line = response.encode();
         prop_assert_eq!(line.matches('\n').count(), 1);
         prop_assert_eq!(Response::decode(line.as_bytes()), Ok(response));

@@ -47,8 +47,10 @@ pub struct DrainLayer {
 }
 
 impl DrainLayer {
-    /// A layer for `shutdown`.
+    /// A layer for `shutdown`. It reports every request's arrival, so the report's
+    /// propagation is measured (see `Shutdown::watch_arrivals`).
     pub fn new(shutdown: Shutdown) -> Self {
+        shutdown.watch_arrivals();
         Self { shutdown }
     }
 }

@@ -82,6 +82,7 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let stopping = shutdown.stopping_token();
+    shutdown.watch_arrivals();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {

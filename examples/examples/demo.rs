@@ -22,6 +22,17 @@ use deputy_core::{Phase, ShutdownCoordinator, State};
 use deputy_smol::AsyncIoRuntime;
 
 fn main() -> anyhow::Result<()> {
+    // The demo takes no options: say what it is rather than run it on `--help`.
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage = "usage: demo   (no options: a whole shutdown on a plain executor, \
+                     its report printed)";
+        if arg == "--help" || arg == "-h" {
+            println!("{usage}");
+            return Ok(());
+        }
+        eprintln!("demo: unknown argument `{arg}`\n{usage}");
+        std::process::exit(2);
+    }
     deputy_examples::init_logs("info");
 
     let coordinator = ShutdownCoordinator::builder()

@@ -7,14 +7,18 @@
 //! target/release/deputy run --drain-delay 2s --health-port 8081 -- target/release/examples/plain-server
 //! ```
 //!
-//! After a SIGTERM (or Ctrl-C) to deputy, readiness is off on :8081 while plain-server goes on
-//! answering on :8080 for the drain delay; then deputy sends it SIGTERM.
+//! After a SIGTERM to deputy (`pkill -TERM -x deputy` from another terminal, as the kubelet
+//! would; Ctrl-C at deputy's terminal goes to plain-server itself, which dies on the spot),
+//! readiness is off on :8081 while plain-server goes on answering on :8080 for the drain
+//! delay; then deputy sends it SIGTERM.
 //!
 //! Options: `--port N` (default `$PORT`, else 8080; 0 for any free port). It prints one line when it
 //! listens: `plain-server: listening on <address>, pid <pid>`. `GET /work?ms=N` answers after
 //! N milliseconds (a slow request); any other request at once.
 
 use std::io::{BufRead, BufReader, Write};
+
+const USAGE: &str = "usage: plain-server [--port N]   (default $PORT, else 8080; 0: any free port)";
 use std::net::{TcpListener, TcpStream};
 
 fn main() -> std::io::Result<()> {
@@ -27,15 +31,22 @@ fn main() -> std::io::Result<()> {
         Err(_) => deputy_examples::http_service::PORT,
     };
     while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
+            println!("{USAGE}");
+            return Ok(());
+        }
         match (arg.as_str(), args.next().map(|p| p.parse::<u16>())) {
             ("--port", Some(Ok(value))) => port = value,
             _ => {
-                eprintln!("usage: plain-server [--port N]");
+                eprintln!("{USAGE}");
                 std::process::exit(2);
             }
         }
     }
-    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    let listener = TcpListener::bind(("0.0.0.0", port)).unwrap_or_else(|error| {
+        eprintln!("plain-server: cannot listen on port {port}: {error}");
+        std::process::exit(1);
+    });
     println!(
         "plain-server: listening on {}, pid {}",
         listener.local_addr()?,

@@ -167,13 +167,26 @@ pub mod service {
                 }),
             }
             .context("control socket")?;
+            // DEPUTY_HEALTH_CHECK_PORT=off (from `deputy run --health-port`): none.
             let health_port = match self.health_port {
-                Some(port) => port,
+                Some(port) => Some(port),
                 None => deputy_ipc::health_port().map_err(anyhow::Error::msg)?,
             };
-            let mut health =
-                HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], health_port)))
-                    .context("health endpoints")?;
+            let health = match health_port {
+                Some(port) => Some(self.health(shutdown, port)?),
+                None => None,
+            };
+            Ok(Endpoints {
+                control,
+                health,
+                health_port,
+            })
+        }
+
+        /// The health endpoints on `port`, with `/shutdown` and `/metrics` as set.
+        fn health(&self, shutdown: &Shutdown, port: u16) -> anyhow::Result<HealthServer> {
+            let mut health = HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))
+                .with_context(|| format!("health endpoints on port {port}"))?;
             if let Some(token) =
                 deputy_ipc::shutdown_token_from_env().map_err(anyhow::Error::msg)?
             {
@@ -182,11 +195,7 @@ pub mod service {
             if self.metrics {
                 health = health.with_metrics();
             }
-            Ok(Endpoints {
-                control,
-                health,
-                health_port,
-            })
+            Ok(health)
         }
     }
 
@@ -194,9 +203,9 @@ pub mod service {
     #[derive(Debug)]
     pub struct Endpoints {
         control: ControlServer,
-        health: HealthServer,
-        /// The health endpoints' port.
-        pub health_port: u16,
+        health: Option<HealthServer>,
+        /// The health endpoints' port (none with `DEPUTY_HEALTH_CHECK_PORT=off`).
+        pub health_port: Option<u16>,
     }
 
     impl Endpoints {
@@ -213,7 +222,11 @@ pub mod service {
         /// so a preStop reads the end (`deputy terminate`, or an httpGet on /shutdown).
         pub fn spawn(self) -> tokio::task::JoinHandle<()> {
             let control = tokio::spawn(self.control.run());
-            let health = tokio::spawn(self.health.run());
+            let health = tokio::spawn(async move {
+                if let Some(health) = self.health {
+                    health.run().await;
+                }
+            });
             tokio::spawn(async move {
                 let _ = tokio::join!(control, health);
             })
@@ -252,8 +265,11 @@ pub mod service {
         let (ipc_dir, health_port) = (endpoints.ipc_dir(), endpoints.health_port);
         let endpoints = endpoints.spawn();
         shutdown.ready();
+        let health = health_port.map_or("no health endpoints".to_owned(), |port| {
+            format!("health on :{port}")
+        });
         say(format_args!(
-            "{name}: serving on {address} (health on :{health_port}, pid {})",
+            "{name}: serving on {address} ({health}, pid {})",
             std::process::id()
         ));
         say(format_args!(

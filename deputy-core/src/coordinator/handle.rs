@@ -275,6 +275,23 @@ impl Shutdown {
             .arrived(arrival, || self.shared.runtime.now());
     }
 
+    /// Says that something reports this service's new connections and requests through
+    /// [`arrived`](Self::arrived) (`DrainLayer` and `serve` in deputy-tokio do, and `deputy
+    /// run` watching its child's port): the report's propagation then says "no new
+    /// connection or request" when none came, instead of "not measured".
+    ///
+    /// ```
+    /// # use deputy_core::{ManualClock, ShutdownCoordinator};
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(!shutdown.status().propagation.measured);
+    /// shutdown.watch_arrivals();
+    /// assert!(shutdown.status().propagation.measured);
+    /// ```
+    pub fn watch_arrivals(&self) {
+        self.shared.arrivals.watch();
+    }
+
     /// A token cancelled at the first trigger: stop taking new long-lived work.
     ///
     /// It is a child of the coordinator's own token, so cancelling it affects only its holders.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// What arrived: a connection, or a request on one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,13 +19,17 @@ pub enum Arrival {
 }
 
 /// When the last new connection and request arrived, counted from the first trigger;
-/// `None` for each that has not arrived since.
+/// `None` for each that has not arrived since. `measured` says whether anything reports
+/// arrivals at all (see [`Shutdown::watch_arrivals`](crate::Shutdown::watch_arrivals)):
+/// without it, "none came" would be a guess.
 ///
 /// ```
 /// use std::time::Duration;
 /// use deputy_core::Propagation;
 ///
 /// let mut seen = Propagation::default();
+/// assert_eq!(seen.to_string(), "new traffic after the trigger not measured");
+/// seen.measured = true;
 /// assert_eq!(seen.to_string(), "no new connection or request after the trigger");
 /// seen.last_request = Some(Duration::from_millis(1400));
 /// assert_eq!(seen.to_string(), "last new request 1.4s after the trigger");
@@ -42,6 +46,9 @@ pub struct Propagation {
     pub last_connection: Option<Duration>,
     /// The last new request, after the trigger.
     pub last_request: Option<Duration>,
+    /// Whether anything reports arrivals (a server, a layer, a supervisor watching its
+    /// child's port), or one arrived: only then does "none" mean none came.
+    pub measured: bool,
 }
 
 impl Propagation {
@@ -55,6 +62,9 @@ impl fmt::Display for Propagation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = |d: Duration| format!("{:.1}s", d.as_secs_f64());
         match (self.last_connection, self.last_request) {
+            (None, None) if !self.measured => {
+                f.write_str("new traffic after the trigger not measured")
+            }
             (None, None) => f.write_str("no new connection or request after the trigger"),
             (Some(c), None) => write!(f, "last new connection {} after the trigger", secs(c)),
             (None, Some(r)) => write!(f, "last new request {} after the trigger", secs(r)),
@@ -75,6 +85,8 @@ impl fmt::Display for Propagation {
 pub(crate) struct Arrivals {
     triggered_at: OnceLock<Instant>,
     last: [AtomicU64; 2],
+    /// Something said it reports arrivals.
+    watched: AtomicBool,
 }
 
 impl Arrivals {
@@ -82,7 +94,14 @@ impl Arrivals {
         Arrivals {
             triggered_at: OnceLock::new(),
             last: [AtomicU64::new(0), AtomicU64::new(0)],
+            watched: AtomicBool::new(false),
         }
+    }
+
+    /// Something reports arrivals: "none" now means none came.
+    pub(crate) fn watch(&self) {
+        // Relaxed: a standalone flag, read on its own.
+        self.watched.store(true, Ordering::Relaxed);
     }
 
     /// The first trigger, at `at`.
@@ -104,9 +123,13 @@ impl Arrivals {
             0 => None,
             nanos => Some(Duration::from_nanos(nanos - 1)),
         };
+        let (last_connection, last_request) = (read(Arrival::Connection), read(Arrival::Request));
         Propagation {
-            last_connection: read(Arrival::Connection),
-            last_request: read(Arrival::Request),
+            last_connection,
+            last_request,
+            measured: self.watched.load(Ordering::Relaxed)
+                || last_connection.is_some()
+                || last_request.is_some(),
         }
     }
 

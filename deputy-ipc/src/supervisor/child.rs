@@ -16,7 +16,7 @@ use futures::channel::oneshot;
 
 use super::signal::{self, AnySignal};
 use super::stop::StopPlan;
-use super::{RunError, say};
+use super::{RunError, say, say_error, say_warn};
 use crate::procs;
 use crate::timeout::within;
 
@@ -122,12 +122,12 @@ impl Child {
         }
         match self.signal_leftovers(Signal::SIGTERM) {
             Leftovers::Listed(0) => {} // only zombies, on their way to being reaped
-            Leftovers::Listed(count) => say!(
+            Leftovers::Listed(count) => say_warn!(
                 "{} left behind by process {}: sending SIGTERM",
                 processes(count),
                 self.pid
             ),
-            Leftovers::Group => say!(
+            Leftovers::Group => say_warn!(
                 "process {} left processes behind (/proc is another PID namespace's): \
                  SIGTERM to its process group",
                 self.pid
@@ -141,7 +141,7 @@ impl Child {
                 Leftovers::Listed(count) => processes(count),
                 Leftovers::Group => "processes".to_owned(),
             };
-            say!(
+            say_warn!(
                 "{still} still running after {}: sending SIGKILL",
                 humantime::format_duration(self.plan.cleanup_timeout)
             );
@@ -178,7 +178,7 @@ impl Child {
     pub(crate) async fn kill_all_and_wait(&self) {
         self.kill_all();
         if within(AFTER_KILL, self.gone.cancelled()).await.is_none() {
-            say!(
+            say_error!(
                 "processes still there {} after SIGKILL; exiting anyway",
                 humantime::format_duration(AFTER_KILL)
             );
@@ -205,7 +205,7 @@ impl Child {
                     return;
                 }
                 Err(error) => {
-                    say!("cannot reap children: {error}");
+                    say_error!("cannot reap children: {error}");
                     return;
                 }
             };

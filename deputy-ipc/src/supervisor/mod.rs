@@ -81,18 +81,41 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// [`say!`] for something that went wrong and deputy works around (a kill, a fallback):
+/// `"level":"WARN"` in JSON lines.
+macro_rules! say_warn {
+    ($($arg:tt)*) => {
+        $crate::supervisor::say_line_at(tracing::Level::WARN, format_args!($($arg)*))
+    };
+}
+pub(crate) use say_warn;
+
+/// [`say!`] for something deputy could not do: `"level":"ERROR"` in JSON lines.
+macro_rules! say_error {
+    ($($arg:tt)*) => {
+        $crate::supervisor::say_line_at(tracing::Level::ERROR, format_args!($($arg)*))
+    };
+}
+pub(crate) use say_error;
+
 /// Writes one of `deputy run`'s lines on stderr, in one write (stderr is unbuffered: the line
 /// cannot be split by the child's output, and it costs one system call): `deputy: ...` for a
 /// person, or with `DEPUTY_LOG_FORMAT=json` one JSON object in tracing-subscriber's layout
 /// (`timestamp`, `level`, `fields.message`, `target`), as the examples' logs. Never panics
 /// (stderr may be closed).
 pub fn say_line(message: std::fmt::Arguments<'_>) {
+    say_line_at(tracing::Level::INFO, message);
+}
+
+/// [`say_line`] at `level`: the same text for a person; in JSON lines, the `level` field
+/// says it (`WARN` for a kill or a fallback, `ERROR` for what deputy could not do).
+pub fn say_line_at(level: tracing::Level, message: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let line = match log_format() {
         crate::LogFormat::Json => {
             let mut line = serde_json::json!({
                 "timestamp": humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-                "level": "INFO",
+                "level": level.as_str(),
                 "fields": { "message": message.to_string() },
                 "target": "deputy",
             })
@@ -192,8 +215,9 @@ pub struct Config {
     pub stop_timeout: Option<Duration>,
     /// Environment variables the child does not get: those deputy took its settings from
     /// (`deputy run` lists the ones set among its options' variables), so that a child
-    /// that reads the same names (a service on the deputy library, K8sDeputy.jl) neither
-    /// binds the same health port nor runs a second drain delay.
+    /// that reads the same names (a service on the deputy library, K8sDeputy.jl) runs no
+    /// second drain delay. With `health_port`, the child gets `DEPUTY_HEALTH_CHECK_PORT=off`
+    /// instead, so one on the deputy library serves no health endpoints of its own.
     pub withheld_env: Vec<OsString>,
     /// The program and its arguments.
     pub command: Vec<OsString>,
@@ -501,7 +525,7 @@ fn take_process_duties(config: &Config) -> Result<Signals, RunError> {
         && config.subreaper
         && let Err(error) = nix::sys::prctl::set_child_subreaper(true)
     {
-        say!("cannot become a child subreaper ({error}); orphans will go to PID 1");
+        say_warn!("cannot become a child subreaper ({error}); orphans will go to PID 1");
     }
     if config.raise_child_nofile {
         raise_nofile_limit();
@@ -565,7 +589,7 @@ fn record_termination(
         message.push_str(&own);
     }
     if let Err(error) = crate::termination::write_termination_message_at(path, &message) {
-        say!(
+        say_warn!(
             "cannot write the termination message to {}: {error}",
             path.display()
         );
@@ -678,7 +702,7 @@ fn stop_way(config: &Config) -> Result<Option<StopWay>, RunError> {
 /// [`crate::raise_nofile_limit`], said if it fails (deputy goes on with the limit it has).
 fn raise_nofile_limit() {
     if let Err(error) = crate::raise_nofile_limit() {
-        say!("cannot raise the open-files limit: {error}");
+        say_warn!("cannot raise the open-files limit: {error}");
     }
 }
 
@@ -688,7 +712,7 @@ fn control_server(shutdown: &Shutdown, stop: &StopPlan) -> Option<ControlServer>
     match ControlServer::bind(shutdown, ServerConfig::default().dir(&stop.ipc_dir)) {
         Ok(server) => Some(server),
         Err(error) => {
-            say!("no control socket, `deputy terminate` will not find this process: {error}");
+            say_warn!("no control socket, `deputy terminate` will not find this process: {error}");
             None
         }
     }
@@ -697,6 +721,14 @@ fn control_server(shutdown: &Shutdown, stop: &StopPlan) -> Option<ControlServer>
 /// What the child gets on top of deputy's environment.
 fn child_env(config: &Config) -> Vec<(OsString, OsString)> {
     let mut env = vec![(crate::ENTRYPOINT_ENV.into(), "0".into())];
+    // deputy serves the health endpoints: a child that uses deputy too must not try the
+    // same port (its default is deputy's usual one), nor serve any the probes never see.
+    if config.health_port.is_some() {
+        env.push((
+            crate::HEALTH_CHECK_PORT_ENV.into(),
+            crate::HEALTH_CHECK_OFF.into(),
+        ));
+    }
     if let Some(dir) = &config.ipc_dir {
         env.push((crate::IPC_DIR_ENV.into(), dir.clone().into_os_string()));
     }
@@ -745,7 +777,7 @@ impl Supervisor {
             if !child.is_done() {
                 // After a third signal, that signal's line already said it.
                 if report.ending != Ending::Abandoned {
-                    say!(
+                    say_warn!(
                         "the grace period of {} is over: killing process group {}",
                         humantime::format_duration(grace),
                         child.pid()

@@ -30,7 +30,7 @@ use nix::sys::socket::{
 };
 
 use super::child::Child;
-use super::say;
+use super::{say, say_warn};
 use crate::procs;
 use crate::timeout::until;
 
@@ -95,7 +95,7 @@ impl NotifySocket {
                 }
                 Some(Ok(None)) => {}
                 Some(Err(error)) => {
-                    say!("cannot read the notify socket any more: {error}");
+                    say_warn!("cannot read the notify socket any more: {error}");
                     return;
                 }
             }
@@ -190,7 +190,7 @@ impl Heard {
         let ours =
             sender == child.pid() as u32 || procs::is_descendant(sender) || !procs::proc_is_ours();
         if !ours && !self.stranger_said {
-            say!("ignoring notify messages from process {sender}, which deputy did not start");
+            say_warn!("ignoring notify messages from process {sender}, which deputy did not start");
             self.stranger_said = true;
         }
         ours
@@ -225,7 +225,7 @@ impl Heard {
             ("WATCHDOG", "trigger") => {
                 shutdown.not_live();
                 self.starved = true;
-                say!("process {pid} sent WATCHDOG=trigger: liveness off");
+                say_warn!("process {pid} sent WATCHDOG=trigger: liveness off");
             }
             ("WATCHDOG_USEC", micros) => {
                 if let Ok(micros) = micros.parse::<u64>() {
@@ -254,7 +254,7 @@ impl Heard {
     fn starved(&mut self, shutdown: &Shutdown, child: &Child) {
         self.starved = true;
         shutdown.not_live();
-        say!(
+        say_warn!(
             "process {} sent no WATCHDOG=1 for {}: liveness off",
             child.pid(),
             humantime::format_duration(self.watchdog.unwrap_or_default())
@@ -272,7 +272,7 @@ impl Heard {
         let left = self.grace.saturating_sub(shutdown.status().elapsed);
         let more_text = humantime::format_duration(more);
         if shutdown.is_triggered() && more > left {
-            say!(
+            say_warn!(
                 "process {} asked for {more_text} more to stop (EXTEND_TIMEOUT_USEC), past the \
                  grace period: it gets {:.1}s",
                 child.pid(),

@@ -15,8 +15,8 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::child::Child;
-use super::say;
 use super::signal::AnySignal;
+use super::{say, say_error, say_warn};
 
 /// The signals deputy does not read (see the module's doc).
 const NOT_READ: [Signal; 9] = [
@@ -75,7 +75,7 @@ impl Signals {
     pub(crate) fn handle(&self, shutdown: &Shutdown, child: &Child) {
         if let Err(error) = self.serve(shutdown, child) {
             static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| say!("cannot read signals: {error}"));
+            SAID.call_once(|| say_error!("cannot read signals: {error}"));
         }
     }
 
@@ -120,7 +120,7 @@ fn escalate(shutdown: &Shutdown, child: &Child, signal: Signal) {
     let escalation = shutdown.escalate(deputy_core::Reason::Signal(signal as i32));
     if escalation.is_final() {
         if !child.is_done() {
-            say!(
+            say_warn!(
                 "{name}: {escalation}: killing process group {}",
                 child.pid()
             );

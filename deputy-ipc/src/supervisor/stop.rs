@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 
 use super::child::{Child, Exit};
 use super::local_url::LocalUrl;
-use super::say;
+use super::{say, say_warn};
 use crate::client::{Client, ClientError};
 use crate::procs;
 use crate::timeout::{until, within};
@@ -101,7 +101,7 @@ impl Child {
             match extended {
                 Some(later) if later > Instant::now() => deadline = later,
                 _ => {
-                    say!(
+                    say_warn!(
                         "process {} did not exit within {} of being asked to stop: sending \
                          SIGKILL",
                         self.pid,
@@ -122,7 +122,7 @@ impl Child {
         let pid = match super::child::spawn(command, (&env, &[])) {
             Ok(pid) => pid,
             Err(error) => {
-                say!("--stop-command failed: {error}");
+                say_warn!("--stop-command failed: {error}");
                 return false;
             }
         };
@@ -138,13 +138,13 @@ impl Child {
                 true
             }
             Some(Either::Left((Ok(exit), _))) => {
-                say!("`{shown}` failed ({})", describe(exit));
+                say_warn!("`{shown}` failed ({})", describe(exit));
                 false
             }
             Some(Either::Left((Err(_), _))) => false,
             Some(Either::Right(_)) => true,
             None => {
-                say!(
+                say_warn!(
                     "`{shown}` still running after {}: killing it",
                     humantime::format_duration(STOP_WAY_TIMEOUT)
                 );
@@ -162,15 +162,15 @@ impl Child {
                 true
             }
             Some(Ok(status)) => {
-                say!("POST {} answered {status}", url.as_str());
+                say_warn!("POST {} answered {status}", url.as_str());
                 false
             }
             Some(Err(error)) => {
-                say!("POST {} failed: {error}", url.as_str());
+                say_warn!("POST {} failed: {error}", url.as_str());
                 false
             }
             None => {
-                say!(
+                say_warn!(
                     "POST {} had no answer within {}",
                     url.as_str(),
                     humantime::format_duration(STOP_WAY_TIMEOUT)
@@ -216,7 +216,7 @@ impl Child {
             }
             Err(ClientError::NoSocket { .. }) => false,
             Err(error) => {
-                say!("the K8sDeputy.jl socket of process {pid} failed: {error}");
+                say_warn!("the K8sDeputy.jl socket of process {pid} failed: {error}");
                 false
             }
         }
@@ -232,7 +232,7 @@ impl Child {
             // Most children have none.
             Err(ClientError::NoSocket { .. }) => false,
             Err(error) => {
-                say!("the control socket of process {pid} failed: {error}");
+                say_warn!("the control socket of process {pid} failed: {error}");
                 false
             }
         }

@@ -20,6 +20,7 @@ const EVERY: Duration = Duration::from_millis(100);
 /// Notes a new connection to `port` whenever one appears, from the trigger until the drain
 /// is over.
 pub(super) async fn watch(shutdown: &Shutdown, port: u16) {
+    shutdown.watch_arrivals();
     shutdown.draining_token().cancelled().await;
     let stopping = shutdown.stopping_token();
     let mut seen = connections(port);

@@ -107,8 +107,10 @@ Every option can also be set from the environment, by the DEPUTY_ name its help 
 (DEPUTY_HEALTH_CHECK_PORT, DEPUTY_DRAIN_DELAY and DEPUTY_GRACE_PERIOD are the names services
 that use the deputy library read, and K8sDeputy.jl's); the command line wins. deputy takes
 those variables for itself: the child does not see them (nor DEPUTY_METRICS when deputy
-serves /metrics), so a child that uses deputy too neither binds the same health port nor
-runs a second drain delay. To give the child a value of its own, set it in the command:
+serves /metrics), so a child that uses deputy too does not run a second drain delay; with
+--health-port, the child gets DEPUTY_HEALTH_CHECK_PORT=off, so one that uses deputy serves
+no health endpoints of its own (deputy's are the probes'). To give the child a value of its
+own, set it in the command:
   deputy run --health-port 8081 -- env DEPUTY_HEALTH_CHECK_PORT=8082 julia app.jl
 
 The child runs in its own process group, with an empty signal mask and default signal

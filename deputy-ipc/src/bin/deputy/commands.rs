@@ -66,14 +66,14 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         }
         Err(error) => error,
     };
-    deputy_ipc::supervisor::say_line(format_args!("{error}"));
+    deputy_ipc::supervisor::say_line_at(tracing::Level::ERROR, format_args!("{error}"));
     error.exit_code()
 }
 
 /// Says a usage error the supervisor's way; its exit code.
 fn usage(why: String) -> i32 {
     let error = RunError::Usage(why);
-    deputy_ipc::supervisor::say_line(format_args!("{error}"));
+    deputy_ipc::supervisor::say_line_at(tracing::Level::ERROR, format_args!("{error}"));
     error.exit_code()
 }
 
@@ -314,6 +314,7 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
         message,
         last_connection_ms,
         last_request_ms,
+        unmeasured,
         oldest,
         ..
     } = reply
@@ -328,6 +329,7 @@ pub(crate) fn status(target: &Target, json: bool) -> Result<u8, Failure> {
             let mut seen = Propagation::default();
             seen.last_connection = last_connection_ms.map(Duration::from_millis);
             seen.last_request = last_request_ms.map(Duration::from_millis);
+            seen.measured = !unmeasured;
             format!("; {seen}")
         };
         let oldest = if oldest.is_empty() {
