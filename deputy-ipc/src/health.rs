@@ -193,9 +193,10 @@ impl HealthServer {
     ///
     /// # Errors
     ///
-    /// [`IpcError::Io`] if the address cannot be bound.
+    /// [`IpcError::HealthAddress`] if the address cannot be bound.
     pub fn bind(shutdown: &Shutdown, addr: SocketAddr) -> Result<HealthServer, IpcError> {
-        let listener = Async::<TcpListener>::bind(addr).map_err(IpcError::Io)?;
+        let listener = Async::<TcpListener>::bind(addr)
+            .map_err(|source| IpcError::HealthAddress { addr, source })?;
         Ok(HealthServer {
             shutdown: shutdown.clone(),
             listener,

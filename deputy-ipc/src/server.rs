@@ -99,6 +99,16 @@ impl ServerConfig {
     }
 }
 
+/// The process the entrypoint pid file of `dir` names, if it is not `own` and still serves
+/// its control socket there: something accepts on it (a socket left by a process gone, or
+/// by an earlier container whose pid is now another's, refuses the connection).
+fn live_entrypoint(dir: &Path, own: u32) -> Option<u32> {
+    let other = crate::entrypoint_pid(dir).filter(|other| *other != own)?;
+    UnixStream::connect(socket_path(dir, other))
+        .is_ok()
+        .then_some(other)
+}
+
 /// Whether [`ENTRYPOINT_ENV`](crate::ENTRYPOINT_ENV) turns the entrypoint pid file off.
 fn entrypoint_disabled() -> bool {
     // A value that is neither yes nor no keeps the default (the file is written).
@@ -173,15 +183,21 @@ impl ControlServer {
     ///
     /// # Errors
     ///
-    /// [`IpcError::NoDirectory`] or [`IpcError::Unwritable`], naming the path and
-    /// `DEPUTY_IPC_DIR`, or [`IpcError::Io`].
+    /// [`IpcError::NoDirectory`], [`IpcError::NotADirectory`], [`IpcError::PathTooLong`] or
+    /// [`IpcError::Unwritable`], naming the path and `DEPUTY_IPC_DIR`, or [`IpcError::Io`].
     pub fn bind(shutdown: &Shutdown, config: ServerConfig) -> Result<ControlServer, IpcError> {
         let dir = config.dir.clone().unwrap_or_else(ipc_dir);
-        if !dir.is_dir() {
+        if !dir.exists() {
             return Err(IpcError::NoDirectory { path: dir });
+        }
+        if !dir.is_dir() {
+            return Err(IpcError::NotADirectory { path: dir });
         }
         let pid = crate::own_pid();
         let socket = socket_path(&dir, pid);
+        if socket.as_os_str().len() > crate::error::MAX_SOCKET_PATH {
+            return Err(IpcError::PathTooLong { path: socket });
+        }
         let unwritable = |path: &Path| {
             let path = path.to_owned();
             move |source| IpcError::Unwritable { path, source }
@@ -201,7 +217,19 @@ impl ControlServer {
         };
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
             .map_err(unwritable(&socket))?;
-        if config.entrypoint {
+        if config.entrypoint
+            && let Some(other) = live_entrypoint(&dir, pid)
+        {
+            // Another service of this directory is the entrypoint and still serves: taking
+            // the file over would leave `deputy terminate` without a target once this one
+            // exits, while the other still runs.
+            tracing::warn!(
+                other,
+                "{} names process {other}, which still serves its control socket: left as it is; \
+                 reach this process with --pid {pid}",
+                entrypoint_path(&dir).display()
+            );
+        } else if config.entrypoint {
             let pid_file = entrypoint_path(&dir);
             let temporary = dir.join(format!(".deputy-entrypoint.{pid}.tmp"));
             fs::write(&temporary, format!("{pid}\n")).map_err(unwritable(&temporary))?;

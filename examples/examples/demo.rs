@@ -21,7 +21,11 @@ use anyhow::Context as _;
 use deputy_core::{Phase, ShutdownCoordinator, State};
 use deputy_smol::AsyncIoRuntime;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    deputy_examples::exit_on_error("demo", run())
+}
+
+fn run() -> anyhow::Result<()> {
     // The demo takes no options: say what it is rather than run it on `--help`.
     if let Some(arg) = std::env::args().nth(1) {
         let usage = "usage: demo   (no options: a whole shutdown on a plain executor, \

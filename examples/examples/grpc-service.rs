@@ -91,7 +91,11 @@ impl Demo for Service {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    deputy_examples::exit_on_error("grpc-service", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let options = Options::parse();
     let (coordinator, endpoints, listener) =
         options.drain.start("grpc-service", options.port).await?;

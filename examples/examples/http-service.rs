@@ -92,7 +92,11 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    deputy_examples::exit_on_error("http-service", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let options = Options::parse();
     let (coordinator, endpoints, listener) =
         options.drain.start("http-service", options.port).await?;

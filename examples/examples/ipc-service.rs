@@ -49,7 +49,11 @@ struct Options {
     metrics: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    deputy_examples::exit_on_error("ipc-service", run())
+}
+
+fn run() -> anyhow::Result<()> {
     let options = Options::parse();
     deputy_examples::init_logs("error");
     // Hook panics are caught and reported by the coordinator; anything else gets one line,

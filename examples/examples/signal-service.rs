@@ -41,7 +41,11 @@ async fn print_transitions(shutdown: Shutdown) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    deputy_examples::exit_on_error("signal-service", run())
+}
+
+fn run() -> anyhow::Result<()> {
     let options = Options::parse();
     let builder = ShutdownCoordinator::builder()
         .grace_period(Duration::from_secs(60))

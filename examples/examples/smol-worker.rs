@@ -32,7 +32,11 @@ struct Options {
     job_ms: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    deputy_examples::exit_on_error("smol-worker", run())
+}
+
+fn run() -> anyhow::Result<()> {
     let options = Options::parse();
     let claimed = options.queue.join("claimed");
     let results = options.queue.join("results");

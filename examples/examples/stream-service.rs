@@ -174,7 +174,11 @@ fn routes(app: App) -> Router {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    deputy_examples::exit_on_error("stream-service", run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let options = Options::parse();
     let (coordinator, endpoints, listener) =
         options.drain.start("stream-service", options.port).await?;

@@ -39,6 +39,17 @@ pub fn init_logs(default: &str) {
     }
 }
 
+/// Ends an example's `main` the way a person reads an error: one line, `name: what: why`,
+/// and exit code 1; never a backtrace (anyhow prints one when `RUST_BACKTRACE` is set, as it
+/// often is in a developer's shell, and a refused setting is no bug).
+pub fn exit_on_error<T>(name: &str, result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|error| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{name}: {error:#}");
+        std::process::exit(1);
+    })
+}
+
 /// What http-service and stream-service share: the shutdown's flags, and the control socket
 /// and health endpoints bound from them.
 pub mod service {
@@ -165,10 +176,12 @@ pub mod service {
                     eprintln!("{name}: {error}; using {} instead", fallback.display());
                     ControlServer::bind(shutdown, ServerConfig::default().dir(&fallback))
                 }),
-            }
-            .context("control socket")?;
+            }?;
             // DEPUTY_HEALTH_CHECK_PORT=off (from `deputy run --health-port`): none.
             let health_port = match self.health_port {
+                Some(0) => anyhow::bail!(
+                    "--health-port 0 would serve on a port nobody knows: give the port the probes use"
+                ),
                 Some(port) => Some(port),
                 None => deputy_ipc::health_port().map_err(anyhow::Error::msg)?,
             };
@@ -185,8 +198,8 @@ pub mod service {
 
         /// The health endpoints on `port`, with `/shutdown` and `/metrics` as set.
         fn health(&self, shutdown: &Shutdown, port: u16) -> anyhow::Result<HealthServer> {
-            let mut health = HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))
-                .with_context(|| format!("health endpoints on port {port}"))?;
+            // The error names the address and the cause: no context to add.
+            let mut health = HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))?;
             if let Some(token) =
                 deputy_ipc::shutdown_token_from_env().map_err(anyhow::Error::msg)?
             {
@@ -233,6 +246,23 @@ pub mod service {
         }
     }
 
+    /// How to run `deputy terminate` for this service, as it was started: with cargo (which
+    /// sets `CARGO` for what it runs), with the `deputy` built beside it, or from `PATH`.
+    fn terminate_hint(ipc_dir: &str) -> String {
+        if std::env::var_os("CARGO").is_some() {
+            return format!(
+                "DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate"
+            );
+        }
+        // target/<profile>/examples/NAME -> target/<profile>/deputy
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("deputy")))
+            .filter(|deputy| deputy.is_file());
+        let deputy = beside.map_or("deputy".to_owned(), |path| path.display().to_string());
+        format!("{deputy} terminate --ipc-dir {ipc_dir}")
+    }
+
     /// Writes a line to stdout; a closed stdout (the reader gone) must not make a panic, here
     /// of all places, in the middle of a shutdown.
     pub fn say(line: std::fmt::Arguments<'_>) {
@@ -273,7 +303,8 @@ pub mod service {
             std::process::id()
         ));
         say(format_args!(
-            "{name}: stop with Ctrl-C, or `DEPUTY_IPC_DIR={ipc_dir} cargo run -p deputy-ipc --bin deputy -- terminate`"
+            "{name}: stop with Ctrl-C, or `{}`",
+            terminate_hint(&ipc_dir)
         ));
         let report = coordinator.run().await;
         // Let a preStop read the end before this process (maybe PID 1) exits.

@@ -1012,7 +1012,15 @@ fn options_come_from_the_environment_and_the_child_does_not_see_them() {
         }
         seen.push(line);
     }
-    assert_eq!(seen, ["DEPUTY_ENTRYPOINT=0", "PORT=8080"]);
+    // The health port is deputy's: a child on the deputy library is told to serve none.
+    assert_eq!(
+        seen,
+        [
+            "DEPUTY_ENTRYPOINT=0",
+            "DEPUTY_HEALTH_CHECK_PORT=off",
+            "PORT=8080"
+        ]
+    );
     // deputy took the health port, and serves it.
     assert_eq!(http_status(health, "GET", "/health/ready"), 200);
     let sent = Instant::now();

@@ -326,6 +326,7 @@ impl ShutdownReport {
     ///     .hook("close", "db", |_| async { Err::<(), _>("connection reset") })
     ///     .unwrap();
     /// coordinator.handle().trigger("deploy");
+    /// coordinator.handle().watch_arrivals(); // a server reports new traffic (DrainLayer does)
     /// let report = futures::executor::block_on(coordinator.run());
     /// assert_eq!(
     ///     report.summary(),

@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     /// Named work in flight.
     pub(crate) named: std::sync::Arc<Registry>,
     escalations: Mutex<u32>,
+    /// Set when a coordinator that never started is dropped (a service that failed to
+    /// start): its ending changes state without the log lines of a shutdown.
+    quiet: AtomicBool,
     inner: Mutex<Inner>,
     hooks: Mutex<Hooks>,
     changed: Event,
@@ -161,6 +164,7 @@ impl Shared {
             arrivals: Arrivals::new(),
             named: std::sync::Arc::default(),
             escalations: Mutex::new(0),
+            quiet: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 machine: Machine::new(count),
                 triggered_at: None,
@@ -280,6 +284,11 @@ impl Shared {
         }
     }
 
+    /// Silences the state changes' log lines from now on (see `quiet`).
+    pub(crate) fn silence(&self) {
+        self.quiet.store(true, Ordering::Relaxed);
+    }
+
     /// The exit code the report is to carry, whatever the outcome; refused (false) once
     /// the report is made.
     pub(crate) fn set_exit_code(&self, code: i32) -> bool {
@@ -396,7 +405,8 @@ impl Shared {
     /// The unlocked half: the log line, the tokens of the states entered, then every watcher.
     fn after(&self, change: &Change) {
         let Change { step, .. } = *change;
-        if step.from != step.to {
+        // Relaxed: set before the requests it silences, on the same thread.
+        if step.from != step.to && !self.quiet.load(Ordering::Relaxed) {
             tracing::info!(
                 from = %step.from,
                 state = %step.to,

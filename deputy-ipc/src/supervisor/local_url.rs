@@ -34,7 +34,19 @@ impl LocalUrl {
             ));
         }
         let host = uri.host().ok_or_else(|| bad("no host"))?;
-        let port = uri.port_u16().unwrap_or(80);
+        // From the authority's text: `Uri::port` reads 99999 as no port at all (then 80).
+        let written = uri
+            .authority()
+            .and_then(|authority| authority.as_str().rsplit_once(':'))
+            .map(|(_, port)| port)
+            .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        let port = match written {
+            None => 80,
+            Some(port) => match port.parse::<u16>() {
+                Ok(number) if number > 0 => number,
+                _ => return Err(bad(&format!("{port} is not a port (1 to 65535)"))),
+            },
+        };
         let address = (host.trim_matches(['[', ']']), port)
             .to_socket_addrs()
             .ok()

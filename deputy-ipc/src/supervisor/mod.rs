@@ -68,7 +68,7 @@ use self::event_loop::{EventLoop, LoopListener, LoopRuntime};
 use self::local_url::LocalUrl;
 use self::notify::NotifySocket;
 use self::readiness::ReadyCheck;
-pub use self::signal::{AnySignal, parse_signal};
+pub use self::signal::{AnySignal, parse_signal, parse_stop_signal};
 use self::signals::Signals;
 use self::stop::{StopPlan, StopWay};
 use crate::{ControlServer, HealthServer, ServerConfig};
@@ -273,9 +273,23 @@ impl Config {
                 self.watchdog.is_some() && !self.notify,
                 "--watchdog needs --notify: the child feeds it with WATCHDOG=1",
             ),
+            (zero(self.watchdog), "--watchdog must be more than 0s"),
             (
-                zero(self.watchdog) || zero(self.stop_timeout) || self.quiet_period.is_zero(),
-                "--watchdog, --stop-timeout and --quiet-period must be more than 0s",
+                zero(self.stop_timeout),
+                "--stop-timeout must be more than 0s",
+            ),
+            (
+                self.quiet_period.is_zero(),
+                "--quiet-period must be more than 0s",
+            ),
+            (
+                self.health_port == Some(0),
+                "--health-port 0 would serve on a port nobody knows: give the port the \
+                 probes use (8081 by default in the manifests)",
+            ),
+            (
+                self.ready_port == Some(0),
+                "--ready-port 0 is no port: give the port the child listens on",
             ),
             (
                 self.stop_command.is_some() && self.stop_url.is_some(),
@@ -304,6 +318,7 @@ impl Config {
             return Err(RunError::Usage((*why).to_owned()));
         }
         self.check_lengths()?;
+        self.check_mappings()?;
         let (option, delay) = match self.drain_delay_max {
             Some(max) => ("--drain-delay-max", max),
             None => ("--drain-delay", self.drain_delay),
@@ -339,6 +354,22 @@ impl Config {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Refuses two `--map-exit` of the same code to different codes (which one would win
+    /// is not for deputy to guess).
+    fn check_mappings(&self) -> Result<(), RunError> {
+        for (i, (from, to)) in self.map_exit.iter().enumerate() {
+            if let Some((_, other)) = self.map_exit[..i]
+                .iter()
+                .find(|(earlier, other)| earlier == from && other != to)
+            {
+                return Err(RunError::Usage(format!(
+                    "--map-exit maps {from} twice, to {other} and to {to}: give one"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The exit code deputy passes on for the child's `code`.
@@ -627,10 +658,8 @@ fn health_server(shutdown: &Shutdown, config: &Config) -> Result<Option<HealthSe
     let Some(port) = config.health_port else {
         return Ok(None);
     };
-    let server =
-        HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port))).map_err(|e| {
-            RunError::Setup(format!("cannot serve health endpoints on port {port}: {e}"))
-        })?;
+    let server = HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let server = if config.metrics {
         server.with_metrics()
     } else {

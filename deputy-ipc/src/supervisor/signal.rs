@@ -125,6 +125,31 @@ pub fn parse_signal(text: &str) -> Result<AnySignal, String> {
     }
 }
 
+/// Parses `--stop-signal`: [`parse_signal`], less the signals whose default action is to
+/// ignore or continue (SIGCHLD, SIGCONT, SIGURG, SIGWINCH), which would stop no program that
+/// does not handle them.
+///
+/// # Errors
+///
+/// As [`parse_signal`], and a sentence for such a signal.
+///
+/// ```
+/// use deputy_ipc::supervisor::parse_stop_signal;
+///
+/// assert_eq!(parse_stop_signal("QUIT").unwrap().number(), 3);
+/// assert!(parse_stop_signal("CHLD").unwrap_err().contains("ignored by default"));
+/// ```
+pub fn parse_stop_signal(text: &str) -> Result<AnySignal, String> {
+    let signal = parse_signal(text)?;
+    if matches!(signal.number(), 17 | 18 | 23 | 28) {
+        return Err(format!(
+            "{signal} is ignored by default (or only continues a process): a program that does \
+             not handle it would never stop; try TERM, INT, QUIT or RTMIN+3"
+        ));
+    }
+    Ok(signal)
+}
+
 /// The `+3` of `RTMIN+3` (`sign` is `+` after RTMIN, `-` after RTMAX); an empty rest is 0.
 fn offset(rest: &str, sign: char) -> Option<i32> {
     if rest.is_empty() {

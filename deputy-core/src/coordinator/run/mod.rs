@@ -132,6 +132,12 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
 #[cold]
 pub(crate) fn abandon(shared: &Shared) {
     use crate::coordinator::TriggerKind;
+    // Never triggered (a service that failed to start and returned): no shutdown to tell
+    // of in the logs, only an ending for whoever waits on it.
+    let started = shared.triggered_at().is_some();
+    if !started {
+        shared.silence();
+    }
     // The trigger is refused if one came first; the abandon then ends what it started.
     shared.request(TriggerKind::Trigger, "the coordinator was dropped".into());
     shared.request(TriggerKind::Abandon, "the coordinator was dropped".into());
@@ -142,7 +148,9 @@ pub(crate) fn abandon(shared: &Shared) {
     // The phase that was running (if any) took its hooks; the others list theirs as
     // abandoned (invariant 3).
     let report = report::build(shared, triggered_at, vec![None; shared.plan.phases.len()]);
-    log_outcome(&report);
+    if started {
+        log_outcome(&report);
+    }
     shared.finish(report);
 }
 

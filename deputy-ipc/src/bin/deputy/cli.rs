@@ -136,8 +136,6 @@ Exit code: the child's, or 128+N when signal N killed it (after --map-exit). dep
 pub(crate) const DEFAULT_GRACE: &str = "25s";
 /// `--drain-delay`'s default.
 pub(crate) const DEFAULT_DRAIN_DELAY: &str = "5s";
-/// `--quiet-period`'s default.
-pub(crate) const DEFAULT_QUIET_PERIOD: &str = "1s";
 /// `--stop-signal`'s default.
 pub(crate) const DEFAULT_STOP_SIGNAL: &str = "TERM";
 /// `--cleanup-timeout`'s default.
@@ -185,7 +183,7 @@ pub(crate) struct RunArgs {
     /// The signal that asks the child to stop when it has no deputy control socket (a name
     /// like TERM, SIGQUIT, RTMIN+3, or a number from 1 to 64). For example `--stop-signal
     /// QUIT` for nginx, `--stop-signal RTMIN+3` for systemd.
-    #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_signal)]
+    #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_stop_signal)]
     pub(crate) stop_signal: AnySignal,
     /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
     /// once no new connection to the child's port (--ready-port or --ready-url's) has come
@@ -195,9 +193,9 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "DEPUTY_DRAIN_DELAY_MAX", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
     pub(crate) drain_delay_max: Option<Duration>,
     /// With --drain-delay-max: how long without a new connection ends the drain delay. For
-    /// example `--quiet-period 2s`.
-    #[arg(long, env = "DEPUTY_QUIET_PERIOD", value_name = "DURATION", default_value = DEFAULT_QUIET_PERIOD, value_parser = deputy_ipc::parse_duration)]
-    pub(crate) quiet_period: Duration,
+    /// example `--quiet-period 2s`. Default 1s; refused without --drain-delay-max.
+    #[arg(long, env = "DEPUTY_QUIET_PERIOD", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
+    pub(crate) quiet_period: Option<Duration>,
     /// Send the stop signal and forwarded signals to the child's whole process group, not
     /// only to the child: for a shell script whose workers should all get them
     /// (`--group -- sh run.sh`).
@@ -302,7 +300,9 @@ impl RunArgs {
         config.grace = self.grace;
         config.drain_delay = self.drain_delay;
         config.drain_delay_max = self.drain_delay_max;
-        config.quiet_period = self.quiet_period;
+        if let Some(quiet) = self.quiet_period {
+            config.quiet_period = quiet;
+        }
         config.stop_signal = self.stop_signal;
         config.group = self.group;
         config.cleanup_timeout = self.cleanup_timeout;

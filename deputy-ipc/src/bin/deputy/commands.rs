@@ -39,6 +39,13 @@ macro_rules! say_err {
 /// `deputy run`: returns only if the supervisor could not start, with the exit code for
 /// that; otherwise the supervisor exits with the child's code.
 pub(crate) fn run(args: RunArgs) -> i32 {
+    if args.quiet_period.is_some() && args.drain_delay_max.is_none() {
+        return usage(
+            "--quiet-period needs --drain-delay-max: it ends the adaptive drain delay, which \
+             only --drain-delay-max turns on"
+                .to_owned(),
+        );
+    }
     let mut config = args.into_config();
     // DEPUTY_METRICS=1 asks for /metrics where there is a health port to serve it on
     // (without one, the variable is only the child's business).

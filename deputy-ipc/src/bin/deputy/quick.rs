@@ -12,11 +12,10 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use deputy_ipc::supervisor::{parse_mapping, parse_signal};
+use deputy_ipc::supervisor::{parse_mapping, parse_stop_signal as parse_signal};
 
 use crate::cli::{
-    DEFAULT_CLEANUP_TIMEOUT, DEFAULT_DRAIN_DELAY, DEFAULT_GRACE, DEFAULT_QUIET_PERIOD,
-    DEFAULT_STOP_SIGNAL, RunArgs,
+    DEFAULT_CLEANUP_TIMEOUT, DEFAULT_DRAIN_DELAY, DEFAULT_GRACE, DEFAULT_STOP_SIGNAL, RunArgs,
 };
 
 /// Reads the arguments after `run`; `None` means "let clap do it".
@@ -71,7 +70,7 @@ fn defaults() -> Option<RunArgs> {
         grace: duration(DEFAULT_GRACE)?,
         drain_delay: duration(DEFAULT_DRAIN_DELAY)?,
         drain_delay_max: None,
-        quiet_period: duration(DEFAULT_QUIET_PERIOD)?,
+        quiet_period: None,
         stop_signal: parse_signal(DEFAULT_STOP_SIGNAL).ok()?,
         group: false,
         cleanup_timeout: duration(DEFAULT_CLEANUP_TIMEOUT)?,
@@ -137,7 +136,7 @@ fn set(parsed: &mut RunArgs, name: &str, value: &str) -> Option<()> {
         "grace" => parsed.grace = duration(value)?,
         "drain-delay" => parsed.drain_delay = duration(value)?,
         "drain-delay-max" => parsed.drain_delay_max = Some(duration(value)?),
-        "quiet-period" => parsed.quiet_period = duration(value)?,
+        "quiet-period" => parsed.quiet_period = Some(duration(value)?),
         "cleanup-timeout" => parsed.cleanup_timeout = duration(value)?,
         "stop-signal" => parsed.stop_signal = parse_signal(value).ok()?,
         "health-port" => parsed.health_port = Some(value.parse().ok()?),
