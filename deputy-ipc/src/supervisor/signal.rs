@@ -12,7 +12,8 @@ const RTMIN: i32 = 34;
 const RTMAX: i32 = 64;
 
 /// A signal deputy can send, forward or be asked to stop with: one of the standard ones
-/// (1 to 31) or a real-time one ([`RTMIN`] to 64), which nix's `Signal` cannot name.
+/// (1 to 31) or a real-time one (34, `SIGRTMIN` as shells and runtimes number it, to 64),
+/// which nix's `Signal` cannot name.
 ///
 /// ```
 /// use deputy_ipc::supervisor::{AnySignal, parse_signal};
