@@ -256,11 +256,10 @@ impl Config {
 
     /// Checks what no supervisor could run with.
     fn check(&self) -> Result<(), RunError> {
+        self.check_values()?;
         let ready = self.ready_port.is_some() || self.ready_url.is_some();
-        let zero = |duration: Option<Duration>| duration.is_some_and(|d| d.is_zero());
         let refusals = [
             (self.command.is_empty(), "no command to run"),
-            (self.grace.is_zero(), "--grace must be more than 0s"),
             (
                 self.ready_port.is_some() && self.ready_url.is_some(),
                 "give --ready-port or --ready-url, not both",
@@ -272,24 +271,6 @@ impl Config {
             (
                 self.watchdog.is_some() && !self.notify,
                 "--watchdog needs --notify: the child feeds it with WATCHDOG=1",
-            ),
-            (zero(self.watchdog), "--watchdog must be more than 0s"),
-            (
-                zero(self.stop_timeout),
-                "--stop-timeout must be more than 0s",
-            ),
-            (
-                self.quiet_period.is_zero(),
-                "--quiet-period must be more than 0s",
-            ),
-            (
-                self.health_port == Some(0),
-                "--health-port 0 would serve on a port nobody knows: give the port the \
-                 probes use (8081 by default in the manifests)",
-            ),
-            (
-                self.ready_port == Some(0),
-                "--ready-port 0 is no port: give the port the child listens on",
             ),
             (
                 self.stop_command.is_some() && self.stop_url.is_some(),
@@ -314,10 +295,7 @@ impl Config {
                 "a /shutdown token needs --health-port: the endpoint is served there",
             ),
         ];
-        if let Some((_, why)) = refusals.iter().find(|(refused, _)| *refused) {
-            return Err(RunError::Usage((*why).to_owned()));
-        }
-        self.check_lengths()?;
+        refuse(&refusals)?;
         self.check_mappings()?;
         let (option, delay) = match self.drain_delay_max {
             Some(max) => ("--drain-delay-max", max),
@@ -331,6 +309,33 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Refuses values no setting can mean: a zero duration or port, a duration too long.
+    fn check_values(&self) -> Result<(), RunError> {
+        let zero = |duration: Option<Duration>| duration.is_some_and(|d| d.is_zero());
+        refuse(&[
+            (self.grace.is_zero(), "--grace must be more than 0s"),
+            (zero(self.watchdog), "--watchdog must be more than 0s"),
+            (
+                zero(self.stop_timeout),
+                "--stop-timeout must be more than 0s",
+            ),
+            (
+                self.quiet_period.is_zero(),
+                "--quiet-period must be more than 0s",
+            ),
+            (
+                self.health_port == Some(0),
+                "--health-port 0 would serve on a port nobody knows: give the port the \
+                 probes use (8081 by default in the manifests)",
+            ),
+            (
+                self.ready_port == Some(0),
+                "--ready-port 0 is no port: give the port the child listens on",
+            ),
+        ])?;
+        self.check_lengths()
     }
 
     /// Refuses a duration past [`deputy_core::MAX_DURATION`] (a deadline computed from it
@@ -380,6 +385,14 @@ impl Config {
     /// The `--map-exit` table, to take into the stop-child hook.
     fn clone_map(&self) -> ExitMap {
         ExitMap(self.map_exit.clone())
+    }
+}
+
+/// The first refusal whose condition holds, as a usage error.
+fn refuse(refusals: &[(bool, &str)]) -> Result<(), RunError> {
+    match refusals.iter().find(|(refused, _)| *refused) {
+        Some((_, why)) => Err(RunError::Usage((*why).to_owned())),
+        None => Ok(()),
     }
 }
 

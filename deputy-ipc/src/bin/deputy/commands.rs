@@ -101,45 +101,81 @@ pub(crate) fn terminate(
     reason: &str,
     json: bool,
 ) -> Result<u8, Failure> {
-    let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let timed_out = |pid: u32, what: &str| {
-        let after = humantime::format_duration(timeout.unwrap_or_default());
-        Failure::new(
-            code::TIMED_OUT,
-            format!("timed out after {after}; process {pid} is {what}"),
-        )
-    };
+    let limits = Limits::new(timeout);
     if let Some((dir, pid)) = julia_target(target) {
-        return terminate_julia(&dir, pid, wait, deadline, json).map_err(|error| match error {
-            ClientError::TimedOut => timed_out(pid, "still running"),
-            error => failure(error),
-        });
+        return terminate_julia(&dir, pid, wait, limits.deadline, json).map_err(
+            |error| match error {
+                ClientError::TimedOut => limits.timed_out(pid, "still running"),
+                error => failure(error),
+            },
+        );
     }
     let mut client = connect(target)?;
     let pid = client.pid();
-    // A service that takes the connection but never answers (stopped, hung) is not waited
-    // for without limit: its first answer comes within ANSWER_WITHIN (or --timeout, if
-    // shorter); then the shutdown takes as long as it takes, up to --timeout.
-    let first_answer_by = Instant::now() + ANSWER_WITHIN;
-    client.set_deadline(Some(
-        deadline.map_or(first_answer_by, |d| d.min(first_answer_by)),
-    ));
-    let mut answered = false;
+    client.set_deadline(limits.first_answer());
     client
         .terminate_blocking(Some(reason), wait)
         .map_err(|error| match error {
             ClientError::TimedOut => no_answer(pid),
             error => failure(error),
         })?;
+    follow(client, &limits, json)
+}
+
+/// When `terminate` gives up. A service that takes the connection but never answers
+/// (stopped, hung) is not waited for without limit: its first answer comes within
+/// [`ANSWER_WITHIN`] (or --timeout, if shorter); then the shutdown takes as long as it
+/// takes, up to --timeout.
+struct Limits {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    first_answer_by: Instant,
+}
+
+impl Limits {
+    fn new(timeout: Option<Duration>) -> Limits {
+        let now = Instant::now();
+        Limits {
+            timeout,
+            deadline: timeout.map(|timeout| now + timeout),
+            first_answer_by: now + ANSWER_WITHIN,
+        }
+    }
+
+    /// The client's deadline until the first answer.
+    fn first_answer(&self) -> Option<Instant> {
+        Some(
+            self.deadline
+                .map_or(self.first_answer_by, |d| d.min(self.first_answer_by)),
+        )
+    }
+
+    /// Whether a time-out, with or without an answer so far, is the service's silence
+    /// (rather than --timeout, which came first).
+    fn silent(&self, answered: bool) -> bool {
+        !answered && self.deadline.is_none_or(|d| self.first_answer_by < d)
+    }
+
+    fn timed_out(&self, pid: u32, what: &str) -> Failure {
+        let after = humantime::format_duration(self.timeout.unwrap_or_default());
+        Failure::new(
+            code::TIMED_OUT,
+            format!("timed out after {after}; process {pid} is {what}"),
+        )
+    }
+}
+
+/// Reads `terminate`'s replies to the last, printing each; the exit code it means.
+fn follow(mut client: Client, limits: &Limits, json: bool) -> Result<u8, Failure> {
+    let pid = client.pid();
+    let mut answered = false;
     loop {
         let reply = match client.next_blocking() {
             Ok(Some(reply)) => reply,
-            Err(ClientError::TimedOut)
-                if !answered && deadline.is_none_or(|d| first_answer_by < d) =>
-            {
-                return Err(no_answer(pid));
+            Err(ClientError::TimedOut) if limits.silent(answered) => return Err(no_answer(pid)),
+            Err(ClientError::TimedOut) => {
+                return Err(limits.timed_out(pid, "still shutting down"));
             }
-            Err(ClientError::TimedOut) => return Err(timed_out(pid, "still shutting down")),
             Err(error @ (ClientError::Refused { .. } | ClientError::Server { .. })) => {
                 return Err(failure(error));
             }
@@ -155,15 +191,15 @@ pub(crate) fn terminate(
                 say_err!(
                     "deputy: connection to process {pid} closed before done; waiting for it to exit"
                 );
-                client::wait_gone_blocking(pid, deadline)
-                    .map_err(|_| timed_out(pid, "still running"))?;
+                client::wait_gone_blocking(pid, limits.deadline)
+                    .map_err(|_| limits.timed_out(pid, "still running"))?;
                 say!("deputy: process {pid} exited before its shutdown was done (outcome unknown)");
                 return Ok(code::FAILURES);
             }
         };
         if !answered {
             answered = true;
-            client.set_deadline(deadline);
+            client.set_deadline(limits.deadline);
         }
         if json {
             say_raw!("{}", reply.encode());
