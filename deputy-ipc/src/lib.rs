@@ -28,6 +28,8 @@
 )]
 
 mod accept;
+#[cfg(feature = "cli")]
+mod args;
 #[cfg(feature = "client")]
 pub mod client;
 mod error;
@@ -48,6 +50,8 @@ pub mod supervisor;
 mod termination;
 mod timeout;
 
+#[cfg(feature = "cli")]
+pub use args::parse_args;
 pub use error::IpcError;
 pub use health::{
     HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV, SHUTDOWN_TOKEN_FILE_ENV,

@@ -96,7 +96,7 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let options = Options::parse();
+    let options: Options = deputy_ipc::parse_args();
     let (coordinator, endpoints, listener) =
         options.drain.start("grpc-service", options.port).await?;
     let shutdown = coordinator.handle();

@@ -54,7 +54,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    let options = Options::parse();
+    let options: Options = deputy_ipc::parse_args();
     deputy_examples::init_logs("error");
     // Hook panics are caught and reported by the coordinator; anything else gets one line,
     // never a backtrace.

@@ -46,7 +46,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    let options = Options::parse();
+    let options: Options = deputy_ipc::parse_args();
     let builder = ShutdownCoordinator::builder()
         .grace_period(Duration::from_secs(60))
         .drain_delay(Duration::from_secs(30))

@@ -37,7 +37,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
-    let options = Options::parse();
+    let options: Options = deputy_ipc::parse_args();
     let claimed = options.queue.join("claimed");
     let results = options.queue.join("results");
     fs::create_dir_all(&claimed).context("queue directory")?;

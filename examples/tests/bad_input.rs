@@ -256,6 +256,13 @@ fn the_examples_refuse_bad_input_and_answer_help() {
         )
         .env("DEPUTY_METRICS", "maybe"),
         case(
+            example("http-service"),
+            &[],
+            2,
+            "for DEPUTY_DRAIN_DELAY (--drain-delay)",
+        )
+        .env("DEPUTY_DRAIN_DELAY", "xyz"),
+        case(
             example("plain-server"),
             &["--help"],
             0,

@@ -10,48 +10,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 mod commands;
 mod quick;
 
 use cli::{Cli, Command};
-
-/// clap reports a bad value by its flag (`invalid value 'x' for '--grace <DURATION>'`) even
-/// when it came from the option's `DEPUTY_` variable; then this names the variable, which is
-/// what the person has to fix.
-fn name_the_variable(error: clap::Error) -> clap::Error {
-    use clap::CommandFactory;
-    use clap::error::{ContextKind, ContextValue};
-    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
-        return error;
-    };
-    let long = shown.split_whitespace().next().unwrap_or_default();
-    let given_as_flag =
-        std::env::args().any(|arg| arg == long || arg.starts_with(&format!("{long}=")));
-    let command = Cli::command();
-    let variable = command
-        .get_subcommands()
-        .flat_map(|sub| sub.get_arguments())
-        .find(|arg| {
-            arg.get_long()
-                .is_some_and(|name| format!("--{name}") == long)
-        })
-        .and_then(|arg| arg.get_env())
-        .and_then(|env| env.to_str())
-        .filter(|env| !given_as_flag && std::env::var_os(env).is_some());
-    match variable {
-        Some(variable) => {
-            let text = error.render().to_string().replace(
-                &format!("for '{shown}'"),
-                &format!("for {variable} (--{})", &long[2..]),
-            );
-            clap::Error::raw(error.kind(), text.trim_start_matches("error: "))
-        }
-        None => error,
-    }
-}
 
 /// Why a command failed: the exit code (see `--help`) and a line for a person.
 #[derive(Debug)]
@@ -78,10 +41,7 @@ fn main() -> ExitCode {
     {
         std::process::exit(commands::run(run));
     }
-    let cli = Cli::try_parse().unwrap_or_else(|error| {
-        let error = name_the_variable(error);
-        error.exit()
-    });
+    let cli = deputy_ipc::parse_args::<Cli>();
     let result = match cli.command {
         Command::Terminate {
             target,
