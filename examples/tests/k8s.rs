@@ -425,8 +425,11 @@ fn the_sidecar_pod_gives_each_container_its_own_directory_and_prestop() {
 }
 
 #[test]
-fn without_subpaths_one_containers_pid_file_replaces_the_others() {
-    // The failure the subPaths prevent: two deputy entrypoints in one directory.
+fn without_subpaths_the_pid_file_names_one_container_only() {
+    // The failure the subPaths prevent: two deputy entrypoints in one directory. The pid
+    // file can name one of them only (the first, which a second leaves it to while it
+    // serves), so the other container's preStop, `deputy terminate` with no pid, would
+    // reach the wrong process.
     let shared = tempfile::tempdir().unwrap();
     let start = || {
         let mut run = support::Proc::start(
@@ -445,10 +448,10 @@ fn without_subpaths_one_containers_pid_file_replaces_the_others() {
     let named = deputy_ipc::entrypoint_pid(shared.path());
     assert_eq!(
         named,
-        Some(second.pid()),
-        "the pid file names the last one only"
+        Some(first.pid()),
+        "the pid file names the first one only"
     );
-    assert_ne!(named, Some(first.pid()));
+    assert_ne!(named, Some(second.pid()));
 }
 
 #[test]
