@@ -325,3 +325,56 @@ async fn a_hook_that_only_panics_compiles_and_is_reported() {
     assert_eq!(flush.hooks[0].outcome, HookOutcome::Panicked("x".into()));
     assert_eq!(report.outcome, Outcome::Failed);
 }
+
+#[tokio::test]
+async fn transitions_end_when_the_coordinator_is_dropped() {
+    use futures::StreamExt;
+    let coordinator = coordinator();
+    let transitions = coordinator.handle().transitions();
+    let watcher = tokio::spawn(transitions.collect::<Vec<_>>());
+    drop(coordinator); // never run
+    let seen = within("transitions() after the coordinator was dropped", watcher)
+        .await
+        .unwrap();
+    let states: Vec<_> = seen.iter().map(|t| t.state).collect();
+    assert_eq!(states.first(), Some(&deputy_core::State::Draining));
+    assert_eq!(states.last(), Some(&deputy_core::State::Done));
+}
+
+#[tokio::test]
+async fn until_notice_made_after_the_notice_ends_with_the_farewell() {
+    use futures::StreamExt;
+    let coordinator = ShutdownCoordinator::builder()
+        .grace_period(Duration::from_secs(20))
+        .drain_delay(Duration::ZERO)
+        .drain_timeout(Duration::from_secs(5))
+        .disconnect_window(Duration::ZERO)
+        .build(TokioRuntime)
+        .unwrap();
+    let shutdown = coordinator.handle();
+    let connection = shutdown.connection();
+    let run = tokio::spawn(coordinator.run());
+    shutdown.trigger("test");
+    // The notice comes first; the stream is made after it.
+    assert_eq!(within("notice()", connection.notice()).await, Notice::Move);
+    let events = futures::stream::iter(["tick"]).chain(futures::stream::pending());
+    let stream = connection.until_notice(events, |_| "farewell");
+    let items: Vec<_> = within("until_notice after the notice", stream.collect()).await;
+    assert_eq!(items.last(), Some(&"farewell"));
+    within("run", run).await.unwrap();
+}
+
+#[tokio::test]
+async fn drained_and_track_outlive_their_handles() {
+    let coordinator = coordinator();
+    let counter = coordinator.handle().in_flight_counter();
+    // Tracked from here, though spawned later and polled later still.
+    let job = counter.track(async { 42 });
+    assert_eq!(counter.count(), 1);
+    let drained = counter.drained();
+    drop(counter);
+    drop(coordinator); // the handle and the coordinator are gone
+    let spawned = tokio::spawn(job);
+    assert_eq!(within("the tracked job", spawned).await.unwrap(), 42);
+    within("drained() after its handles are gone", drained).await;
+}
