@@ -89,8 +89,24 @@ async fn health(port: u16) -> Result<ServingStatus, String> {
     }
 }
 
-/// A streaming call to its end: the ticks it got, and how it ended.
-async fn ticks(mut client: DemoClient<Channel>) -> (u64, Result<(), tonic::Status>) {
+/// The whole server's health once it is NOT_SERVING, or as it is at the end of `within`.
+async fn health_within(port: u16, within: Duration) -> Result<ServingStatus, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = health(port).await;
+        if matches!(now, Ok(ServingStatus::NotServing)) || Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A streaming call to its end: the ticks it got, and how it ended. `first` hears of the
+/// first tick (the stream is up).
+async fn ticks(
+    mut client: DemoClient<Channel>,
+    first: tokio::sync::mpsc::UnboundedSender<()>,
+) -> (u64, Result<(), tonic::Status>) {
     let call = client.ticks(TicksRequest { every_ms: 100 }).await;
     let mut stream = match call {
         Ok(response) => response.into_inner(),
@@ -99,7 +115,12 @@ async fn ticks(mut client: DemoClient<Channel>) -> (u64, Result<(), tonic::Statu
     let mut count = 0;
     loop {
         match tokio::time::timeout(BOUND, stream.message()).await {
-            Ok(Ok(Some(_tick))) => count += 1,
+            Ok(Ok(Some(_tick))) => {
+                if count == 0 {
+                    let _ = first.send(());
+                }
+                count += 1;
+            }
             Ok(Ok(None)) => return (count, Ok(())),
             Ok(Err(status)) => return (count, Err(status)),
             Err(_) => {
@@ -124,12 +145,20 @@ async fn termination(baseline: bool) -> Vec<String> {
         other => problems.push(format!("health before the trigger: {other:?}")),
     }
     let client = DemoClient::new(channel(port).await);
-    let streams: Vec<_> = (0..STREAMS)
-        .map(|_| tokio::spawn(ticks(client.clone())))
-        .collect();
     let mut worker = client.clone();
     let work = tokio::spawn(async move { worker.work(WorkRequest { ms: 2500 }).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (first, mut up) = tokio::sync::mpsc::unbounded_channel();
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|_| tokio::spawn(ticks(client.clone(), first.clone())))
+        .collect();
+    // Every stream is up (its first tick came) before the trigger; the unary call went
+    // out first, on the same connection.
+    for _ in 0..STREAMS {
+        if tokio::time::timeout(BOUND, up.recv()).await.is_err() {
+            problems.push("a stream had no tick before the trigger".to_owned());
+            break;
+        }
+    }
 
     let trigger = Instant::now();
     let pod_pid = pod.pid();
@@ -142,8 +171,8 @@ async fn termination(baseline: bool) -> Vec<String> {
         );
         prestop
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    match health(port).await {
+    // Within the drain delay (1 s), health must turn NOT_SERVING.
+    match health_within(port, Duration::from_millis(900)).await {
         Ok(ServingStatus::NotServing) => {}
         other => problems.push(format!("health while draining: {other:?}, not NOT_SERVING")),
     }

@@ -827,6 +827,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200 if ok else 503)
         self.send_header("Content-Length", "0")
         self.end_headers()
+        print("ready-server: answered %d" % (200 if ok else 503), flush=True)
     def log_message(self, *args):
         pass
 server = http.server.HTTPServer(("127.0.0.1", port), Handler)
@@ -861,8 +862,8 @@ fn with_ready_url_readiness_follows_the_childs_own_answer() {
         flag.to_str().unwrap(),
     ]);
     deputy.expect_out("ready-server: listening");
-    // The port accepts connections, but the URL says 503: not ready.
-    std::thread::sleep(Duration::from_millis(600));
+    // The port accepts connections, but the URL says 503 to deputy's check: not ready.
+    deputy.expect_out("ready-server: answered 503");
     assert_eq!(http_status(port, "GET", "/ready"), 503);
     assert_eq!(http_status(health, "GET", "/health/ready"), 503);
     std::fs::write(&flag, "").unwrap();

@@ -58,11 +58,13 @@ fn deputy_run_says_how_the_child_ended() {
         "--ipc-dir",
         ipc,
         "--",
-        "sleep",
-        "1000",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 1000",
     ];
-    let run = with_log(deputy(), &args, &log);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut run = with_log(deputy(), &args, &log);
+    // The child runs (and deputy's signal handling is set up before it starts).
+    run.expect_out("ready");
     run.signal(Signal::TERM);
     let ended = run.finish();
     assert_eq!(ended.code, 128 + 15, "{}", ended.err());
