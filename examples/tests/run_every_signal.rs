@@ -13,8 +13,10 @@ use support::{Proc, can_unshare, deputy};
 
 /// The signals users have seen kill, stop or bypass deputy, by number: SIGRTMIN+3 (37,
 /// systemd's halt signal and a common STOPSIGNAL), SIGPWR, SIGTSTP, SIGTTIN, SIGTTOU,
-/// SIGUSR1, SIGWINCH.
-const SIGNALS: [(&str, i32); 7] = [
+/// SIGUSR1, SIGWINCH; and the usual ones to forward, SIGHUP (reload) and SIGUSR2.
+const SIGNALS: [(&str, i32); 9] = [
+    ("SIGHUP", 1),
+    ("SIGUSR2", 12),
     ("SIGRTMIN+3", 37),
     ("SIGPWR", 30),
     ("SIGTSTP", 20),

@@ -6,6 +6,7 @@
 
 mod proc;
 pub(crate) mod proxy;
+pub(crate) mod run;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
