@@ -33,16 +33,6 @@ fn a_deputy_service_under_deputy_run_with_the_health_port_variable_starts() {
     assert_eq!(ended.code, 0, "{}", ended.err());
 }
 
-/// `deputy status` of the `deputy run` in `dir`.
-fn status(dir: &std::path::Path) -> String {
-    let out = Command::new(deputy())
-        .args(["status", "--ipc-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    text(&out.stdout)
-}
-
 #[test]
 fn traffic_deputy_cannot_see_is_not_measured() {
     for (options, said) in [
@@ -75,7 +65,7 @@ fn traffic_deputy_cannot_see_is_not_measured() {
         }
         run.signal(rustix::process::Signal::TERM);
         run.expect_err("readiness off");
-        let now = status(dir.path());
+        let now = support::deputy_status(dir.path());
         assert!(now.contains(said), "{options:?}: {now}");
         // The second signal skips the rest of the drain delay.
         run.signal(rustix::process::Signal::TERM);

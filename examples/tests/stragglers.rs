@@ -26,7 +26,7 @@ fn a_request_that_outlives_the_drain_is_named_in_status_and_report() {
     write!(slow, "GET /work?ms=30000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     // The request is in flight (the service counts it) before the signal.
     let deadline = Instant::now() + support::BOUND;
-    while !status(dir.path()).contains("1 in flight") {
+    while !support::deputy_status(dir.path()).contains("1 in flight") {
         assert!(Instant::now() < deadline, "the slow request never counted");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -52,14 +52,4 @@ fn a_request_that_outlives_the_drain_is_named_in_status_and_report() {
     );
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
-}
-
-/// `deputy status` of the service in `dir`, as a person reads it.
-fn status(dir: &std::path::Path) -> String {
-    let out = Command::new(deputy())
-        .args(["status", "--ipc-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

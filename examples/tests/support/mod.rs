@@ -197,3 +197,13 @@ pub(crate) fn assert_no_panic(output: &str) {
         assert!(!output.contains(bad), "found {bad:?} in: {output}");
     }
 }
+
+/// What `deputy status` says of the service whose control socket is in `dir`.
+pub(crate) fn deputy_status(dir: &Path) -> String {
+    let out = Command::new(deputy())
+        .args(["status", "--ipc-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}
