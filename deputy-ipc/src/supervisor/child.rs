@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use futures::channel::oneshot;
 
 use super::signal::{self, AnySignal};
-use super::stop::StopPlan;
+use super::stop_plan::StopPlan;
 use super::{RunError, say, say_error, say_warn};
 use crate::procs;
 use crate::timeout::within;

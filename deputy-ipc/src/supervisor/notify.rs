@@ -264,7 +264,7 @@ impl Heard {
     /// The child asks for `more` time to stop, from now: granted up to the end of the grace
     /// period, which nothing extends.
     fn extend(&mut self, more: Duration, shutdown: &Shutdown, child: &Child) {
-        child.extend_stop(Instant::now() + more);
+        super::stop::extend_stop(child, Instant::now() + more);
         if self.extension_said {
             return;
         }

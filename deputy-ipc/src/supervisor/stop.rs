@@ -3,7 +3,7 @@
 //! within `--stop-timeout` (extended by the child's `EXTEND_TIMEOUT_USEC`) if one is set.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
@@ -11,11 +11,11 @@ use futures::future::{Either, select};
 use hyper::Method;
 use nix::sys::signal::Signal;
 
-use super::signal::AnySignal;
 use nix::unistd::Pid;
 
 use super::child::{Child, Exit};
 use super::local_url::LocalUrl;
+use super::stop_plan::StopWay;
 use super::{say, say_warn};
 use crate::client::{Client, ClientError};
 use crate::procs;
@@ -25,216 +25,187 @@ use crate::timeout::{until, within};
 /// falls back to the stop signal.
 pub(super) const STOP_WAY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How to stop the child.
-#[derive(Debug)]
-pub(crate) struct StopPlan {
-    /// The stop signal, when the child has no control socket (or its own way failed).
-    pub(crate) signal: AnySignal,
-    /// Whether signals go to the child's process group.
-    pub(crate) group: bool,
-    /// Where the child's control socket would be.
-    pub(crate) ipc_dir: PathBuf,
-    /// After the child exits: SIGTERM to its leftovers, this long, then SIGKILL.
-    pub(crate) cleanup_timeout: Duration,
-    /// The child's own way to be asked, before any socket or signal.
-    pub(crate) way: Option<StopWay>,
-    /// SIGKILL if the child has not exited this long after it was asked (unless it asked
-    /// for more); without it, only the grace period bounds the stop.
-    pub(crate) timeout: Option<Duration>,
+/// Asks the child to stop, and waits for it to exit (within `--stop-timeout`, if set):
+/// its own way if one is given; else over its control socket if it has one, else over
+/// those of its descendants that have one (a shell that runs the service without
+/// `exec`, as K8sDeputy.jl's docs advise for Julia); else with the stop signal.
+pub(crate) async fn stop(child: &Child) {
+    if child.exited.is_cancelled() {
+        return;
+    }
+    let asked_at = Instant::now();
+    // The ways that talk to the child are boxed, each where it is taken: inline, their
+    // futures (an HTTP client's) would make the stop hook's future tens of KiB, which
+    // musl's allocator maps and unmaps on the way from the signal to exit.
+    let asked = match &child.plan.way {
+        Some(StopWay::Command(command)) => Box::pin(run_stop_command(child, command)).await,
+        Some(StopWay::Url(url)) => Box::pin(call_stop_url(url)).await,
+        None => ask_over_sockets(child).await,
+    };
+    if !asked && !child.exited.is_cancelled() {
+        child.forward(child.plan.signal);
+        let whom = if child.plan.group {
+            "process group"
+        } else {
+            "process"
+        };
+        say!("sent {} to {whom} {}", child.plan.signal, child.pid);
+    }
+    wait_for_exit(child, asked_at).await;
 }
 
-/// The child's own way to be asked to stop.
-#[derive(Debug)]
-pub(crate) enum StopWay {
-    /// Run this program (`nginx -s quit`); exit 0 means asked.
-    Command(Vec<OsString>),
-    /// POST to this URL of the child's; 2xx means asked.
-    Url(LocalUrl),
+/// The child asks to be given until `deadline` to stop (systemd's `EXTEND_TIMEOUT_USEC`):
+/// `--stop-timeout` ends no earlier than that. The grace period still bounds it all.
+pub(crate) fn extend_stop(child: &Child, deadline: Instant) {
+    let mut extended = child.extended.lock().unwrap_or_else(|e| e.into_inner());
+    *extended = Some(extended.map_or(deadline, |before| before.max(deadline)));
 }
 
-impl Child {
-    /// Asks the child to stop, and waits for it to exit (within `--stop-timeout`, if set):
-    /// its own way if one is given; else over its control socket if it has one, else over
-    /// those of its descendants that have one (a shell that runs the service without
-    /// `exec`, as K8sDeputy.jl's docs advise for Julia); else with the stop signal.
-    pub(crate) async fn stop(&self) {
-        if self.exited.is_cancelled() {
-            return;
-        }
-        let asked_at = Instant::now();
-        // The ways that talk to the child are boxed, each where it is taken: inline, their
-        // futures (an HTTP client's) would make the stop hook's future tens of KiB, which
-        // musl's allocator maps and unmaps on the way from the signal to exit.
-        let asked = match &self.plan.way {
-            Some(StopWay::Command(command)) => Box::pin(self.run_stop_command(command)).await,
-            Some(StopWay::Url(url)) => Box::pin(self.call_stop_url(url)).await,
-            None => self.ask_over_sockets().await,
-        };
-        if !asked && !self.exited.is_cancelled() {
-            self.forward(self.plan.signal);
-            let whom = if self.plan.group {
-                "process group"
-            } else {
-                "process"
-            };
-            say!("sent {} to {whom} {}", self.plan.signal, self.pid);
-        }
-        self.wait_for_exit(asked_at).await;
-    }
-
-    /// The child asks to be given until `deadline` to stop (systemd's `EXTEND_TIMEOUT_USEC`):
-    /// `--stop-timeout` ends no earlier than that. The grace period still bounds it all.
-    pub(crate) fn extend_stop(&self, deadline: Instant) {
-        let mut extended = self.extended.lock().unwrap_or_else(|e| e.into_inner());
-        *extended = Some(extended.map_or(deadline, |before| before.max(deadline)));
-    }
-
-    /// Waits for the child to exit; with `--stop-timeout`, SIGKILL to its group and every
-    /// descendant once that has passed since `asked_at` (and any extension too).
-    async fn wait_for_exit(&self, asked_at: Instant) {
-        let Some(timeout) = self.plan.timeout else {
-            return self.exited.cancelled().await;
-        };
-        let mut deadline = asked_at + timeout;
-        while until(deadline, self.exited.cancelled()).await.is_none() {
-            let extended = *self.extended.lock().unwrap_or_else(|e| e.into_inner());
-            match extended {
-                Some(later) if later > Instant::now() => deadline = later,
-                _ => {
-                    say_warn!(
-                        "process {} did not exit within {} of being asked to stop: sending \
-                         SIGKILL",
-                        self.pid,
-                        humantime::format_duration(Instant::now() - asked_at)
-                    );
-                    return self.kill_all_and_wait().await;
-                }
-            }
-        }
-    }
-
-    /// `--stop-command`: runs it and waits (at most [`STOP_WAY_TIMEOUT`]) for it to exit;
-    /// whether it exited 0. The child exiting first counts as asked.
-    async fn run_stop_command(&self, command: &[OsString]) -> bool {
-        let shown = shown(command);
-        let child_pid: OsString = self.pid.as_raw().to_string().into();
-        let env = [("DEPUTY_CHILD_PID".into(), child_pid)];
-        let pid = match super::child::spawn(command, (&env, &[])) {
-            Ok(pid) => pid,
-            Err(error) => {
-                say_warn!("--stop-command failed: {error}");
-                return false;
-            }
-        };
-        // Registered before the next await: the signal loop, which reaps, runs on this
-        // thread, so the command cannot be reaped before this.
-        let (done, exit) = oneshot::channel();
-        *self.helper.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, done));
-        let exited = std::pin::pin!(self.exited.cancelled());
-        let finished = select(exit, exited);
-        match within(STOP_WAY_TIMEOUT, finished).await {
-            Some(Either::Left((Ok(Exit::Code(0)), _))) => {
-                say!("ran `{shown}` to stop process {}", self.pid);
-                true
-            }
-            Some(Either::Left((Ok(exit), _))) => {
-                say_warn!("`{shown}` failed ({})", describe(exit));
-                false
-            }
-            Some(Either::Left((Err(_), _))) => false,
-            Some(Either::Right(_)) => true,
-            None => {
+/// Waits for the child to exit; with `--stop-timeout`, SIGKILL to its group and every
+/// descendant once that has passed since `asked_at` (and any extension too).
+async fn wait_for_exit(child: &Child, asked_at: Instant) {
+    let Some(timeout) = child.plan.timeout else {
+        return child.exited.cancelled().await;
+    };
+    let mut deadline = asked_at + timeout;
+    while until(deadline, child.exited.cancelled()).await.is_none() {
+        let extended = *child.extended.lock().unwrap_or_else(|e| e.into_inner());
+        match extended {
+            Some(later) if later > Instant::now() => deadline = later,
+            _ => {
                 say_warn!(
-                    "`{shown}` still running after {}: killing it",
-                    humantime::format_duration(STOP_WAY_TIMEOUT)
+                    "process {} did not exit within {} of being asked to stop: sending \
+                     SIGKILL",
+                    child.pid,
+                    humantime::format_duration(Instant::now() - asked_at)
                 );
-                let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
-                false
+                return child.kill_all_and_wait().await;
             }
         }
     }
+}
 
-    /// `--stop-url`: POST, bounded to [`STOP_WAY_TIMEOUT`]; whether it answered 2xx.
-    async fn call_stop_url(&self, url: &LocalUrl) -> bool {
-        match within(STOP_WAY_TIMEOUT, url.request(Method::POST)).await {
-            Some(Ok(status)) if status.is_success() => {
-                say!("POST {} answered {status}", url.as_str());
-                true
-            }
-            Some(Ok(status)) => {
-                say_warn!("POST {} answered {status}", url.as_str());
-                false
-            }
-            Some(Err(error)) => {
-                say_warn!("POST {} failed: {error}", url.as_str());
-                false
-            }
-            None => {
-                say_warn!(
-                    "POST {} had no answer within {}",
-                    url.as_str(),
-                    humantime::format_duration(STOP_WAY_TIMEOUT)
-                );
-                false
-            }
+/// `--stop-command`: runs it and waits (at most [`STOP_WAY_TIMEOUT`]) for it to exit;
+/// whether it exited 0. The child exiting first counts as asked.
+async fn run_stop_command(child: &Child, command: &[OsString]) -> bool {
+    let shown = shown(command);
+    let child_pid: OsString = child.pid.as_raw().to_string().into();
+    let env = [("DEPUTY_CHILD_PID".into(), child_pid)];
+    let pid = match super::child::spawn(command, (&env, &[])) {
+        Ok(pid) => pid,
+        Err(error) => {
+            say_warn!("--stop-command failed: {error}");
+            return false;
+        }
+    };
+    // Registered before the next await: the signal loop, which reaps, runs on this
+    // thread, so the command cannot be reaped before this.
+    let (done, exit) = oneshot::channel();
+    *child.helper.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, done));
+    let exited = std::pin::pin!(child.exited.cancelled());
+    let finished = select(exit, exited);
+    match within(STOP_WAY_TIMEOUT, finished).await {
+        Some(Either::Left((Ok(Exit::Code(0)), _))) => {
+            say!("ran `{shown}` to stop process {}", child.pid);
+            true
+        }
+        Some(Either::Left((Ok(exit), _))) => {
+            say_warn!("`{shown}` failed ({})", describe(exit));
+            false
+        }
+        Some(Either::Left((Err(_), _))) => false,
+        Some(Either::Right(_)) => true,
+        None => {
+            say_warn!(
+                "`{shown}` still running after {}: killing it",
+                humantime::format_duration(STOP_WAY_TIMEOUT)
+            );
+            let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+            false
         }
     }
+}
 
-    /// deputy's control socket, the child's or its descendants', then K8sDeputy.jl's; whether
-    /// one took the request.
-    async fn ask_over_sockets(&self) -> bool {
-        // One listing of the control directory says which sockets there are: most children
-        // have none, and then stopping them costs this one system call.
-        let sockets = Sockets::list(&self.plan.ipc_dir);
-        let child = self.pid.as_raw() as u32;
-        let mut asked =
-            sockets.deputy.contains(&child) && Box::pin(self.ask_over_socket(self.pid)).await;
-        if !asked {
-            for pid in sockets.descendants(&sockets.deputy, child) {
-                asked |= Box::pin(self.ask_over_socket(pid)).await;
-            }
+/// `--stop-url`: POST, bounded to [`STOP_WAY_TIMEOUT`]; whether it answered 2xx.
+async fn call_stop_url(url: &LocalUrl) -> bool {
+    match within(STOP_WAY_TIMEOUT, url.request(Method::POST)).await {
+        Some(Ok(status)) if status.is_success() => {
+            say!("POST {} answered {status}", url.as_str());
+            true
         }
-        // A Julia service with K8sDeputy.jl's `graceful_terminator` (on SIGTERM, Julia
-        // prints a stack trace and dies): its own socket, the child's or a descendant's.
-        if !asked {
-            asked = sockets.julia.contains(&child) && Box::pin(self.ask_julia(self.pid)).await;
+        Some(Ok(status)) => {
+            say_warn!("POST {} answered {status}", url.as_str());
+            false
         }
-        if !asked {
-            for pid in sockets.descendants(&sockets.julia, child) {
-                asked |= Box::pin(self.ask_julia(pid)).await;
-            }
+        Some(Err(error)) => {
+            say_warn!("POST {} failed: {error}", url.as_str());
+            false
         }
-        asked
-    }
-
-    /// Writes `terminate` to `pid`'s K8sDeputy.jl socket; whether it could.
-    async fn ask_julia(&self, pid: Pid) -> bool {
-        match crate::client::terminate_julia(&self.plan.ipc_dir, pid.as_raw() as u32).await {
-            Ok(()) => {
-                say!("asked process {pid} to terminate over its K8sDeputy.jl socket");
-                true
-            }
-            Err(ClientError::NoSocket { .. }) => false,
-            Err(error) => {
-                say_warn!("the K8sDeputy.jl socket of process {pid} failed: {error}");
-                false
-            }
+        None => {
+            say_warn!(
+                "POST {} had no answer within {}",
+                url.as_str(),
+                humantime::format_duration(STOP_WAY_TIMEOUT)
+            );
+            false
         }
     }
+}
 
-    /// Asks `pid` to terminate over its control socket; whether it accepted.
-    async fn ask_over_socket(&self, pid: Pid) -> bool {
-        match ask_to_terminate(&self.plan.ipc_dir, pid).await {
-            Ok(_) => {
-                say!("asked process {pid} to shut down over its control socket");
-                true
-            }
-            // Most children have none.
-            Err(ClientError::NoSocket { .. }) => false,
-            Err(error) => {
-                say_warn!("the control socket of process {pid} failed: {error}");
-                false
-            }
+/// deputy's control socket, the child's or its descendants', then K8sDeputy.jl's; whether
+/// one took the request.
+async fn ask_over_sockets(child: &Child) -> bool {
+    // One listing of the control directory says which sockets there are: most children
+    // have none, and then stopping them costs this one system call.
+    let sockets = Sockets::list(&child.plan.ipc_dir);
+    let own = child.pid.as_raw() as u32;
+    let mut asked =
+        sockets.deputy.contains(&own) && Box::pin(ask_over_socket(child, child.pid)).await;
+    if !asked {
+        for pid in sockets.descendants(&sockets.deputy, own) {
+            asked |= Box::pin(ask_over_socket(child, pid)).await;
+        }
+    }
+    // A Julia service with K8sDeputy.jl's `graceful_terminator` (on SIGTERM, Julia
+    // prints a stack trace and dies): its own socket, the child's or a descendant's.
+    if !asked {
+        asked = sockets.julia.contains(&own) && Box::pin(ask_julia(child, child.pid)).await;
+    }
+    if !asked {
+        for pid in sockets.descendants(&sockets.julia, own) {
+            asked |= Box::pin(ask_julia(child, pid)).await;
+        }
+    }
+    asked
+}
+
+/// Writes `terminate` to `pid`'s K8sDeputy.jl socket; whether it could.
+async fn ask_julia(child: &Child, pid: Pid) -> bool {
+    match crate::client::terminate_julia(&child.plan.ipc_dir, pid.as_raw() as u32).await {
+        Ok(()) => {
+            say!("asked process {pid} to terminate over its K8sDeputy.jl socket");
+            true
+        }
+        Err(ClientError::NoSocket { .. }) => false,
+        Err(error) => {
+            say_warn!("the K8sDeputy.jl socket of process {pid} failed: {error}");
+            false
+        }
+    }
+}
+
+/// Asks `pid` to terminate over its control socket; whether it accepted.
+async fn ask_over_socket(child: &Child, pid: Pid) -> bool {
+    match ask_to_terminate(&child.plan.ipc_dir, pid).await {
+        Ok(_) => {
+            say!("asked process {pid} to shut down over its control socket");
+            true
+        }
+        // Most children have none.
+        Err(ClientError::NoSocket { .. }) => false,
+        Err(error) => {
+            say_warn!("the control socket of process {pid} failed: {error}");
+            false
         }
     }
 }
