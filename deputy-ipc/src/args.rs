@@ -18,7 +18,17 @@ use clap::error::{ContextKind, ContextValue};
 /// let options: Options = deputy_ipc::parse_args();
 /// ```
 pub fn parse_args<T: Parser>() -> T {
-    T::try_parse().unwrap_or_else(|error| name_the_variable(error, &T::command()).exit())
+    parse_args_from(T::command())
+}
+
+/// [`parse_args`] with `command` as the grammar: `T`'s own, changed at run time (defaults
+/// shown in `--help` from where they are written, say).
+pub fn parse_args_from<T: clap::FromArgMatches>(command: clap::Command) -> T {
+    let matches = command
+        .clone()
+        .try_get_matches()
+        .unwrap_or_else(|error| name_the_variable(error, &command).exit());
+    T::from_arg_matches(&matches).unwrap_or_else(|error| name_the_variable(error, &command).exit())
 }
 
 /// `error`, with the variable named when the bad value came from one (see [`parse_args`]).

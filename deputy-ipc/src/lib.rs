@@ -51,7 +51,7 @@ mod termination;
 mod timeout;
 
 #[cfg(feature = "cli")]
-pub use args::parse_args;
+pub use args::{parse_args, parse_args_from};
 pub use error::IpcError;
 pub use health::{
     HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV, SHUTDOWN_TOKEN_FILE_ENV,

@@ -1,4 +1,5 @@
-//! The command line, as clap reads it (and `quick.rs` on the common path of `deputy run`).
+//! The command line, as clap reads it. `deputy run`'s defaults are `Config::new`'s, written
+//! there once and shown in `--help` from it (see [`command`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -132,15 +133,6 @@ Exit code: the child's, or 128+N when signal N killed it (after --map-exit). dep
   126  the command cannot be executed
   127  the command was not found";
 
-/// `--grace`'s default.
-pub(crate) const DEFAULT_GRACE: &str = "25s";
-/// `--drain-delay`'s default.
-pub(crate) const DEFAULT_DRAIN_DELAY: &str = "5s";
-/// `--stop-signal`'s default.
-pub(crate) const DEFAULT_STOP_SIGNAL: &str = "TERM";
-/// `--cleanup-timeout`'s default.
-pub(crate) const DEFAULT_CLEANUP_TIMEOUT: &str = "2s";
-
 /// The environment variables `deputy run`'s options are also read from (each `--help` lists
 /// its own). deputy takes them for itself: the child does not see those that are set (see
 /// `RUN_ABOUT`).
@@ -173,18 +165,18 @@ pub(crate) struct RunArgs {
     /// cleanup. The default leaves 5 s of Kubernetes' default terminationGracePeriodSeconds
     /// (30 s) for deputy to kill, reap and exit before the kubelet's SIGKILL. For example
     /// `--grace 55s` with terminationGracePeriodSeconds: 60.
-    #[arg(long, env = "DEPUTY_GRACE_PERIOD", value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = deputy_ipc::parse_duration)]
-    pub(crate) grace: Duration,
+    #[arg(long, env = "DEPUTY_GRACE_PERIOD", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
+    pub(crate) grace: Option<Duration>,
     /// How long the child keeps serving after the first signal, readiness off, before it is
     /// asked to stop: the time endpoints take to stop sending traffic. For example
     /// `--drain-delay 10s`, or `0s` outside Kubernetes.
-    #[arg(long, env = "DEPUTY_DRAIN_DELAY", value_name = "DURATION", default_value = DEFAULT_DRAIN_DELAY, value_parser = deputy_ipc::parse_duration)]
-    pub(crate) drain_delay: Duration,
+    #[arg(long, env = "DEPUTY_DRAIN_DELAY", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
+    pub(crate) drain_delay: Option<Duration>,
     /// The signal that asks the child to stop when it has no deputy control socket (a name
     /// like TERM, SIGQUIT, RTMIN+3, or a number from 1 to 64). For example `--stop-signal
     /// QUIT` for nginx, `--stop-signal RTMIN+3` for systemd.
-    #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", default_value = DEFAULT_STOP_SIGNAL, value_parser = supervisor::parse_stop_signal)]
-    pub(crate) stop_signal: AnySignal,
+    #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", value_parser = supervisor::parse_stop_signal)]
+    pub(crate) stop_signal: Option<AnySignal>,
     /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
     /// once no new connection to the child's port (--ready-port or --ready-url's) has come
     /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
@@ -203,8 +195,8 @@ pub(crate) struct RunArgs {
     pub(crate) group: bool,
     /// After the child exits, how long the descendants it left get between SIGTERM and
     /// SIGKILL. For example `--cleanup-timeout 500ms`.
-    #[arg(long, env = "DEPUTY_CLEANUP_TIMEOUT", value_name = "DURATION", default_value = DEFAULT_CLEANUP_TIMEOUT, value_parser = deputy_ipc::parse_duration)]
-    pub(crate) cleanup_timeout: Duration,
+    #[arg(long, env = "DEPUTY_CLEANUP_TIMEOUT", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
+    pub(crate) cleanup_timeout: Option<Duration>,
     /// Serve /health/live and /health/ready on this port (all addresses): ready while
     /// running (see --ready-port), not ready from the first signal on. For example
     /// `--health-port 8081`, with the pod's probes on /health/ready and /health/live.
@@ -293,19 +285,41 @@ pub(crate) struct RunArgs {
     pub(crate) command: Vec<OsString>,
 }
 
+/// The command line's grammar, with `deputy run`'s defaults shown in its `--help` as
+/// `Config::new` has them (the one place they are written). Not --quiet-period's: given at
+/// all, it must come with --drain-delay-max, so its absence must be seen; its help names the
+/// default, and a test holds the two together.
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let defaults = Config::new(Vec::<OsString>::new());
+    let duration = |d: Duration| humantime::format_duration(d).to_string();
+    let shown = [
+        ("grace", duration(defaults.grace)),
+        ("drain_delay", duration(defaults.drain_delay)),
+        ("cleanup_timeout", duration(defaults.cleanup_timeout)),
+        ("stop_signal", defaults.stop_signal.to_string()),
+    ];
+    Cli::command().mut_subcommand("run", |mut run| {
+        for (id, value) in shown {
+            run = run.mut_arg(id, |arg| arg.default_value(value));
+        }
+        run
+    })
+}
+
 impl RunArgs {
     /// What the supervisor runs with.
     pub(crate) fn into_config(self) -> Config {
+        // Config::new holds the defaults; an option given replaces its default.
         let mut config = Config::new(self.command);
-        config.grace = self.grace;
-        config.drain_delay = self.drain_delay;
+        let defaults = config.clone();
+        config.grace = self.grace.unwrap_or(defaults.grace);
+        config.drain_delay = self.drain_delay.unwrap_or(defaults.drain_delay);
         config.drain_delay_max = self.drain_delay_max;
-        if let Some(quiet) = self.quiet_period {
-            config.quiet_period = quiet;
-        }
-        config.stop_signal = self.stop_signal;
+        config.quiet_period = self.quiet_period.unwrap_or(defaults.quiet_period);
+        config.stop_signal = self.stop_signal.unwrap_or(defaults.stop_signal);
         config.group = self.group;
-        config.cleanup_timeout = self.cleanup_timeout;
+        config.cleanup_timeout = self.cleanup_timeout.unwrap_or(defaults.cleanup_timeout);
         config.health_port = self.health_port;
         config.ready_port = self.ready_port;
         config.ready_url = self.ready_url;
@@ -373,6 +387,34 @@ mod tests {
         let mut listed: Vec<String> = RUN_ENV.iter().map(|name| (*name).to_owned()).collect();
         listed.sort();
         assert_eq!(named, listed);
+    }
+
+    #[test]
+    fn run_help_shows_the_supervisors_defaults() {
+        let mut command = command();
+        let help = command
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for shown in [
+            "[default: 25s]",
+            "[default: 5s]",
+            "[default: 2s]",
+            "[default: SIGTERM]",
+        ] {
+            assert!(help.contains(shown), "no {shown} in {help}");
+        }
+        let quiet = humantime::format_duration(Config::new(["true"]).quiet_period);
+        assert!(help.contains(&format!("Default {quiet};")), "{help}");
+        let matches = command.get_matches_from(["deputy", "run", "--", "true"]);
+        let Command::Run(args) = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap()
+            .command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(args.into_config(), Config::new(["true"]));
     }
 
     #[test]

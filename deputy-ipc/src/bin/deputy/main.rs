@@ -12,7 +12,6 @@ use std::process::ExitCode;
 
 mod cli;
 mod commands;
-mod quick;
 
 use cli::{Cli, Command};
 
@@ -33,15 +32,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    // `deputy run` starts every container: skip building clap's parser when the arguments
-    // are plain (see quick.rs); clap still reads everything else.
-    let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|command| command == "run")
-        && let Some(run) = quick::quick_parse(&args.collect::<Vec<_>>())
-    {
-        std::process::exit(commands::run(run));
-    }
-    let cli = deputy_ipc::parse_args::<Cli>();
+    let cli: Cli = deputy_ipc::parse_args_from(cli::command());
     let result = match cli.command {
         Command::Terminate {
             target,
