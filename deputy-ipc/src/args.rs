@@ -24,9 +24,9 @@ pub fn parse_args<T: Parser>() -> T {
 /// [`parse_args`] with `command` as the grammar: `T`'s own, changed at run time (defaults
 /// shown in `--help` from where they are written, say).
 pub fn parse_args_from<T: clap::FromArgMatches>(command: clap::Command) -> T {
+    let mut command = command;
     let matches = command
-        .clone()
-        .try_get_matches()
+        .try_get_matches_from_mut(std::env::args_os())
         .unwrap_or_else(|error| name_the_variable(error, &command).exit());
     T::from_arg_matches(&matches).unwrap_or_else(|error| name_the_variable(error, &command).exit())
 }
