@@ -251,12 +251,7 @@ impl Config {
 
     /// The exit code deputy passes on for the child's `code`.
     pub(super) fn map(&self, code: i32) -> i32 {
-        self.clone_map().map(code)
-    }
-
-    /// The `--map-exit` table, to take into the stop-child hook.
-    pub(super) fn clone_map(&self) -> ExitMap {
-        ExitMap(self.map_exit.clone())
+        mapped(&self.map_exit, code)
     }
 }
 
@@ -268,17 +263,12 @@ fn refuse(refusals: &[(bool, &str)]) -> Result<(), RunError> {
     }
 }
 
-/// `--map-exit`'s table: the child's exit code FROM becomes TO.
-#[derive(Debug, Clone)]
-pub(super) struct ExitMap(Vec<(i32, i32)>);
-
-impl ExitMap {
-    pub(super) fn map(&self, code: i32) -> i32 {
-        self.0
-            .iter()
-            .find(|(from, _)| *from == code)
-            .map_or(code, |(_, to)| *to)
-    }
+/// The child's exit `code` after `--map-exit`'s table (FROM becomes TO).
+pub(super) fn mapped(map_exit: &[(i32, i32)], code: i32) -> i32 {
+    map_exit
+        .iter()
+        .find(|(from, _)| *from == code)
+        .map_or(code, |(_, to)| *to)
 }
 
 /// Parses an exit code mapping as `deputy run --map-exit` takes it: `FROM=TO`, or `FROM`

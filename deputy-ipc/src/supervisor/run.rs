@@ -10,7 +10,7 @@ use deputy_core::{ExitCodes, Phase, Shutdown, ShutdownCoordinator};
 
 use super::background::Supervisor;
 use super::child::{self, Child};
-use super::config::{Config, ExitMap};
+use super::config::{self, Config};
 use super::event_loop::{EventLoop, LoopRuntime};
 use super::local_url::LocalUrl;
 use super::notify::NotifySocket;
@@ -131,7 +131,7 @@ fn start(config: &Config, event_loop: &EventLoop) -> Result<Supervisor, RunError
     if readiness.is_none() && notify.is_none() {
         shutdown.ready();
     }
-    hook_child_stop(&coordinator, child.clone(), config.clone_map());
+    hook_child_stop(&coordinator, child.clone(), config.map_exit.clone());
     Ok(Supervisor {
         coordinator,
         shutdown,
@@ -170,14 +170,14 @@ fn take_process_duties(config: &Config) -> Result<Signals, RunError> {
 fn hook_child_stop(
     coordinator: &deputy_core::ShutdownCoordinator,
     child: Arc<Child>,
-    map: ExitMap,
+    map_exit: Vec<(i32, i32)>,
 ) {
     let shutdown = coordinator.handle();
     coordinator
         .hook(child::PHASE, "child", move |_ctx| async move {
             stop::stop(&child).await;
             if let Some(code) = child.exit_code() {
-                shutdown.set_exit_code(map.map(code));
+                shutdown.set_exit_code(config::mapped(&map_exit, code));
             }
             child.clean_up().await;
         })
