@@ -73,15 +73,18 @@ pub(crate) fn run(args: RunArgs) -> i32 {
         }
         Err(error) => error,
     };
+    fail(error)
+}
+
+/// Says why `deputy run` could not start, the supervisor's way; its exit code.
+fn fail(error: RunError) -> i32 {
     deputy_ipc::supervisor::say_line_at(tracing::Level::ERROR, format_args!("{error}"));
     error.exit_code()
 }
 
-/// Says a usage error the supervisor's way; its exit code.
+/// [`fail`] with a usage error.
 fn usage(why: String) -> i32 {
-    let error = RunError::Usage(why);
-    deputy_ipc::supervisor::say_line_at(tracing::Level::ERROR, format_args!("{error}"));
-    error.exit_code()
+    fail(RunError::Usage(why))
 }
 
 /// The /shutdown token from the environment, when there is a health port to serve it on
