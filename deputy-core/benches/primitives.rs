@@ -202,6 +202,50 @@ fn bench_maybe_contended(
     group.bench_function(name, |b| b.iter(&work));
 }
 
+/// A runtime on plain threads: the real clock, and a thread per sleep (the coordinator's
+/// only sleep before a trigger is its clock's tick).
+#[derive(Debug)]
+struct Threads;
+
+impl deputy_core::runtime::Runtime for Threads {
+    fn now(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> deputy_core::runtime::Sleep {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+            let _ = tx.send(());
+        });
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// A coordinator whose `run()` a thread polls until the returned guard is dropped.
+fn running_coordinator() -> (deputy_core::Shutdown, impl Drop) {
+    struct Running(deputy_core::Shutdown, Option<std::thread::JoinHandle<()>>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.trigger("the benchmark is over");
+            if let Some(thread) = self.1.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+    let coordinator = deputy_core::ShutdownCoordinator::builder()
+        .drain_delay(Duration::ZERO)
+        .build(Threads)
+        .unwrap();
+    let shutdown = coordinator.handle();
+    let thread = std::thread::spawn(move || drop(futures::executor::block_on(coordinator.run())));
+    // Until the clock is kept (ten ticks at most).
+    std::thread::sleep(Duration::from_millis(50));
+    (shutdown.clone(), Running(shutdown, Some(thread)))
+}
+
 fn guards(c: &mut Criterion) {
     for contended in [false, true] {
         let name = if contended {
@@ -214,20 +258,11 @@ fn guards(c: &mut Criterion) {
         bench_maybe_contended(&mut group, "deputy", contended, move || {
             drop(black_box(&in_flight).guard())
         });
-        // A named guard (what `deputy status` lists): a lock and a map entry each way.
-        let shutdown = deputy_core::ShutdownCoordinator::builder()
-            .build(deputy_core::ManualClock::new())
-            .unwrap()
-            .handle();
-        bench_maybe_contended(&mut group, "deputy, named", contended, move || {
-            drop(black_box(&shutdown).guard_named("GET /export"))
-        });
-        // The coordinator's own guard, and a long-lived connection's registration (a slot,
-        // four bits of a word in the thread's shard: one compare-exchange each way).
-        let shutdown = deputy_core::ShutdownCoordinator::builder()
-            .build(deputy_core::ManualClock::new())
-            .unwrap()
-            .handle();
+        // The coordinator's own guard, a named guard (what `deputy status` lists; one per
+        // request in `DrainLayer`) and a long-lived connection's registration, on a
+        // coordinator whose `run()` is being polled, as in a service.
+        let (shutdown, _running) = running_coordinator();
+        let named = shutdown.clone();
         let registry = shutdown.clone();
         bench_maybe_contended(
             &mut group,
@@ -235,6 +270,9 @@ fn guards(c: &mut Criterion) {
             contended,
             move || drop(black_box(&shutdown).guard()),
         );
+        bench_maybe_contended(&mut group, "deputy, named", contended, move || {
+            drop(black_box(&named).guard_request("GET", "/export"))
+        });
         bench_maybe_contended(&mut group, "deputy, connection", contended, move || {
             drop(black_box(&registry).connection())
         });

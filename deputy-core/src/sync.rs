@@ -47,3 +47,36 @@ impl<T> Mutex<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// The shard (of `shards`) this thread uses: threads are numbered in the order they first
+/// ask, so two threads share a shard only once there are more than `shards` of them. Under
+/// loom, the first shard, so that the models' threads race on it.
+#[inline]
+pub(crate) fn shard_of_this_thread(shards: usize) -> usize {
+    #[cfg(loom)]
+    {
+        let _ = shards;
+        0
+    }
+    #[cfg(not(loom))]
+    {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        std::thread_local! {
+            // `usize::MAX` until the thread first asks (a constant start costs no check of
+            // whether it was made, on every call).
+            static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        // A thread being torn down has no number any more: any shard will do.
+        let number = NUMBER
+            .try_with(|number| {
+                if number.get() == usize::MAX {
+                    number.set(NEXT.fetch_add(1, Ordering::Relaxed));
+                }
+                number.get()
+            })
+            .unwrap_or(0);
+        number % shards
+    }
+}

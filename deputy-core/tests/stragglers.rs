@@ -96,3 +96,124 @@ fn a_drain_that_ends_with_nothing_in_flight_names_nothing() {
     assert!(report.drain.stragglers.is_empty());
     assert!(!report.summary().contains("still in flight"));
 }
+
+#[test]
+fn requests_and_long_lived_connections_are_listed_by_name() {
+    let shutdown = ShutdownCoordinator::builder()
+        .build(ManualClock::new())
+        .unwrap()
+        .handle();
+    let _request = shutdown.guard_request("GET", "/export");
+    let _chat = shutdown.connection_named("WS /chat");
+    let _plain = shutdown.connection();
+    let mut names: Vec<String> = shutdown
+        .status()
+        .stragglers
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["GET /export", "WS /chat", "connection"]);
+    assert_eq!(shutdown.in_flight(), 3);
+}
+
+#[test]
+fn a_long_name_is_listed_cut_and_says_so() {
+    let shutdown = ShutdownCoordinator::builder()
+        .build(ManualClock::new())
+        .unwrap()
+        .handle();
+    let path = format!("/reports/{}", "ü".repeat(60));
+    let _request = shutdown.guard_request("GET", &path);
+    let name = shutdown.status().stragglers[0].name.clone();
+    assert!(name.starts_with("GET /reports/üü"), "{name}");
+    assert!(name.ends_with('…'), "{name}");
+    assert!(name.len() <= 4 + 56 + '…'.len_utf8(), "{name}");
+}
+
+/// Guards taken on many threads and dropped on others: each is listed while alive, in the
+/// registry of its own coordinator only, and gone once dropped.
+#[test]
+fn named_guards_taken_and_dropped_across_threads_are_counted_right() {
+    let shutdown = ShutdownCoordinator::builder()
+        .build(ManualClock::new())
+        .unwrap()
+        .handle();
+    let other = ShutdownCoordinator::builder()
+        .build(ManualClock::new())
+        .unwrap()
+        .handle();
+    let _elsewhere = other.guard_named("not mine");
+    let guards: Vec<_> = (0..8)
+        .map(|t| {
+            let shutdown = shutdown.clone();
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|_| shutdown.guard_named(format!("job {}", t % 2)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    let status = shutdown.status();
+    assert_eq!(status.in_flight, 800);
+    let counts: Vec<(String, usize)> = status
+        .stragglers
+        .iter()
+        .map(|s| (s.name.clone(), s.count))
+        .collect();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts.iter().all(|(_, count)| *count == 400), "{counts:?}");
+    // Dropped on other threads than took them.
+    let mut halves = guards;
+    let second = halves.split_off(400);
+    let dropper = std::thread::spawn(move || drop(second));
+    drop(halves);
+    dropper.join().unwrap();
+    assert!(shutdown.status().stragglers.is_empty());
+    assert_eq!(other.status().stragglers[0].name, "not mine");
+}
+
+/// While the coordinator's `run()` is polled, named guards read its clock, kept to a
+/// tenth of a second; ages stay right within that.
+#[test]
+fn ages_stay_right_while_the_coordinator_keeps_the_clock() {
+    let clock = ManualClock::new();
+    let coordinator = ShutdownCoordinator::builder().build(clock.clone()).unwrap();
+    let shutdown = coordinator.handle();
+    let mut pool = LocalPool::new();
+    pool.spawner()
+        .spawn_local(async move {
+            coordinator.run().await;
+        })
+        .unwrap();
+    pool.run_until_stalled();
+    clock.advance(Duration::from_secs(5));
+    pool.run_until_stalled();
+    let first = shutdown.guard_named("first");
+    for _ in 0..30 {
+        clock.advance(Duration::from_millis(100));
+        pool.run_until_stalled();
+    }
+    let second = shutdown.guard_named("second");
+    clock.advance(Duration::from_millis(1_050));
+    let ages: Vec<(String, Duration)> = shutdown
+        .status()
+        .stragglers
+        .into_iter()
+        .map(|s| (s.name, s.age))
+        .collect();
+    assert_eq!(ages[0].0, "first");
+    assert_eq!(ages[1].0, "second");
+    let within_a_tick =
+        |age: Duration, want: Duration| age >= want && age <= want + Duration::from_millis(100);
+    assert!(
+        within_a_tick(ages[0].1, Duration::from_millis(4_050)),
+        "{ages:?}"
+    );
+    assert!(
+        within_a_tick(ages[1].1, Duration::from_millis(1_050)),
+        "{ages:?}"
+    );
+    drop((first, second));
+}

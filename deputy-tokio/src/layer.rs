@@ -88,13 +88,16 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> DrainFuture<S::Future> {
         // After the trigger, the last of these is this run's propagation lag.
         self.shutdown.arrived(Arrival::Request);
-        // Named, so that `deputy status` and the report say which requests hold the drain.
-        let name = format!("{} {}", request.method(), request.uri().path());
         // HTTP/2 and later have no `Connection` header (RFC 9113, 8.2.2): their GOAWAY is
         // the server's (see `serve`).
         let http1 = request.version() < http::Version::HTTP_2;
         DrainFuture {
-            guard: Some(self.shutdown.guard_named(name)),
+            // Named, so that `deputy status` and the report say which requests hold the
+            // drain: recorded as they are, never formatted.
+            guard: Some(
+                self.shutdown
+                    .guard_request(request.method().as_str(), request.uri().path()),
+            ),
             http1,
             shutdown: self.shutdown.clone(),
             inner: self.inner.call(request),

@@ -79,11 +79,15 @@ impl Demo for Service {
         });
         let ticks: Ticks = match &self.shutdown {
             // On its notice the call ends with UNAVAILABLE, which clients retry elsewhere.
-            Some(shutdown) => Box::pin(shutdown.connection().until_notice(ticks, |_notice| {
-                Err(Status::unavailable(
-                    "server restarting; retry on another backend",
-                ))
-            })),
+            Some(shutdown) => Box::pin(
+                shutdown
+                    .connection_named("gRPC /deputy.demo.v1.Demo/Ticks")
+                    .until_notice(ticks, |_notice| {
+                        Err(Status::unavailable(
+                            "server restarting; retry on another backend",
+                        ))
+                    }),
+            ),
             None => Box::pin(ticks),
         };
         Ok(Response::new(ticks))

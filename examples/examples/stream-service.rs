@@ -68,8 +68,10 @@ struct App {
 }
 
 impl App {
-    fn connection(&self) -> Option<Connection> {
-        self.shutdown.as_ref().map(Shutdown::connection)
+    /// A long-lived connection, listed as `name` among what holds the drain open.
+    fn connection(&self, name: &str) -> Option<Connection> {
+        let shutdown = self.shutdown.as_ref()?;
+        Some(shutdown.connection_named(name))
     }
 }
 
@@ -123,7 +125,7 @@ async fn events(State(app): State<App>) -> impl IntoResponse {
             .retry(Duration::from_secs(1))
             .data("server restarting; reconnect"))
     };
-    let events = match app.connection() {
+    let events = match app.connection("SSE /events") {
         Some(connection) => connection.until_notice(ticks, farewell).left_stream(),
         None => ticks.right_stream(),
     };
@@ -133,7 +135,7 @@ async fn events(State(app): State<App>) -> impl IntoResponse {
 /// A WebSocket pushing a numbered text message every 100 ms; on the notice, a 1001 close.
 async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
     // Registered before the upgrade: in flight from the handshake on.
-    let connection = app.connection();
+    let connection = app.connection("WS /ws");
     upgrade.on_upgrade(move |socket| push_numbers(socket, connection))
 }
 

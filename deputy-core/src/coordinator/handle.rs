@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use super::shared::Shared;
 use super::status::Status;
 use super::transitions::Transitions;
 use crate::error::HookError;
+use crate::inflight::Name;
 use crate::{CancellationToken, DrainGuard, InFlight, Reason, State, Track};
 
 /// A cheap, cloneable handle to a coordinator: trigger shutdown, read its state, take guards,
@@ -218,8 +218,11 @@ impl Shutdown {
 
     /// A [`guard`](Self::guard) with a name, so that `deputy status`, `/health/status` and
     /// the report (when the drain times out) can say what holds the drain open and since
-    /// when: `GET /export ×2 (12.3s)`. It costs a lock and a map entry each way; an unnamed
-    /// guard stays one atomic operation each way.
+    /// when: `GET /export ×2 (12.3s)`. The name's first 56 bytes are kept (a longer one is
+    /// listed cut, ending in `…`), copied as they are: no lock, no allocation, one more
+    /// atomic operation each way than an unnamed guard (BENCHMARKS.md). Ages are kept to a
+    /// tenth of a second while the coordinator's [`run`](crate::ShutdownCoordinator::run)
+    /// is polled, exactly otherwise.
     ///
     /// ```
     /// use std::time::Duration;
@@ -234,20 +237,50 @@ impl Shutdown {
     /// let status = shutdown.status();
     /// assert_eq!(status.stragglers[0].to_string(), "GET /export ×2 (12.0s)");
     /// ```
-    pub fn guard_named(&self, name: impl Into<Cow<'static, str>>) -> DrainGuard {
-        let registration = self
-            .shared
-            .named
-            .register(name.into(), self.shared.runtime.now());
-        self.shared.in_flight.guard().named(registration)
+    #[inline]
+    pub fn guard_named(&self, name: impl AsRef<str>) -> DrainGuard {
+        self.guard_with(Name::new(name.as_ref()))
+    }
+
+    /// A guard named `METHOD PATH` (`GET /export`), for a request: the two are recorded as
+    /// they are, never formatted (deputy-tokio's `DrainLayer` takes one per request).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let _request = shutdown.guard_request("GET", "/export");
+    /// assert_eq!(shutdown.status().stragglers[0].name, "GET /export");
+    /// ```
+    #[inline]
+    pub fn guard_request(&self, method: &str, path: &str) -> DrainGuard {
+        self.guard_with(Name::joined(method, b' ', path))
     }
 
     /// A guard named after the line that takes it (`src/jobs.rs:42`), for work with no
     /// better name.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let _job = shutdown.guard_here();
+    /// let name = &shutdown.status().stragglers[0].name; // `src/main.rs:7`, say
+    /// assert!(name.contains(".rs:"), "{name}");
+    /// ```
     #[track_caller]
     pub fn guard_here(&self) -> DrainGuard {
         let at = std::panic::Location::caller();
-        self.guard_named(format!("{}:{}", at.file(), at.line()))
+        let line = at.line().to_string();
+        self.guard_with(Name::joined(at.file(), b':', &line))
+    }
+
+    #[inline]
+    fn guard_with(&self, name: Name<'_>) -> DrainGuard {
+        let registration = self.shared.named.register(name, &*self.shared.runtime);
+        self.shared.in_flight.guard().named(registration)
     }
 
     /// Notes a new connection or request, for [`Status::propagation`](crate::Status) and
@@ -348,11 +381,37 @@ impl Shutdown {
     /// it counts as in flight until the returned [`Connection`](crate::Connection) is
     /// dropped, and receives its [`Notice`](crate::Notice)s: `Move` once the drain delay is
     /// over, spread over the [disconnect window](crate::Builder::disconnect_window), and
-    /// `Close` when the drain timeout ends with it still open. Registering and dropping
-    /// cost one compare-exchange each on the common path, no lock and no allocation.
-    #[inline]
+    /// `Close` when the drain timeout ends with it still open. While open, it is listed
+    /// among the stragglers as `connection` (see [`connection_named`](Self::connection_named)).
+    /// Registering takes a lock of this thread's own and an allocation; dropping, neither.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let connection = shutdown.connection();
+    /// assert_eq!(shutdown.in_flight(), 1);
+    /// drop(connection);
+    /// assert_eq!(shutdown.in_flight(), 0);
+    /// ```
     pub fn connection(&self) -> crate::Connection {
-        self.shared.in_flight.connection()
+        self.connection_named("connection")
+    }
+
+    /// A [`connection`](Self::connection) listed among the stragglers under `name`
+    /// (`WS /chat`), as [`guard_named`](Self::guard_named) does for work.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let _chat = shutdown.connection_named("WS /chat");
+    /// assert_eq!(shutdown.status().stragglers[0].to_string(), "WS /chat (0.0s)");
+    /// ```
+    pub fn connection_named(&self, name: impl AsRef<str>) -> crate::Connection {
+        self.shared.connections.register(self.guard_named(name))
     }
 
     /// Wraps a future so it counts as in flight until it ends (see [`InFlight::track`]).

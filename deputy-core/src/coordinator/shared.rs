@@ -77,7 +77,9 @@ pub(crate) struct Shared {
     /// New connections and requests after the trigger.
     pub(crate) arrivals: Arrivals,
     /// Named work in flight.
-    pub(crate) named: std::sync::Arc<Registry>,
+    pub(crate) named: Registry,
+    /// The long-lived connections.
+    pub(crate) connections: Connections,
     escalations: Mutex<u32>,
     /// Set when a coordinator that never started is dropped (a service that failed to
     /// start): its ending changes state without the log lines of a shutdown.
@@ -141,14 +143,10 @@ struct Hooks {
 }
 
 impl Shared {
-    /// The long-lived connections, registered in the in-flight counter's block.
-    pub(crate) fn connections(&self) -> &Connections {
-        self.in_flight.connections()
-    }
-
     pub(crate) fn new(runtime: Arc<dyn Runtime>, plan: Plan) -> Self {
         let phase_names: Vec<Arc<str>> = plan.phases.iter().map(|p| p.name().into()).collect();
         let count = phase_names.len();
+        let named = Registry::new(&*runtime);
         Self {
             runtime,
             plan,
@@ -156,13 +154,14 @@ impl Shared {
             draining: CancellationToken::new(),
             stopping: CancellationToken::new(),
             phase_tokens: (0..count).map(|_| CancellationToken::new()).collect(),
-            in_flight: InFlight::with_connections(),
+            in_flight: InFlight::new(),
             state: AtomicU8::new(State::Running as u8),
             service_ready: AtomicBool::new(false),
             service_live: AtomicBool::new(true),
             message: Mutex::new(None),
             arrivals: Arrivals::new(),
-            named: std::sync::Arc::default(),
+            named,
+            connections: Connections::new(),
             escalations: Mutex::new(0),
             quiet: AtomicBool::new(false),
             inner: Mutex::new(Inner {

@@ -25,16 +25,14 @@
 //! 5. Counts never exceed their maximum; reaching it aborts, as `Arc` does, since wrapping
 //!    around would free the block under live owners.
 
-// Unsafe code in deputy-core is here and in `connections.rs` (whose words hold units of this
-// block): the block's manual ownership. Each block is reviewed
-// against the invariants above, checked by the loom models (tests/loom.rs) and by miri.
+// deputy-core's only unsafe code is here: the block's manual ownership. Each block is reviewed against the invariants above, checked by the loom
+// models (tests/loom.rs) and by miri.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
 
 use event_listener::{Event, EventListener};
 
-use crate::connections::Connections;
 use crate::sync::{AtomicU64, Ordering, fence};
 
 const HANDLE: u64 = 1;
@@ -47,10 +45,6 @@ const MAX_GUARDS: u64 = (1 << 32) - 2;
 struct Block {
     state: AtomicU64,
     zero: Event,
-    /// The coordinator's registry of long-lived connections, in the block whose guard units
-    /// its words hold: a [`Connection`](crate::Connection) has no reference count of its
-    /// own (`connections.rs`, invariant 1).
-    connections: Option<Box<Connections>>,
 }
 
 #[inline]
@@ -71,9 +65,6 @@ fn waiting(state: u64) -> bool {
 /// An owned `HANDLE` unit.
 pub(crate) struct HandleRef {
     block: NonNull<Block>,
-    /// The block's registry, if it has one: its address kept here too, so that registering
-    /// a connection does not wait for one more load.
-    connections: Option<NonNull<Connections>>,
 }
 
 /// An owned `GUARD` unit.
@@ -81,15 +72,7 @@ pub(crate) struct GuardRef {
     block: NonNull<Block>,
 }
 
-/// The block's address, owning nothing: what a long-lived connection keeps. The registry's
-/// words hold guard units of their own (`connections.rs`, invariant 1), and a connection
-/// reaches the block only while its word holds one.
-#[derive(Clone, Copy)]
-pub(crate) struct BlockPtr {
-    block: NonNull<Block>,
-}
-
-// SAFETY: `Block` holds only an atomic, an `Event` and the registry, all `Send + Sync`; the pointer is a
+// SAFETY: `Block` holds only an atomic and an `Event`, both `Send + Sync`; the pointer is a
 // shared, reference-counted pointer to it (like `Arc<Block>`), so moving or sharing the unit
 // across threads is as safe as moving or sharing an `Arc`.
 unsafe impl Send for HandleRef {}
@@ -99,25 +82,18 @@ unsafe impl Sync for HandleRef {}
 unsafe impl Send for GuardRef {}
 // SAFETY: see above.
 unsafe impl Sync for GuardRef {}
-// SAFETY: see above; it only gives a unit back (`BlockPtr::into_guard`), by its caller's proof.
-unsafe impl Send for BlockPtr {}
-// SAFETY: see above.
-unsafe impl Sync for BlockPtr {}
 
 impl HandleRef {
-    pub(crate) fn new(connections: Option<Box<Connections>>) -> Self {
+    pub(crate) fn new() -> Self {
         let block = Box::new(Block {
             state: AtomicU64::new(HANDLE),
             zero: Event::new(),
-            connections,
         });
         // `Event` allocates its waiter list on first use; do it now, so that no guard drop
         // (which may notify) ever allocates.
         block.zero.notify(0);
-        let connections = block.connections.as_deref().map(NonNull::from);
         Self {
             block: NonNull::from(Box::leak(block)),
-            connections,
         }
     }
 
@@ -127,23 +103,7 @@ impl HandleRef {
         unsafe { self.block.as_ref() }
     }
 
-    /// The registry of long-lived connections, if the block has one.
-    #[inline]
-    pub(crate) fn connections(&self) -> Option<&Connections> {
-        // SAFETY: the registry is in the block (boxed, so it never moves), which is alive
-        // while we own a unit of it (invariant 2).
-        self.connections
-            .map(|connections| unsafe { connections.as_ref() })
-    }
-
-    /// The block's address, for a connection registered through this handle.
-    #[inline]
-    pub(crate) fn ptr(&self) -> BlockPtr {
-        BlockPtr { block: self.block }
-    }
-
-    /// Live guard units right now (the registry's words hold some: see
-    /// [`InFlight::count`](super::InFlight::count)).
+    /// Live guard units right now.
     #[inline]
     pub(crate) fn guards(&self) -> u64 {
         // Acquire: pairs with the Release of guard drops, so work done under a guard that is
@@ -171,14 +131,7 @@ impl HandleRef {
         // every guard's decrement (invariant 4); Relaxed suffices for that, and the re-read
         // that follows is Acquire.
         block.state.fetch_or(WAITING, Ordering::Relaxed);
-        let listener = block.zero.listen();
-        // Someone waits for zero: the registry's idle words give their units back now, and
-        // every word as it empties from now on (`connections.rs`, invariant 6).
-        if let Some(connections) = self.connections() {
-            // SAFETY: the registry is in this block, of which we hold a unit.
-            unsafe { connections.unstick(self.ptr()) };
-        }
-        listener
+        block.zero.listen()
     }
 }
 
@@ -189,40 +142,12 @@ impl Clone for HandleRef {
         if handles(prev) >= MAX_HANDLES {
             overflow();
         }
-        Self {
-            block: self.block,
-            connections: self.connections,
-        }
+        Self { block: self.block }
     }
 }
 
 impl Drop for HandleRef {
     fn drop(&mut self) {
-        if let Some(connections) = self.connections() {
-            // The last handle: nobody can wait for zero any more, so the registry's idle
-            // words give their units back now, or the block would never be freed
-            // (`connections.rs`, invariant 6). Handles are only made from handles (or, in
-            // `drop_maybe_last`, once someone waited, and so unstuck the words already), so
-            // a count of one is ours alone, and a compare-exchange tells it from a count two
-            // handles are dropping at once.
-            let state = &self.block().state;
-            // Relaxed: a guess for the compare-exchange.
-            let mut current = state.load(Ordering::Relaxed);
-            while handles(current) > 1 {
-                // Release: as in `release`; other handles remain, so the block stays alive.
-                match state.compare_exchange_weak(
-                    current,
-                    current - HANDLE,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return,
-                    Err(actual) => current = actual,
-                }
-            }
-            // SAFETY: the registry is in this block, of which we hold a unit.
-            unsafe { connections.unstick(self.ptr()) };
-        }
         // SAFETY: we own a unit (invariant 1) and give it up here, once.
         unsafe { release(self.block, HANDLE) }
     }
@@ -287,28 +212,6 @@ impl Drop for GuardRef {
     }
 }
 
-impl GuardRef {
-    /// Hands this unit to a registry word, which gives it back with
-    /// [`BlockPtr::into_guard`].
-    #[inline]
-    pub(crate) fn give_to_word(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl BlockPtr {
-    /// Takes back the unit a registry word held.
-    ///
-    /// # Safety
-    ///
-    /// The caller took the word's unit (cleared its `HELD` bit, or emptied it once it was
-    /// `UNSTUCK`) and gives it up once.
-    #[inline]
-    pub(crate) unsafe fn into_guard(self) -> GuardRef {
-        GuardRef { block: self.block }
-    }
-}
-
 /// Gives up one `unit` and frees the block if it was the last owner.
 ///
 /// # Safety
@@ -342,7 +245,7 @@ mod tests {
 
     #[test]
     fn counts_guards_and_handles_apart() {
-        let handle = HandleRef::new(None);
+        let handle = HandleRef::new();
         let other = handle.clone();
         let a = handle.guard();
         let b = other.guard();
@@ -357,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_waiter_makes_the_last_guard_notify_and_still_free() {
-        let handle = HandleRef::new(None);
+        let handle = HandleRef::new();
         let guard = handle.guard();
         let listener = handle.listen();
         assert!(waiting(handle.block().state.load(Ordering::Relaxed)));
@@ -368,7 +271,7 @@ mod tests {
 
     #[test]
     fn last_guard_frees_the_block_when_handles_are_gone() {
-        let handle = HandleRef::new(None);
+        let handle = HandleRef::new();
         let guard = handle.guard();
         drop(handle);
         drop(guard); // miri reports a leak if the block is not freed here

@@ -23,6 +23,7 @@ pub struct DrainGuard {
 }
 
 impl DrainGuard {
+    #[inline]
     pub(super) fn new(unit: GuardRef) -> Self {
         Self {
             name: None,
@@ -30,6 +31,7 @@ impl DrainGuard {
         }
     }
 
+    #[inline]
     pub(crate) fn named(mut self, registration: Registration) -> Self {
         self.name = Some(registration);
         self

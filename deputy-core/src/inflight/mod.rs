@@ -8,12 +8,11 @@ mod named;
 use std::fmt;
 use std::future::Future;
 
-pub(crate) use self::counter::{BlockPtr, GuardRef, HandleRef};
+use self::counter::HandleRef;
 pub use self::future::{Drained, Track};
 pub use self::guard::DrainGuard;
-pub(crate) use self::named::Registry;
 pub use self::named::Straggler;
-use crate::connections::{Connection, Connections};
+pub(crate) use self::named::{Name, Registry};
 use crate::wait::block_until;
 
 /// Counts work in flight (requests, jobs) so that shutdown can wait for it.
@@ -56,28 +55,8 @@ impl InFlight {
     /// ```
     pub fn new() -> Self {
         Self {
-            counter: HandleRef::new(None),
+            counter: HandleRef::new(),
         }
-    }
-
-    /// A counter with a registry of long-lived connections in its block (the coordinator's).
-    pub(crate) fn with_connections() -> Self {
-        Self {
-            counter: HandleRef::new(Some(Box::new(Connections::new()))),
-        }
-    }
-
-    /// The registry, for a counter made by [`with_connections`](Self::with_connections).
-    pub(crate) fn connections(&self) -> &Connections {
-        self.counter
-            .connections()
-            .expect("the coordinator's counter has a registry")
-    }
-
-    /// Registers a long-lived connection: a slot in the registry.
-    #[inline]
-    pub(crate) fn connection(&self) -> Connection {
-        Connection::register(&self.counter)
     }
 
     /// Marks one unit of work as in flight until the returned guard is dropped.
@@ -109,8 +88,8 @@ impl InFlight {
         Track::new(future, self.guard())
     }
 
-    /// The number of guards alive right now (with the long-lived connections registered,
-    /// for the coordinator's).
+    /// The number of guards alive right now (for the coordinator's, with the long-lived
+    /// connections registered, each of which holds one).
     ///
     /// ```
     /// let in_flight = deputy_core::InFlight::new();
@@ -120,13 +99,7 @@ impl InFlight {
     /// ```
     #[inline]
     pub fn count(&self) -> usize {
-        let units = self.counter.guards() as usize;
-        match self.counter.connections() {
-            // The registry's words hold units of their own, one a word: count connections
-            // instead. Read one after the other, so only a count at about this instant.
-            Some(connections) => (units + connections.open()).saturating_sub(connections.held()),
-            None => units,
-        }
+        self.counter.guards() as usize
     }
 
     /// A future that resolves when nothing is in flight. It resolves at once if the count is

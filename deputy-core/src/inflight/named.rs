@@ -1,23 +1,50 @@
-//! Named work in flight: which requests or jobs hold the drain open, and since when.
+//! Named work in flight: which requests, jobs and long-lived connections hold the drain
+//! open, and since when.
 //!
-//! Only named guards ([`Shutdown::guard_named`](crate::Shutdown::guard_named)) are recorded:
-//! an atomic id, a lock (one of 16, by id) and a map entry each way, on top of the counter's
-//! atomic operation. An unnamed
-//! guard never touches this (its name slot is `None`: a branch on drop, no atomic).
+//! # Layout
+//!
+//! Every named guard of the process has a slot in one pool, [`SLOTS`]: 16 shards, a thread's
+//! by the order in which threads first took one (so two threads never share a shard until
+//! there are more than 16), each shard a list of pages that double in size and live as long
+//! as the process. So a slot never moves and never goes away, and a guard holds a plain
+//! `&'static` reference to it: no reference count to bump, no lock, no unsafe code. A slot
+//! says which coordinator's [`Registry`] it belongs to; a registry reads its own by
+//! scanning the pool, which only `status()`, the report and metrics do.
+//!
+//! Taking a named guard is one compare-exchange (claiming a free slot) and plain stores of
+//! its name, its time and its registry: the name's bytes are copied as they are, never
+//! formatted, and joined into a `String` only where they are read. Dropping it is one
+//! store. The time is the registry's clock, which the coordinator's task keeps to within
+//! [`TICK`] while it runs, so that no guard reads the system clock (BENCHMARKS.md: a read of
+//! it costs five unnamed guards).
+//!
+//! # Invariants
+//!
+//! 1. A slot's `state` is `generation << 2 | FREE, WRITING or LIVE`. Only a compare-exchange
+//!    from `FREE` claims a slot (`WRITING`, the generation bumped); only its claimer writes
+//!    its fields and then publishes it `LIVE` (a release store); only the guard that owns it
+//!    frees it (`FREE`, same generation, a release store). So each slot has one writer at a
+//!    time.
+//! 2. A reader copies a slot's fields between two reads of `state` (acquire, then an acquire
+//!    fence and a relaxed read); the copy counts only if both read the same `LIVE` value. A
+//!    claimer fences (release) between its claim and its writes, so a reader that saw any
+//!    of them sees the claim in its re-read; and a slot freed and claimed again has another
+//!    generation. So a torn copy is never used (the loom models below).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::runtime::Runtime;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// Work in flight of one name: how many, and the age of the oldest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Straggler {
     /// The guards' name: `GET /export` (deputy-tokio's `DrainLayer`), a job's kind, a call
-    /// site.
+    /// site, `connection` (or the name given to a long-lived connection).
     pub name: String,
     /// How many of that name are in flight.
     pub count: usize,
@@ -41,50 +68,360 @@ impl fmt::Display for Straggler {
     }
 }
 
-/// How many locks the registry spreads its entries over: consecutive guards (concurrent
-/// requests) take different ones.
+/// How often the coordinator's task stores the time in its registry's clock while it runs:
+/// a named guard's age is at most this much too old.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// Bytes of a name kept; a longer name is cut (at a character's boundary) and read with `…`
+/// at its end.
+pub(crate) const NAME_BYTES: usize = 56;
+const NAME_WORDS: usize = NAME_BYTES / 8;
+
+#[cfg(not(loom))]
 const SHARDS: usize = 16;
+#[cfg(loom)]
+const SHARDS: usize = 1;
+/// Slots in a shard's first page; page `k` has `FIRST_SLOTS << k`.
+const FIRST_SLOTS: usize = 8;
+/// Pages a shard can have: room for 8 × (2^24 − 1) named guards at once in each.
+const PAGES: usize = 24;
 
-type Entries = HashMap<u64, (Cow<'static, str>, Instant)>;
+const FREE: u64 = 0;
+const WRITING: u64 = 1;
+const LIVE: u64 = 2;
+const STATUS: u64 = 0b11;
+const GENERATION: u64 = 0b100;
 
-/// The named guards alive, by id, in shards by id.
+/// One named guard's place in the pool (invariant 1). Aligned so that slots of two shards
+/// (two threads) share no cache line.
 #[derive(Debug, Default)]
-pub(crate) struct Registry {
-    next: AtomicU64,
-    shards: [Mutex<Entries>; SHARDS],
+#[repr(align(128))]
+pub(crate) struct Slot {
+    state: AtomicU64,
+    /// The [`Registry`] it belongs to.
+    registry: AtomicU64,
+    /// When it was taken: nanoseconds since its registry's `base`.
+    since: AtomicU64,
+    /// The name's length in bytes, and whether it was cut.
+    len: AtomicU64,
+    name: [AtomicU64; NAME_WORDS],
 }
 
-/// A named guard's entry; removed when dropped.
+/// A shard: its pages, made when first needed, and where to look for a free slot first.
+/// Aligned so that one thread's hint and the next shard's pages share no cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    pages: [OnceLock<Box<[Slot]>>; PAGES],
+    /// The flat index of the slot freed last (or claimed last, plus one).
+    hint: AtomicUsize,
+}
+
+/// Every named guard of the process (see the module's docs).
+static SLOTS: OnceLock<Box<[Shard]>> = OnceLock::new();
+
+#[inline]
+fn shards() -> &'static [Shard] {
+    SLOTS.get_or_init(|| {
+        (0..SHARDS)
+            .map(|_| Shard {
+                pages: std::array::from_fn(|_| OnceLock::new()),
+                hint: AtomicUsize::new(0),
+            })
+            .collect()
+    })
+}
+
+/// The page and the index in it of the flat index `i` (pages of 8, 16, 32, ...).
+#[inline]
+fn locate(i: usize) -> (usize, usize) {
+    let page = (usize::BITS - (i / FIRST_SLOTS + 1).leading_zeros() - 1) as usize;
+    (page, i - FIRST_SLOTS * ((1 << page) - 1))
+}
+
+impl Shard {
+    #[inline]
+    fn slot(&self, i: usize) -> Option<&Slot> {
+        let (page, index) = locate(i);
+        self.pages.get(page)?.get()?.get(index)
+    }
+
+    /// Claims a free slot: first the hint's, then the first free one, adding a page when all
+    /// are taken. Its state, `WRITING`, is returned with it.
+    #[inline]
+    fn claim(&'static self) -> (&'static Slot, usize, u64) {
+        let hint = self.hint.load(Ordering::Relaxed);
+        if let Some(slot) = self.slot(hint) {
+            if let Some(state) = slot.try_claim() {
+                self.hint.store(hint + 1, Ordering::Relaxed);
+                return (slot, hint, state);
+            }
+        }
+        self.claim_slow()
+    }
+
+    #[cold]
+    fn claim_slow(&'static self) -> (&'static Slot, usize, u64) {
+        let mut flat = 0;
+        for (k, page) in self.pages.iter().enumerate() {
+            let page =
+                page.get_or_init(|| (0..FIRST_SLOTS << k).map(|_| Slot::default()).collect());
+            for slot in page.iter() {
+                if let Some(state) = slot.try_claim() {
+                    self.hint.store(flat + 1, Ordering::Relaxed);
+                    return (slot, flat, state);
+                }
+                flat += 1;
+            }
+        }
+        panic!("more than {} named guards in flight at once", flat);
+    }
+
+    /// Every slot made so far.
+    fn each_slot(&self) -> impl Iterator<Item = &Slot> {
+        self.pages
+            .iter()
+            .map_while(OnceLock::get)
+            .flat_map(|page| page.iter())
+    }
+}
+
+impl Slot {
+    /// Invariant 1: `FREE` to `WRITING`, with the next generation.
+    #[inline]
+    fn try_claim(&self) -> Option<u64> {
+        // Relaxed: a guess for the compare-exchange.
+        let current = self.state.load(Ordering::Relaxed);
+        if current & STATUS != FREE {
+            return None;
+        }
+        let writing = current + GENERATION + WRITING;
+        // Acquire: the free happens-before our writes.
+        self.state
+            .compare_exchange(current, writing, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // Invariant 2: a reader that sees any of the writes that follow, and then fences,
+        // sees `WRITING` (or later) in its re-read (free on x86: a compiler barrier).
+        fence(Ordering::Release);
+        Some(writing)
+    }
+
+    #[inline]
+    fn write(&self, state: u64, registry: u64, since: u64, name: Name<'_>) {
+        // Relaxed: published by the release store of `LIVE` (invariant 2).
+        self.registry.store(registry, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
+        let (first, first_len) = name.fit(name.first, NAME_WORDS);
+        let first_words = first.len().div_ceil(8);
+        let (second, second_len) = name.fit(name.second, NAME_WORDS - first_words);
+        copy_words(first, &self.name[..first_words]);
+        copy_words(second, &self.name[first_words..]);
+        let sep = u64::from(name.separator);
+        self.len
+            .store(first_len | second_len << 16 | sep << 32, Ordering::Relaxed);
+        self.state.store(state - WRITING + LIVE, Ordering::Release);
+    }
+
+    /// A copy of the slot if it is live and `registry`'s (invariant 2).
+    fn read(&self, registry: u64) -> Option<(String, u64)> {
+        let before = self.state.load(Ordering::Acquire);
+        if before & STATUS != LIVE || self.registry.load(Ordering::Relaxed) != registry {
+            return None;
+        }
+        let since = self.since.load(Ordering::Relaxed);
+        let len = self.len.load(Ordering::Relaxed);
+        let mut bytes = [0u8; NAME_BYTES];
+        for (word, out) in self.name.iter().zip(bytes.chunks_exact_mut(8)) {
+            out.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        fence(Ordering::Acquire);
+        if self.state.load(Ordering::Relaxed) != before {
+            return None;
+        }
+        Some((read_name(&bytes, len), since))
+    }
+}
+
+/// Copies `part` into `words`, eight bytes a word (the last one padded with zeros), straight
+/// from the string: no buffer in between, which would cost a stall where its bytes are
+/// read back as words.
+#[inline]
+fn copy_words(part: &[u8], words: &[AtomicU64]) {
+    let mut chunks = part.chunks_exact(8);
+    let mut words = words.iter();
+    for (chunk, word) in chunks.by_ref().zip(words.by_ref()) {
+        let bytes: [u8; 8] = chunk.try_into().unwrap_or_default();
+        word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+    }
+    let tail = chunks.remainder();
+    if let (false, Some(word)) = (tail.is_empty(), words.next()) {
+        let mut value = 0u64;
+        for (i, byte) in tail.iter().enumerate() {
+            value |= u64::from(*byte) << (8 * i);
+        }
+        word.store(value, Ordering::Relaxed);
+    }
+}
+
+/// The name a slot's bytes and lengths spell (`len`: the first part's length and whether it
+/// was cut, the second's, the separator), cut parts ending in `…`.
+fn read_name(bytes: &[u8; NAME_BYTES], len: u64) -> String {
+    let part = |at: usize, len: u64| {
+        let n = (len & LEN) as usize;
+        let mut text = String::from_utf8_lossy(&bytes[at..(at + n).min(NAME_BYTES)]).into_owned();
+        if len & CUT != 0 {
+            text.push('…');
+        }
+        text
+    };
+    let (first, second, sep) = (len & 0xffff, len >> 16 & 0xffff, (len >> 32) as u8);
+    let mut name = part(0, first);
+    if sep != 0 {
+        name.push(char::from(sep));
+        let at = ((first & LEN) as usize).div_ceil(8) * 8;
+        name.push_str(&part(at, second));
+    }
+    name
+}
+
+/// A name as a guard gives it: one part, or two and the separator between them (`GET`,
+/// `' '`, `/export`), each copied into its slot as it is; up to [`NAME_BYTES`] in all.
+#[derive(Clone, Copy)]
+pub(crate) struct Name<'a> {
+    first: &'a str,
+    separator: u8,
+    second: &'a str,
+}
+
+/// A part's length, in its 16 bits of a slot's `len`.
+const LEN: u64 = 0x7fff;
+/// Set in a part's 16 bits when it was cut.
+const CUT: u64 = 0x8000;
+
+impl<'a> Name<'a> {
+    #[inline]
+    pub(crate) fn new(name: &'a str) -> Self {
+        Self {
+            first: name,
+            separator: 0,
+            second: "",
+        }
+    }
+
+    /// `first`, `separator` (ASCII), `second`.
+    #[inline]
+    pub(crate) fn joined(first: &'a str, separator: u8, second: &'a str) -> Self {
+        Self {
+            first,
+            separator,
+            second,
+        }
+    }
+
+    /// As much of `part` as `words` hold, cut at a character's boundary, and its length
+    /// with [`CUT`] if it was cut.
+    #[inline]
+    fn fit(self, part: &'a str, words: usize) -> (&'a [u8], u64) {
+        if part.len() <= words * 8 {
+            return (part.as_bytes(), part.len() as u64);
+        }
+        let mut take = words * 8;
+        while !part.is_char_boundary(take) {
+            take -= 1;
+        }
+        (&part.as_bytes()[..take], take as u64 | CUT)
+    }
+}
+
+/// One coordinator's named work: its id in the pool, and its clock.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    id: u64,
+    /// The instant the clock counts from.
+    base: Instant,
+    /// Nanoseconds from `base`, stored by [`keep_time`](Self::keep_time) every [`TICK`].
+    clock: AtomicU64,
+    /// Whether `clock` is being kept (otherwise guards read the runtime's clock).
+    ticking: AtomicBool,
+}
+
+/// A named guard's slot; freed when dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
-    registry: Arc<Registry>,
-    id: u64,
+    slot: &'static Slot,
+    /// The slot's `WRITING` state, as claimed: `LIVE` and `FREE` are made from it.
+    state: u64,
+    shard: &'static Shard,
+    flat: usize,
 }
 
 impl Registry {
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        name: Cow<'static, str>,
-        since: Instant,
-    ) -> Registration {
-        // Relaxed: only uniqueness matters.
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock(id).insert(id, (name, since));
+    pub(crate) fn new(runtime: &dyn Runtime) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            base: runtime.now(),
+            clock: AtomicU64::new(0),
+            ticking: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
+    /// Records `name` as in flight from now.
+    #[inline]
+    pub(crate) fn register(&self, name: Name<'_>, runtime: &dyn Runtime) -> Registration {
+        // Acquire: pairs with the store of `ticking` after the first time was stored.
+        let since = if self.ticking.load(Ordering::Acquire) {
+            // Relaxed: a time, at most a tick old; nothing else depends on it.
+            self.clock.load(Ordering::Relaxed)
+        } else {
+            self.nanos(runtime.now())
+        };
+        let shard = &shards()[crate::sync::shard_of_this_thread(SHARDS)];
+        let (slot, flat, state) = shard.claim();
+        slot.write(state, self.id, since, name);
         Registration {
-            registry: self.clone(),
-            id,
+            slot,
+            state,
+            shard,
+            flat,
+        }
+    }
+
+    /// Keeps this registry's clock, so that named guards need not read the system's: never
+    /// resolves; dropping it stops the keeping.
+    pub(crate) async fn keep_time(&self, runtime: &dyn Runtime) -> std::convert::Infallible {
+        struct Ticking<'a>(&'a AtomicBool);
+        impl Drop for Ticking<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let mut now = runtime.now();
+        self.clock.store(self.nanos(now), Ordering::Relaxed);
+        self.ticking.store(true, Ordering::Release);
+        let _ticking = Ticking(&self.ticking);
+        loop {
+            runtime.sleep_until(now + TICK).await;
+            now = runtime.now();
+            self.clock.store(self.nanos(now), Ordering::Relaxed);
         }
     }
 
     /// The oldest named work in flight at `now`, by name, oldest first, at most `limit`
     /// names.
     pub(crate) fn oldest(&self, now: Instant, limit: usize) -> Vec<Straggler> {
-        let mut by_name: HashMap<String, (usize, Instant)> = HashMap::new();
-        for shard in 0..SHARDS as u64 {
-            for (name, since) in self.lock(shard).values() {
-                let entry = by_name.entry(name.to_string()).or_insert((0, *since));
+        let now = self.nanos(now);
+        let mut by_name: HashMap<String, (usize, u64)> = HashMap::new();
+        for slot in shards().iter().flat_map(Shard::each_slot) {
+            if let Some((name, since)) = slot.read(self.id) {
+                let entry = by_name.entry(name).or_insert((0, since));
                 entry.0 += 1;
-                entry.1 = entry.1.min(*since);
+                entry.1 = entry.1.min(since);
             }
         }
         let mut oldest: Vec<Straggler> = by_name
@@ -92,25 +429,137 @@ impl Registry {
             .map(|(name, (count, since))| Straggler {
                 name,
                 count,
-                age: now.saturating_duration_since(since),
+                age: Duration::from_nanos(now.saturating_sub(since)),
             })
             .collect();
         oldest.sort_by(|a, b| b.age.cmp(&a.age).then_with(|| a.name.cmp(&b.name)));
         oldest.truncate(limit);
         oldest
     }
-
-    /// The shard of entry `id`.
-    fn lock(&self, id: u64) -> std::sync::MutexGuard<'_, Entries> {
-        // A panic while holding it leaves the map consistent (one insert or remove).
-        self.shards[id as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl Drop for Registration {
+    #[inline]
     fn drop(&mut self) {
-        self.registry.lock(self.id).remove(&self.id);
+        // Invariant 1: same generation, `FREE`. Release: our writes happen-before the next
+        // claim, and a reader's re-read sees the slot changed.
+        self.slot
+            .state
+            .store(self.state - WRITING + FREE, Ordering::Release);
+        // Relaxed: only where the next claim in this shard looks first.
+        if self.shard.hint.load(Ordering::Relaxed) != self.flat {
+            self.shard.hint.store(self.flat, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Loom models of a slot: run with `RUSTFLAGS="--cfg loom" cargo test -p deputy-core --lib
+/// --release loom_models`.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    fn take(slot: &Slot, name: &str, since: u64) -> u64 {
+        let state = slot.try_claim().expect("the slot is free");
+        slot.write(state, 1, since, Name::new(name));
+        state
+    }
+
+    /// By invariants 1 and 2: a reader racing the slot's free and its next claim sees the
+    /// first name, the second, or nothing; never half of each.
+    #[test]
+    fn a_read_racing_a_reuse_never_mixes_two_names() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let first = take(&slot, "AAAAAAAAAAAAAAAA", 1);
+            let reader = {
+                let slot = slot.clone();
+                thread::spawn(move || slot.read(1))
+            };
+            slot.state.store(first - WRITING + FREE, Ordering::Release);
+            take(&slot, "BBBBBBBBBBBBBBBB", 2);
+            match reader.join().unwrap() {
+                None => {}
+                Some((name, 1)) => assert_eq!(name, "AAAAAAAAAAAAAAAA"),
+                Some((name, 2)) => assert_eq!(name, "BBBBBBBBBBBBBBBB"),
+                other => panic!("a torn read: {other:?}"),
+            }
+        });
+    }
+
+    /// By invariant 1: two threads claiming one free slot: one gets it.
+    #[test]
+    fn two_claims_of_one_slot_give_it_to_one() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::default());
+            let other = {
+                let slot = slot.clone();
+                thread::spawn(move || slot.try_claim().is_some())
+            };
+            let mine = slot.try_claim().is_some();
+            assert!(mine ^ other.join().unwrap());
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn slot_with(name: Name<'_>) -> String {
+        let slot = Slot::default();
+        let state = slot.try_claim().unwrap();
+        slot.write(state, 7, 0, name);
+        slot.read(7).unwrap().0
+    }
+
+    #[test]
+    fn names_are_read_back_as_given() {
+        assert_eq!(slot_with(Name::new("resize")), "resize");
+        assert_eq!(
+            slot_with(Name::joined("GET", b' ', "/export")),
+            "GET /export"
+        );
+        assert_eq!(
+            slot_with(Name::joined("src/a.rs", b':', "42")),
+            "src/a.rs:42"
+        );
+        assert_eq!(slot_with(Name::new("")), "");
+        assert_eq!(slot_with(Name::joined("", b' ', "/")), " /");
+    }
+
+    #[test]
+    fn long_names_are_cut_at_a_character_and_say_so() {
+        let long = "é".repeat(40); // 80 bytes
+        let read = slot_with(Name::new(&long));
+        assert_eq!(read, format!("{}…", "é".repeat(28)));
+        let path = format!("/{}", "x".repeat(100));
+        let read = slot_with(Name::joined("DELETE", b' ', &path));
+        // "DELETE" takes one word; the path the other six.
+        assert_eq!(read, format!("DELETE {}…", &path[..48]));
+        let read = slot_with(Name::joined(&"y".repeat(60), b' ', "/z"));
+        assert_eq!(read, format!("{}… …", "y".repeat(56)));
+    }
+
+    #[test]
+    fn a_slot_of_another_registry_or_freed_is_not_read() {
+        let slot = Slot::default();
+        let state = slot.try_claim().unwrap();
+        slot.write(state, 7, 0, Name::new("x"));
+        assert!(slot.read(8).is_none());
+        slot.state.store(state - WRITING + FREE, Ordering::Release);
+        assert!(slot.read(7).is_none());
+        assert!(slot.try_claim().is_some(), "a freed slot is claimed again");
+    }
+
+    #[test]
+    fn flat_indexes_map_to_pages_of_doubling_size() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(7), (0, 7));
+        assert_eq!(locate(8), (1, 0));
+        assert_eq!(locate(23), (1, 15));
+        assert_eq!(locate(24), (2, 0));
     }
 }

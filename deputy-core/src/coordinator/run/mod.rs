@@ -108,6 +108,16 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
     if let Some(report) = shared.report() {
         return report;
     }
+    // Meanwhile, the named guards' clock is kept (`inflight/named.rs`).
+    let clock = shared.named.keep_time(&*shared.runtime);
+    match select(pin!(shut_down(&shared)), pin!(clock)).await {
+        Either::Left((report, _)) => report,
+        Either::Right((never, _)) => match never {},
+    }
+}
+
+/// Waits for the trigger, then shuts down.
+async fn shut_down(shared: &Shared) -> Arc<ShutdownReport> {
     shared.draining.cancelled().await;
     let triggered_at = shared
         .triggered_at()
@@ -117,12 +127,12 @@ pub(crate) async fn run(shared: Arc<Shared>) -> Arc<ShutdownReport> {
         end,
         timer: shared.runtime.sleep_until(end),
     };
-    let delay_end = wait_drain_delay(&shared, triggered_at, &mut budget).await;
-    wait_in_flight(&shared, triggered_at, delay_end, &mut budget).await;
+    let delay_end = wait_drain_delay(shared, triggered_at, &mut budget).await;
+    wait_in_flight(shared, triggered_at, delay_end, &mut budget).await;
     // However the drain ended, the long-lived connections still open close now.
-    shared.connections().close_all();
-    let phases = run_phases(&shared, &mut budget).await;
-    let report = report::build(&shared, triggered_at, phases);
+    shared.connections.close_all();
+    let phases = run_phases(shared, &mut budget).await;
+    let report = report::build(shared, triggered_at, phases);
     log_outcome(&report);
     shared.finish(report)
 }
@@ -144,7 +154,7 @@ pub(crate) fn abandon(shared: &Shared) {
     let triggered_at = shared
         .triggered_at()
         .unwrap_or_else(|| shared.runtime.now());
-    shared.connections().close_all();
+    shared.connections.close_all();
     // The phase that was running (if any) took its hooks; the others list theirs as
     // abandoned (invariant 3).
     let report = report::build(shared, triggered_at, vec![None; shared.plan.phases.len()]);
@@ -225,7 +235,7 @@ async fn wait_in_flight(
     // the end of the delay (which an adaptive delay decides); the spread never ends by
     // itself, so the drain's own end decides.
     let spread = shared
-        .connections()
+        .connections
         .spread(&*shared.runtime, delay_end, plan.disconnect_window);
     let mut timed_out = false;
     let end = async {

@@ -34,7 +34,7 @@ pub(super) fn build(shared: &Shared, triggered_at: Instant, runs: PhaseRuns) -> 
         in_flight_at_end,
         propagation: shared.arrivals.get(),
         stragglers,
-        connections: shared.connections().report(),
+        connections: shared.connections.report(),
     };
     let ending = machine.ending().unwrap_or(Ending::Abandoned);
     let outcome = ShutdownReport::outcome_of(ending, &drain, &phases);
