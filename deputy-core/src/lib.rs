@@ -89,3 +89,15 @@ pub use manual::ManualClock;
 pub use reason::Reason;
 pub use state::{DrainOutcome, Ending, PhaseOutcome, State};
 pub use token::{CancellationToken, Cancelled, DropGuard};
+
+/// The signals that start a shutdown by default, by number: SIGTERM (15: Kubernetes,
+/// systemd, `docker stop`) and SIGINT (2: Ctrl-C). Both adapters' `handle_signals` take
+/// numbers, so a pod's `lifecycle.stopSignal` or an image's `STOPSIGNAL` is added the same
+/// way on either.
+///
+/// ```
+/// // nginx-style images stop with SIGQUIT (3): drain on it too.
+/// let signals: Vec<i32> = deputy_core::DEFAULT_SIGNALS.into_iter().chain([3]).collect();
+/// assert_eq!(signals, [15, 2, 3]);
+/// ```
+pub const DEFAULT_SIGNALS: [i32; 2] = [15, 2];

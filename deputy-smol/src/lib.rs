@@ -53,10 +53,30 @@ impl Runtime for AsyncIoRuntime {
     }
 }
 
-/// The signals handled by default: SIGTERM (Kubernetes, systemd, docker stop) and SIGINT
-/// (Ctrl-C).
-pub const DEFAULT_SIGNALS: [async_signal::Signal; 2] =
-    [async_signal::Signal::Term, async_signal::Signal::Int];
+pub use deputy_core::DEFAULT_SIGNALS;
+
+/// The signals async-signal can handle, to find one by its number.
+const SIGNALS: [async_signal::Signal; 29] = {
+    use async_signal::Signal::*;
+    [
+        Hup, Int, Quit, Ill, Trap, Abort, Bus, Fpe, Kill, Usr1, Segv, Usr2, Pipe, Alarm, Term,
+        Child, Cont, Stop, Tstp, Ttin, Ttou, Urg, Xcpu, Xfsz, Vtalarm, Prof, Winch, Io, Sys,
+    ]
+};
+
+fn signal_of(number: i32) -> std::io::Result<async_signal::Signal> {
+    SIGNALS
+        .into_iter()
+        .find(|signal| *signal as i32 == number)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "signal {number} cannot be handled on smol (async-signal has no such signal)"
+                ),
+            )
+        })
+}
 
 /// Turns signals into shutdown triggers, with the escalation rule of
 /// [`Shutdown::on_signal`](deputy_core::Shutdown::on_signal): the first signal triggers, the
@@ -66,9 +86,13 @@ pub const DEFAULT_SIGNALS: [async_signal::Signal; 2] =
 /// the returned future is first polled is not lost (nor does it kill the process). Spawn the
 /// future on your executor for the life of the program.
 ///
+/// Signals are given by number, as in deputy-tokio: [`DEFAULT_SIGNALS`], or with more
+/// (`DEFAULT_SIGNALS.into_iter().chain([3])` for a pod whose `stopSignal` is SIGQUIT).
+///
 /// # Errors
 ///
-/// The I/O error if the handlers cannot be installed.
+/// The I/O error if the handlers cannot be installed; `InvalidInput` for a number that is
+/// no signal async-signal handles (real-time signals among them).
 ///
 /// # Examples
 ///
@@ -84,9 +108,13 @@ pub const DEFAULT_SIGNALS: [async_signal::Signal; 2] =
 /// ```
 pub fn handle_signals(
     shutdown: deputy_core::Shutdown,
-    signals: impl IntoIterator<Item = async_signal::Signal>,
+    signals: impl IntoIterator<Item = i32>,
 ) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use futures::StreamExt;
+    let signals = signals
+        .into_iter()
+        .map(signal_of)
+        .collect::<std::io::Result<Vec<_>>>()?;
     let mut stream = async_signal::Signals::new(signals)?;
     Ok(async move {
         while let Some(signal) = stream.next().await {

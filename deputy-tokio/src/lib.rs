@@ -78,9 +78,7 @@ impl Runtime for TokioRuntime {
 #[doc = include_str!("../../README.md")]
 struct ReadmeQuickStart;
 
-/// The signals handled by default: SIGTERM (Kubernetes, systemd, docker stop) and SIGINT
-/// (Ctrl-C).
-pub const DEFAULT_SIGNALS: [i32; 2] = [15, 2];
+pub use deputy_core::DEFAULT_SIGNALS;
 
 /// Turns signals into shutdown triggers, with the escalation rule of
 /// [`Shutdown::on_signal`](deputy_core::Shutdown::on_signal): the first signal triggers, the
@@ -89,7 +87,9 @@ pub const DEFAULT_SIGNALS: [i32; 2] = [15, 2];
 ///
 /// The handlers are installed when this function returns (call it inside a tokio runtime),
 /// so a signal that arrives before the returned future is first polled is not lost. Spawn
-/// the future for the life of the program.
+/// the future for the life of the program. Signals are given by number:
+/// [`DEFAULT_SIGNALS`], or with more (`DEFAULT_SIGNALS.into_iter().chain([3])` for a pod
+/// whose `stopSignal` is SIGQUIT).
 ///
 /// # Errors
 ///
