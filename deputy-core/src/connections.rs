@@ -42,6 +42,19 @@ use crate::runtime::Runtime;
 use crate::sync::{Arc, AtomicU8, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// What a long-lived connection is told to do.
+///
+/// ```
+/// use deputy_core::Notice;
+///
+/// // What a WebSocket handler sends for each notice.
+/// let close_code = |notice: Notice| match notice {
+///     Notice::Move => 1001,  // going away: reconnect elsewhere
+///     Notice::Close => 1012, // the drain is over
+///     _ => 1001,
+/// };
+/// assert_eq!(close_code(Notice::Move), 1001);
+/// assert!(Notice::Move < Notice::Close); // notices only move forward
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Notice {
@@ -115,6 +128,28 @@ pub(crate) struct Connections {
 }
 
 /// How the long-lived connections ended (see [`Shutdown::connection`](crate::Shutdown::connection)).
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, Notice, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .disconnect_window(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// let stubborn = shutdown.connection(); // never moves
+/// shutdown.trigger("deploy");
+/// shutdown.force("do not wait"); // the drain ends: the connection is cut
+/// let report = futures::executor::block_on(coordinator.run());
+/// assert_eq!(stubborn.notice_now(), Some(Notice::Close));
+/// assert_eq!(report.drain.connections.cut, 1);
+/// assert_eq!(
+///     report.drain.connections.to_string(),
+///     "0 long-lived connections told to move, 0 moved, 1 cut"
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionsReport {
@@ -332,6 +367,17 @@ pub struct Connection {
 
 impl Connection {
     /// The latest notice, if one was given.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let connection = shutdown.connection();
+    /// assert_eq!(connection.notice_now(), None);
+    /// drop(coordinator); // ends the shutdown, abandoned: every connection is told to close
+    /// assert_eq!(connection.notice_now(), Some(deputy_core::Notice::Close));
+    /// ```
     pub fn notice_now(&self) -> Option<Notice> {
         self.entry.notice()
     }
@@ -349,6 +395,24 @@ impl Connection {
     /// # Cancel safety
     ///
     /// Cancel safe: the notice stays in the registration until it is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let connection = shutdown.connection();
+    /// # futures::executor::block_on(async {
+    /// futures::select! {
+    ///     // message = socket.next() => ..., in a real handler
+    ///     notice = connection.notice().fuse() => println!("told to {notice:?}"),
+    ///     _ = futures::future::ready(()).fuse() => {} // stands in for a message here
+    /// }
+    /// # });
+    /// # use futures::FutureExt;
+    /// ```
     pub fn notice(&self) -> NoticeFuture<'_> {
         NoticeFuture { connection: self }
     }
@@ -359,6 +423,18 @@ impl Connection {
     /// # Cancel safety
     ///
     /// Cancel safe, as [`notice`](Self::notice).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let connection = shutdown.connection();
+    /// drop(coordinator); // abandoned: Close for everyone
+    /// futures::executor::block_on(connection.closing()); // resolves at once
+    /// ```
     pub fn closing(&self) -> Closing<'_> {
         Closing { connection: self }
     }
@@ -431,6 +507,19 @@ impl fmt::Debug for Connection {
 
 pin_project_lite::pin_project! {
     /// From [`Connection::until_notice`].
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let ticks = futures::stream::repeat("tick");
+    /// let events = shutdown.connection().until_notice(ticks, |_| "event: reconnect");
+    /// drop(coordinator); // a notice (Close) comes: the farewell, then the end
+    /// let seen: Vec<_> = futures::executor::block_on(events.collect());
+    /// assert_eq!(seen, ["event: reconnect"]);
+    /// ```
     #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct UntilNotice<S, F> {
@@ -482,6 +571,17 @@ impl Drop for Connection {
 ///
 /// A connection keeps one waker: await its notice from one task (the connection's own). Two
 /// tasks awaiting the same connection's notice would take turns being the one woken.
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let connection = shutdown.connection();
+/// let notice: deputy_core::NoticeFuture<'_> = connection.notice();
+/// drop(coordinator);
+/// assert_eq!(futures::executor::block_on(notice), deputy_core::Notice::Close);
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct NoticeFuture<'a> {
@@ -497,6 +597,17 @@ impl Future for NoticeFuture<'_> {
 }
 
 /// From [`Connection::closing`]; one waker, as [`NoticeFuture`].
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let connection = shutdown.connection();
+/// let closing: deputy_core::Closing<'_> = connection.closing();
+/// drop(coordinator);
+/// futures::executor::block_on(closing);
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Closing<'a> {

@@ -51,6 +51,17 @@ struct Sleeper {
 
 impl ManualClock {
     /// A clock that starts at the real current instant and then moves only on `advance`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::ManualClock;
+    /// use deputy_core::runtime::Runtime;
+    ///
+    /// let clock = ManualClock::new();
+    /// let start = clock.now();
+    /// std::thread::sleep(Duration::from_millis(5));
+    /// assert_eq!(clock.now(), start); // real time does not move it
+    /// ```
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
@@ -113,6 +124,21 @@ impl ManualClock {
 
     /// Moves the clock to the earliest waiting deadline, if there is one; returns whether it
     /// moved.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::ManualClock;
+    /// use deputy_core::runtime::Runtime;
+    /// use futures::FutureExt;
+    ///
+    /// let clock = ManualClock::new();
+    /// let start = clock.now();
+    /// let mut sleep = clock.sleep_until(start + Duration::from_secs(7));
+    /// assert!((&mut sleep).now_or_never().is_none()); // polled once: now it waits
+    /// assert!(clock.advance_to_next());
+    /// assert_eq!(clock.now() - start, Duration::from_secs(7));
+    /// assert!(sleep.now_or_never().is_some());
+    /// ```
     pub fn advance_to_next(&self) -> bool {
         let Some(deadline) = self.next_deadline() else {
             return false;

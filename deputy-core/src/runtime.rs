@@ -6,6 +6,17 @@ use std::pin::Pin;
 use std::time::Instant;
 
 /// A timer future returned by [`Runtime::sleep_until`].
+///
+/// ```
+/// use deputy_core::ManualClock;
+/// use deputy_core::runtime::{Runtime, Sleep};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let sleep: Sleep = clock.sleep_until(clock.now() + Duration::from_secs(1));
+/// clock.advance(Duration::from_secs(1));
+/// futures::executor::block_on(sleep); // due: resolves
+/// ```
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// The runtime services the coordinator uses: a clock and a timer. Nothing else is needed;
@@ -49,8 +60,29 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// ```
 pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// The current time on this runtime's clock.
+    ///
+    /// ```
+    /// use deputy_core::ManualClock;
+    /// use deputy_core::runtime::Runtime;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let start = clock.now();
+    /// clock.advance(Duration::from_secs(3));
+    /// assert_eq!(clock.now() - start, Duration::from_secs(3));
+    /// ```
     fn now(&self) -> Instant;
 
     /// A future that resolves at `deadline` (at once if it has passed).
+    ///
+    /// ```
+    /// use deputy_core::ManualClock;
+    /// use deputy_core::runtime::Runtime;
+    /// use futures::FutureExt;
+    ///
+    /// let clock = ManualClock::new();
+    /// // A deadline that has passed: ready at once.
+    /// assert!(clock.sleep_until(clock.now()).now_or_never().is_some());
+    /// ```
     fn sleep_until(&self, deadline: Instant) -> Sleep;
 }

@@ -41,6 +41,13 @@ pub enum State {
 
 impl State {
     /// All states, in order.
+    ///
+    /// ```
+    /// use deputy_core::State;
+    ///
+    /// let names: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+    /// assert_eq!(names, ["running", "draining", "stopping", "done"]);
+    /// ```
     pub const ALL: [State; 4] = [
         State::Running,
         State::Draining,
@@ -100,6 +107,17 @@ impl fmt::Display for State {
 }
 
 /// Something that happened, fed to [`Machine::apply`].
+///
+/// ```
+/// use deputy_core::state::{Event, Machine};
+/// use deputy_core::{Reason, State};
+///
+/// let mut machine = Machine::new(0);
+/// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+/// machine.apply(Event::DrainDelayElapsed).unwrap();
+/// machine.apply(Event::InFlightZero).unwrap();
+/// assert_eq!(machine.state(), State::Done); // no phases: done once drained
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Start shutting down (signal, control socket, HTTP, or the program itself).
@@ -121,6 +139,12 @@ pub enum Event {
 }
 
 /// How one phase ended.
+///
+/// ```
+/// use deputy_core::PhaseOutcome;
+///
+/// assert_eq!(PhaseOutcome::Failed.to_string(), "failed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -138,6 +162,10 @@ pub enum PhaseOutcome {
 
 impl PhaseOutcome {
     /// The lower-case name used in logs and in the wire protocol.
+    ///
+    /// ```
+    /// assert_eq!(deputy_core::PhaseOutcome::TimedOut.as_str(), "timed out");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseOutcome::Completed => "completed",
@@ -155,6 +183,19 @@ impl fmt::Display for PhaseOutcome {
 }
 
 /// How the drain ended.
+///
+/// ```
+/// use deputy_core::{DrainOutcome, ManualClock, ShutdownCoordinator};
+/// use std::time::Duration;
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// coordinator.handle().trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// assert_eq!(report.drain.outcome, DrainOutcome::Drained);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DrainOutcome {
     /// Nothing was left in flight.
@@ -169,6 +210,10 @@ pub enum DrainOutcome {
 
 impl DrainOutcome {
     /// The lower-case name used in logs and in the wire protocol.
+    ///
+    /// ```
+    /// assert_eq!(deputy_core::DrainOutcome::Forced.as_str(), "forced");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             DrainOutcome::Drained => "drained",
@@ -186,6 +231,16 @@ impl fmt::Display for DrainOutcome {
 }
 
 /// How the machine reached `Done`.
+///
+/// ```
+/// use deputy_core::state::{Event, Machine};
+/// use deputy_core::{Ending, Reason};
+///
+/// let mut machine = Machine::new(1);
+/// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+/// machine.apply(Event::Abandon).unwrap();
+/// assert_eq!(machine.ending(), Some(Ending::Abandoned));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ending {
     /// Every phase ran to an outcome.
@@ -244,6 +299,15 @@ impl fmt::Display for Rejection {
 impl std::error::Error for Rejection {}
 
 /// The state change an accepted event caused (`from == to` when it only changed bookkeeping).
+///
+/// ```
+/// use deputy_core::state::{Event, Machine};
+/// use deputy_core::{Reason, State};
+///
+/// let mut machine = Machine::new(1);
+/// let step = machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+/// assert_eq!((step.from, step.to), (State::Running, State::Draining));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     /// The state before the event.
@@ -290,6 +354,15 @@ pub struct Machine {
 
 impl Machine {
     /// A running machine for a plan with `phases` stopping phases.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Reason, State};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// assert_eq!(machine.state(), State::Running);
+    /// assert_eq!(machine.phases(), &[None]); // one phase, not run yet
+    /// ```
     pub fn new(phases: usize) -> Self {
         Self {
             state: State::Running,
@@ -303,47 +376,144 @@ impl Machine {
     }
 
     /// The current state.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Reason, State};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert_eq!(machine.state(), State::Draining);
+    /// ```
     pub fn state(&self) -> State {
         self.state
     }
 
     /// The reason given by the trigger that started shutdown.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Reason, State};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// assert_eq!(machine.reason(), None);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert_eq!(machine.reason(), Some(&Reason::Signal(15)));
+    /// ```
     pub fn reason(&self) -> Option<&Reason> {
         self.reason.as_ref()
     }
 
     /// Whether the drain delay has been reported as elapsed.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Reason, State};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert!(!machine.drain_delay_elapsed());
+    /// machine.apply(Event::DrainDelayElapsed).unwrap();
+    /// assert!(machine.drain_delay_elapsed());
+    /// ```
     pub fn drain_delay_elapsed(&self) -> bool {
         self.delay_elapsed
     }
 
     /// How the drain ended, once it has.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{DrainOutcome, Reason};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert_eq!(machine.drain(), None); // still draining
+    /// machine.apply(Event::Force).unwrap();
+    /// assert_eq!(machine.drain(), Some(DrainOutcome::Forced));
+    /// ```
     pub fn drain(&self) -> Option<DrainOutcome> {
         self.drain
     }
 
     /// One entry per phase: its outcome, or `None` while it has not finished.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{PhaseOutcome, Reason};
+    ///
+    /// let mut machine = Machine::new(2);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// machine.apply(Event::Force).unwrap();
+    /// machine.apply(Event::PhaseFinished(PhaseOutcome::Failed)).unwrap();
+    /// assert_eq!(machine.phases(), &[Some(PhaseOutcome::Failed), None]);
+    /// ```
     pub fn phases(&self) -> &[Option<PhaseOutcome>] {
         &self.phases
     }
 
     /// The index of the phase that is running, while `Stopping`.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{PhaseOutcome, Reason};
+    ///
+    /// let mut machine = Machine::new(2);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert_eq!(machine.current_phase(), None); // draining
+    /// machine.apply(Event::Force).unwrap();
+    /// assert_eq!(machine.current_phase(), Some(0));
+    /// machine.apply(Event::PhaseFinished(PhaseOutcome::Completed)).unwrap();
+    /// assert_eq!(machine.current_phase(), Some(1));
+    /// ```
     pub fn current_phase(&self) -> Option<usize> {
         (self.state == State::Stopping).then_some(self.current)
     }
 
     /// How the machine reached `Done`, once it has.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Ending, Reason};
+    ///
+    /// let mut machine = Machine::new(0);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert_eq!(machine.ending(), None);
+    /// machine.apply(Event::BudgetExhausted).unwrap();
+    /// assert_eq!(machine.ending(), Some(Ending::BudgetExhausted));
+    /// ```
     pub fn ending(&self) -> Option<Ending> {
         self.ending
     }
 
     /// Readiness as a load balancer should see it: what the service says while running,
     /// false from the first trigger on.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Reason, State};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// assert!(machine.is_ready(true));
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert!(!machine.is_ready(true));
+    /// ```
     pub fn is_ready(&self, service_ready: bool) -> bool {
         self.state.is_ready(service_ready)
     }
 
     /// Liveness: true until `Done`.
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine};
+    /// use deputy_core::{Reason, State};
+    ///
+    /// let mut machine = Machine::new(1);
+    /// machine.apply(Event::Trigger(Reason::Signal(15))).unwrap();
+    /// assert!(machine.is_live()); // draining: still live
+    /// machine.apply(Event::Abandon).unwrap();
+    /// assert!(!machine.is_live()); // done
+    /// ```
     pub fn is_live(&self) -> bool {
         self.state.is_live()
     }
@@ -366,6 +536,18 @@ impl Machine {
     }
 
     /// Applies `event`. On rejection the machine is unchanged (invariant 3).
+    ///
+    /// ```
+    /// use deputy_core::state::{Event, Machine, Rejection};
+    /// use deputy_core::Reason;
+    ///
+    /// let mut machine = Machine::new(1);
+    /// assert!(machine.apply(Event::Trigger(Reason::Signal(15))).is_ok());
+    /// assert_eq!(
+    ///     machine.apply(Event::Trigger(Reason::Signal(15))),
+    ///     Err(Rejection::AlreadyTriggered)
+    /// );
+    /// ```
     pub fn apply(&mut self, event: Event) -> Result<Step, Rejection> {
         let from = self.state;
         match (from, event) {

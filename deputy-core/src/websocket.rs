@@ -14,13 +14,53 @@ use std::time::Duration;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 /// Close code 1001: the server is going away (restarting, or the pod terminating).
+///
+/// ```
+/// use deputy_core::websocket::GOING_AWAY;
+///
+/// // The close frame's payload: the code, big-endian, then the reason (RFC 6455, 5.5.1).
+/// let mut payload = GOING_AWAY.to_be_bytes().to_vec();
+/// payload.extend_from_slice(b"server restarting");
+/// assert_eq!(&payload[..2], &[0x03, 0xe9]);
+/// ```
 pub const GOING_AWAY: u16 = 1001;
 /// Close code 1012: the service is restarting; some clients reconnect sooner on it.
+///
+/// ```
+/// use deputy_core::websocket::{GOING_AWAY, SERVICE_RESTART};
+///
+/// // Clients that know 1012 may reconnect sooner on it; 1001 is what every client knows.
+/// let clients_know_1012 = false;
+/// let code = if clients_know_1012 { SERVICE_RESTART } else { GOING_AWAY };
+/// assert_eq!(code, 1001);
+/// ```
 pub const SERVICE_RESTART: u16 = 1012;
 /// A sensible bound on the wait for the client's close frame.
+///
+/// ```
+/// use deputy_core::websocket::CLOSE_WAIT;
+/// use deputy_core::{ManualClock, runtime::Runtime};
+///
+/// let clock = ManualClock::new();
+/// // The deadline for `going_away`: the client has this long to answer.
+/// let deadline = clock.sleep_until(clock.now() + CLOSE_WAIT);
+/// # drop(deadline);
+/// ```
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// How the close handshake went, from the server's side.
+///
+/// ```
+/// use deputy_core::websocket::Closed;
+///
+/// // What a close handshake may end as, and what a server logs for it:
+/// let said = |closed: Closed| match closed {
+///     Closed::Answered => "clean close",
+///     Closed::Gone => "the client went first",
+///     Closed::NoAnswer => "dropped after the wait",
+/// };
+/// assert_eq!(said(Closed::Answered), "clean close");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
     /// The client answered with its close frame: a clean close on both sides.

@@ -109,6 +109,18 @@ impl Default for Builder {
 impl Builder {
     /// The whole budget from the first trigger to `Done`, like Kubernetes'
     /// `terminationGracePeriodSeconds` (set that a little higher, so the process can exit).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// // terminationGracePeriodSeconds: 60 in the pod spec; a second to spare for the exit.
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(Duration::from_secs(59))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
     pub fn grace_period(mut self, grace_period: Duration) -> Self {
         self.grace_period = grace_period;
         self
@@ -116,6 +128,18 @@ impl Builder {
 
     /// How long to keep serving after the trigger before waiting for work in flight to end,
     /// so that load balancers stop sending traffic first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// // Endpoints take up to 5 s to stop sending traffic in this cluster.
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::from_secs(5))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
         self
@@ -170,12 +194,39 @@ impl Builder {
 
     /// With [`drain_delay_max`](Self::drain_delay_max): how long without a new connection or
     /// request ends the drain delay (after its minimum). Default 1 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(std::time::Duration::from_secs(60))
+    ///     .drain_delay(Duration::from_secs(1)) // at least
+    ///     .drain_delay_max(Duration::from_secs(15)) // at most
+    ///     .quiet_period(Duration::from_secs(2)) // ends 2 s after the last new traffic
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
     pub fn quiet_period(mut self, quiet: Duration) -> Self {
         self.quiet_period = quiet;
         self
     }
 
     /// How long, after the drain delay, to wait for work in flight to end.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// // Requests take at most 20 s here; a longer one is cut off.
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(std::time::Duration::from_secs(60))
+    ///     .drain_timeout(Duration::from_secs(20))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
@@ -208,6 +259,23 @@ impl Builder {
 
     /// Appends a phase; if a phase of that name exists (a default one, say), sets its timeout
     /// instead, keeping its place.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// use deputy_core::{Phase, phases};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(std::time::Duration::from_secs(60))
+    ///     .phase(Phase::new(phases::FLUSH).timeout(Duration::from_secs(10))) // a default's timeout
+    ///     .phase(Phase::new("notify-peers")) // a new phase, last
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let names: Vec<&str> = shutdown.phases().collect();
+    /// assert_eq!(names, ["stop-accepting", "flush", "close", "notify-peers"]);
+    /// ```
     pub fn phase(mut self, phase: Phase) -> Self {
         if !self.check_name(&phase) {
             return self;
@@ -220,16 +288,53 @@ impl Builder {
     }
 
     /// Inserts a new phase just before the phase named `existing`.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Phase, ShutdownCoordinator, phases};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(std::time::Duration::from_secs(60))
+    ///     .phase_before(phases::CLOSE, Phase::new("checkpoint"))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let names: Vec<&str> = shutdown.phases().collect();
+    /// assert_eq!(names, ["stop-accepting", "flush", "checkpoint", "close"]);
+    /// ```
     pub fn phase_before(self, existing: &str, phase: Phase) -> Self {
         self.insert(existing, phase, 0)
     }
 
     /// Inserts a new phase just after the phase named `existing`.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Phase, ShutdownCoordinator, phases};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(std::time::Duration::from_secs(60))
+    ///     .phase_after(phases::STOP_ACCEPTING, Phase::new("deregister"))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let names: Vec<&str> = shutdown.phases().collect();
+    /// assert_eq!(names, ["stop-accepting", "deregister", "flush", "close"]);
+    /// ```
     pub fn phase_after(self, existing: &str, phase: Phase) -> Self {
         self.insert(existing, phase, 1)
     }
 
     /// Removes the default phases; only the phases added afterwards exist.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Phase, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .without_default_phases()
+    ///     .phase(Phase::new("stop-workers"))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// assert_eq!(coordinator.handle().phases().collect::<Vec<_>>(), ["stop-workers"]);
+    /// ```
     pub fn without_default_phases(mut self) -> Self {
         self.phases
             .retain(|p| !phases::DEFAULTS.contains(&p.name()));
@@ -237,6 +342,21 @@ impl Builder {
     }
 
     /// The exit codes the report maps outcomes to.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ExitCodes, ManualClock, ShutdownCoordinator};
+    ///
+    /// // A supervisor that restarts on any non-zero code: a timed-out drain still counts as clean.
+    /// let codes = ExitCodes { timed_out: 0, ..ExitCodes::default() };
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .exit_codes(codes)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// assert_eq!(futures::executor::block_on(coordinator.run()).exit_code, 0);
+    /// ```
     pub fn exit_codes(mut self, codes: ExitCodes) -> Self {
         self.exit_codes = codes;
         self
@@ -244,6 +364,23 @@ impl Builder {
 
     /// Accepts a plan whose timeouts add up to more than the grace period (see
     /// [Budget check](Self#budget-check)); `build` logs a warning instead of failing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// use deputy_core::Phase;
+    ///
+    /// // 10 s of drain delay and a 30 s phase do not fit in 30 s: refused, unless allowed.
+    /// let plan = || {
+    ///     ShutdownCoordinator::builder()
+    ///         .grace_period(Duration::from_secs(30))
+    ///         .drain_delay(Duration::from_secs(10))
+    ///         .phase(Phase::new("flush").timeout(Duration::from_secs(30)))
+    /// };
+    /// assert!(plan().build(ManualClock::new()).is_err());
+    /// assert!(plan().allow_over_budget().build(ManualClock::new()).is_ok());
+    /// ```
     pub fn allow_over_budget(mut self) -> Self {
         self.allow_over_budget = true;
         self
@@ -256,6 +393,20 @@ impl Builder {
     /// A [`BuildError`] for a zero grace period, an empty or duplicate phase name, a
     /// `phase_before`/`phase_after` naming no phase, a disconnect window longer than the
     /// drain timeout, or a plan over budget.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// use deputy_core::BuildError;
+    ///
+    /// let refused = ShutdownCoordinator::builder()
+    ///     .grace_period(Duration::ZERO)
+    ///     .build(ManualClock::new());
+    /// assert!(matches!(refused, Err(BuildError::ZeroGracePeriod)));
+    /// ```
     pub fn build(self, runtime: impl Runtime) -> Result<ShutdownCoordinator, BuildError> {
         if let Some(error) = self.error {
             return Err(error);

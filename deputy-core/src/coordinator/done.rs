@@ -18,6 +18,19 @@ use crate::wait::poll_until;
 /// It owns what it watches, so it can be stored, spawned or awaited from any number of tasks
 /// after its handle is gone. Since dropping the coordinator ends an unfinished shutdown as
 /// abandoned, it never waits for a shutdown nobody drives.
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let done: deputy_core::Done = shutdown.done();
+/// let waiter = std::thread::spawn(move || futures::executor::block_on(done).exit_code);
+/// shutdown.trigger("deploy");
+/// shutdown.force("skip the drain");
+/// futures::executor::block_on(coordinator.run());
+/// assert_eq!(waiter.join().unwrap(), 0);
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Done {
     shared: Arc<Shared>,

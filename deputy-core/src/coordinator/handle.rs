@@ -51,6 +51,15 @@ pub struct Shutdown {
 impl Shutdown {
     /// Starts shutting down. Returns `true` if this call started it, `false` if shutdown was
     /// already triggered (a repeated trigger never forces; see [`force`](Self::force)).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(shutdown.trigger("deploy")); // started it
+    /// assert!(!shutdown.trigger("again")); // already triggered
+    /// ```
     pub fn trigger(&self, reason: impl Into<Reason>) -> bool {
         self.shared.request(TriggerKind::Trigger, reason.into())
     }
@@ -127,11 +136,32 @@ impl Shutdown {
     }
 
     /// The current state: one atomic load.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// use deputy_core::State;
+    /// assert_eq!(shutdown.state(), State::Running);
+    /// shutdown.trigger("deploy");
+    /// assert_eq!(shutdown.state(), State::Draining);
+    /// ```
     pub fn state(&self) -> State {
         self.shared.state()
     }
 
     /// Whether shutdown has been triggered.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(!shutdown.is_triggered());
+    /// shutdown.trigger("deploy");
+    /// assert!(shutdown.is_triggered());
+    /// ```
     pub fn is_triggered(&self) -> bool {
         self.state() > State::Running
     }
@@ -153,24 +183,65 @@ impl Shutdown {
 
     /// Says the service is ready to receive traffic (K8sDeputy.jl's `readied!`). Readiness
     /// stays false until this is called, and turns false again from the first trigger on.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(!shutdown.is_ready()); // not until the service says so
+    /// // ... caches warmed, connections open ...
+    /// shutdown.ready();
+    /// assert!(shutdown.is_ready());
+    /// ```
     pub fn ready(&self) {
         self.shared.set_ready(true);
     }
 
     /// Says the service cannot take traffic for now (it may call [`ready`](Self::ready)
     /// again later).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.ready();
+    /// shutdown.not_ready(); // the database is unreachable for now
+    /// assert!(!shutdown.is_ready());
+    /// ```
     pub fn not_ready(&self) {
         self.shared.set_ready(false);
     }
 
     /// Readiness for a `/health/ready` probe: [`ready`](Self::ready) was called and shutdown
     /// has not been triggered.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.ready();
+    /// assert!(shutdown.is_ready());
+    /// shutdown.trigger("deploy");
+    /// assert!(!shutdown.is_ready()); // off from the trigger on
+    /// ```
     pub fn is_ready(&self) -> bool {
         self.shared.is_ready()
     }
 
     /// Liveness for a `/health/live` probe: true until `Done`, unless
     /// [`not_live`](Self::not_live) says the service is stuck.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.trigger("deploy");
+    /// assert!(shutdown.is_live()); // draining is alive
+    /// ```
     pub fn is_live(&self) -> bool {
         self.shared.is_live()
     }
@@ -193,6 +264,16 @@ impl Shutdown {
     }
 
     /// Says the service is no longer stuck (liveness is true again until `Done`).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.not_live();
+    /// shutdown.live(); // the watchdog was fed again
+    /// assert!(shutdown.is_live());
+    /// ```
     pub fn live(&self) {
         self.shared.set_live(true);
     }
@@ -372,6 +453,17 @@ impl Shutdown {
     }
 
     /// Marks one unit of work as in flight; the drain waits for it (see [`InFlight::guard`]).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let request = shutdown.guard();
+    /// assert_eq!(shutdown.in_flight(), 1);
+    /// drop(request); // the response is sent
+    /// assert_eq!(shutdown.in_flight(), 0);
+    /// ```
     #[inline]
     pub fn guard(&self) -> DrainGuard {
         self.shared.in_flight.guard()
@@ -415,16 +507,47 @@ impl Shutdown {
     }
 
     /// Wraps a future so it counts as in flight until it ends (see [`InFlight::track`]).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let job = shutdown.track(async { 6 * 7 });
+    /// assert_eq!(shutdown.in_flight(), 1);
+    /// assert_eq!(futures::executor::block_on(job), 42);
+    /// assert_eq!(shutdown.in_flight(), 0);
+    /// ```
     pub fn track<F: Future>(&self, future: F) -> Track<F> {
         self.shared.in_flight.track(future)
     }
 
     /// Work in flight now.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let _a = shutdown.guard();
+    /// let _b = shutdown.connection();
+    /// assert_eq!(shutdown.in_flight(), 2);
+    /// ```
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.count()
     }
 
     /// The in-flight counter itself, to hand to code that knows nothing of shutdown.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let counter: deputy_core::InFlight = shutdown.in_flight_counter();
+    /// let _job = counter.guard(); // code that knows only InFlight
+    /// assert_eq!(shutdown.in_flight(), 1);
+    /// ```
     pub fn in_flight_counter(&self) -> InFlight {
         self.shared.in_flight.clone()
     }
@@ -455,6 +578,14 @@ impl Shutdown {
     }
 
     /// The phases, in the order they run.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert_eq!(shutdown.phases().collect::<Vec<_>>(), deputy_core::phases::DEFAULTS);
+    /// ```
     pub fn phases(&self) -> impl Iterator<Item = &str> + '_ {
         self.shared.phase_names.iter().map(|p| &**p)
     }
@@ -492,12 +623,38 @@ impl Shutdown {
     }
 
     /// A snapshot for status endpoints.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// use deputy_core::State;
+    /// shutdown.ready();
+    /// let _request = shutdown.guard();
+    /// let status = shutdown.status();
+    /// assert_eq!((status.state, status.ready, status.in_flight), (State::Running, true, 1));
+    /// ```
     pub fn status(&self) -> Status {
         self.shared.status()
     }
 
     /// Every trigger, force and abandon request so far, in order (the report's
     /// [`triggers`](ShutdownReport::triggers), before it exists): for metrics.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// use deputy_core::TriggerKind;
+    /// shutdown.trigger("deploy");
+    /// shutdown.trigger("again");
+    /// let triggers = shutdown.triggers();
+    /// assert_eq!(triggers.len(), 2);
+    /// assert_eq!(triggers[0].kind, TriggerKind::Trigger);
+    /// assert!(triggers[0].accepted && !triggers[1].accepted);
+    /// ```
     pub fn triggers(&self) -> Vec<TriggerRecord> {
         self.shared.snapshot().triggers
     }
@@ -531,6 +688,21 @@ impl Shutdown {
     }
 
     /// The report, once shutdown is done.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(shutdown.report().is_none());
+    /// shutdown.trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// assert_eq!(shutdown.report().unwrap().exit_code, 0);
+    /// ```
     pub fn report(&self) -> Option<Arc<ShutdownReport>> {
         self.shared.report()
     }

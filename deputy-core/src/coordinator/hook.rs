@@ -63,17 +63,75 @@ pub struct HookContext {
 
 impl HookContext {
     /// The phase this hook runs in.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// coordinator
+    ///     .hook("flush", "kafka", move |ctx| async move {
+    ///         tx.send(ctx.phase().to_owned()).unwrap();
+    ///     })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// assert_eq!(rx.recv().unwrap(), "flush");
+    /// ```
     pub fn phase(&self) -> &str {
         &self.phase
     }
 
     /// The hook's own name.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// coordinator
+    ///     .hook("flush", "kafka", move |ctx| async move {
+    ///         tx.send(ctx.name().to_owned()).unwrap();
+    ///     })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// assert_eq!(rx.recv().unwrap(), "kafka");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// When the phase times out (its own timeout, or the end of the grace period if that comes
     /// first), on the coordinator's clock. A hook still running then is dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// coordinator
+    ///     .hook("flush", "kafka", move |ctx| async move {
+    ///         // Give the broker what time is left, not a guess.
+    ///         tx.send(ctx.deadline()).unwrap();
+    ///     })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// assert!(rx.recv().is_ok());
+    /// ```
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
@@ -81,11 +139,50 @@ impl HookContext {
     /// A token cancelled when the phase times out, just before the hook is dropped (so the
     /// hook's own code after awaiting it does not run): hand it to work the hook spawned, so
     /// that it stops too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// coordinator
+    ///     .hook("flush", "kafka", move |ctx| async move {
+    ///         let token = ctx.token().clone(); // for the thread that does the flushing
+    ///         tx.send(token.is_cancelled()).unwrap();
+    ///     })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// assert_eq!(rx.recv().unwrap(), false); // finished in time
+    /// ```
     pub fn token(&self) -> &CancellationToken {
         &self.token
     }
 
     /// Why shutdown was triggered.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// coordinator
+    ///     .hook("flush", "kafka", move |ctx| async move {
+    ///         tx.send(ctx.reason().to_string()).unwrap();
+    ///     })
+    ///     .unwrap();
+    /// coordinator.handle().trigger("deploy");
+    /// futures::executor::block_on(coordinator.run());
+    /// assert_eq!(rx.recv().unwrap(), "deploy");
+    /// ```
     pub fn reason(&self) -> &Reason {
         &self.reason
     }
@@ -104,6 +201,13 @@ impl HookContext {
 /// ```
 pub trait HookOutput: Send + 'static {
     /// The outcome, with the error's message on failure.
+    ///
+    /// ```
+    /// use deputy_core::HookOutput;
+    ///
+    /// assert_eq!(Err::<(), _>("disk full").into_result(), Err("disk full".to_string()));
+    /// assert_eq!(().into_result(), Ok(()));
+    /// ```
     fn into_result(self) -> Result<(), String>;
 }
 

@@ -76,11 +76,31 @@ pub struct ShutdownCoordinator {
 
 impl ShutdownCoordinator {
     /// Starts configuring a coordinator.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::from_secs(5))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
     pub fn builder() -> Builder {
         Builder::default()
     }
 
     /// A handle for triggering, guards, hooks and readiness; cheap to clone.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let for_the_server = shutdown.clone(); // handles are cheap to clone and share
+    /// assert!(!for_the_server.is_triggered());
+    /// ```
     pub fn handle(&self) -> Shutdown {
         Shutdown {
             shared: self.shared.clone(),
@@ -92,6 +112,20 @@ impl ShutdownCoordinator {
     /// # Errors
     ///
     /// See [`Shutdown::hook`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator, phases};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// coordinator
+    ///     .hook(phases::FLUSH, "metrics", |_ctx| async {
+    ///         // push the last metrics
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .unwrap();
+    /// ```
     pub fn hook<F, Fut>(&self, phase: &str, name: &str, hook: F) -> Result<(), HookError>
     where
         F: FnOnce(HookContext) -> Fut + Send + 'static,
@@ -111,6 +145,22 @@ impl ShutdownCoordinator {
     ///
     /// Not cancel safe: dropping it before `Done` drops the hooks that are running and ends
     /// the shutdown there, as abandoned (see [`Drop`](#impl-Drop-for-ShutdownCoordinator)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .drain_delay(Duration::ZERO)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.trigger("deploy");
+    /// let report = futures::executor::block_on(coordinator.run());
+    /// assert_eq!(report.exit_code, 0);
+    /// ```
     pub async fn run(self) -> ShutdownReport {
         let report = run::run(self.shared.clone()).await;
         ShutdownReport::clone(&report)

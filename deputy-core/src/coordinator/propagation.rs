@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// What arrived: a connection, or a request on one.
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// use deputy_core::Arrival;
+/// shutdown.watch_arrivals(); // something reports this service's traffic
+/// shutdown.trigger("deploy");
+/// shutdown.arrived(Arrival::Connection); // an accept, after the trigger
+/// assert!(shutdown.status().propagation.last_connection.is_some());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arrival {
     /// A new connection (an accept).
@@ -53,6 +65,16 @@ pub struct Propagation {
 
 impl Propagation {
     /// The later of the two, if either arrived.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::Propagation;
+    ///
+    /// let mut seen = Propagation::default();
+    /// seen.last_connection = Some(Duration::from_millis(1200));
+    /// seen.last_request = Some(Duration::from_millis(1400));
+    /// assert_eq!(seen.last(), Some(Duration::from_millis(1400))); // what the drain delay must cover
+    /// ```
     pub fn last(&self) -> Option<Duration> {
         self.last_connection.max(self.last_request)
     }

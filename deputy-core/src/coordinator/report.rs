@@ -60,6 +60,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// The lower-case name used in logs and in the wire protocol.
+    ///
+    /// ```
+    /// assert_eq!(deputy_core::Outcome::Abandoned.as_str(), "abandoned");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Clean => "clean",
@@ -142,6 +146,24 @@ impl fmt::Display for HookOutcome {
 }
 
 /// One hook's line in the report.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{HookOutcome, ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// coordinator
+///     .hook("flush", "kafka", |_| async { Err::<(), _>("broker gone") })
+///     .unwrap();
+/// coordinator.handle().trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// let hook = &report.phases[1].hooks[0];
+/// assert_eq!(hook.outcome, HookOutcome::Failed("broker gone".into()));
+/// assert_eq!(hook.to_string(), "hook kafka: failed in 0.0s: broker gone");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HookReport {
@@ -181,6 +203,22 @@ impl fmt::Display for Secs {
 }
 
 /// One phase's part of the report.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// shutdown.trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+/// assert_eq!(names, ["stop-accepting", "flush", "close"]);
+/// assert!(report.phases.iter().all(|p| p.outcome == deputy_core::PhaseOutcome::Completed));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PhaseReport {
@@ -197,6 +235,23 @@ pub struct PhaseReport {
 }
 
 /// The drain's part of the report.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// shutdown.trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// use deputy_core::DrainOutcome;
+/// assert_eq!(report.drain.outcome, DrainOutcome::Drained);
+/// assert_eq!(report.drain.in_flight_at_end, 0);
+/// assert!(report.drain.stragglers.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {
@@ -219,6 +274,21 @@ pub struct DrainReport {
 }
 
 /// One trigger, force or abandon request, in the order they came.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// shutdown.trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// let first = &report.triggers[0];
+/// assert_eq!((first.reason.to_string(), first.at, first.accepted), ("deploy".into(), Duration::ZERO, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TriggerRecord {
@@ -233,6 +303,18 @@ pub struct TriggerRecord {
 }
 
 /// The kind of a [`TriggerRecord`].
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// use deputy_core::TriggerKind;
+/// shutdown.trigger("deploy");
+/// shutdown.force("impatient");
+/// let kinds: Vec<TriggerKind> = shutdown.triggers().iter().map(|t| t.kind).collect();
+/// assert_eq!(kinds, [TriggerKind::Trigger, TriggerKind::Force]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TriggerKind {
     /// Start shutting down.

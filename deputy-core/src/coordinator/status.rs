@@ -5,6 +5,22 @@ use std::time::Duration;
 use crate::{Propagation, State, Straggler};
 
 /// One step of a shutdown: a state entered, or (while stopping) a phase started.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// shutdown.trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// use futures::StreamExt;
+/// let first = futures::executor::block_on(shutdown.transitions().next()).unwrap();
+/// assert_eq!((first.state, first.phase, first.at), (deputy_core::State::Draining, None, Duration::ZERO));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Transition {

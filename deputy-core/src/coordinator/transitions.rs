@@ -15,6 +15,22 @@ use crate::wait::poll_until;
 /// The stream returned by [`Shutdown::transitions`](crate::Shutdown::transitions): every state
 /// entered and every phase started, in order, from the first trigger on. Nothing is skipped,
 /// however late the stream is polled; it ends after `Done`.
+///
+/// ```
+/// use std::time::Duration;
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder()
+///     .drain_delay(Duration::ZERO)
+///     .build(ManualClock::new())
+///     .unwrap();
+/// let shutdown = coordinator.handle();
+/// shutdown.trigger("deploy");
+/// let report = futures::executor::block_on(coordinator.run());
+/// use futures::StreamExt;
+/// let states: Vec<_> = futures::executor::block_on(shutdown.transitions().collect::<Vec<_>>());
+/// assert_eq!(states.last().unwrap().state, deputy_core::State::Done);
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct Transitions {
     shared: Arc<Shared>,

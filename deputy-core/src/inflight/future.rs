@@ -11,6 +11,17 @@ use super::counter::HandleRef;
 use crate::wait::poll_until;
 
 /// The future returned by [`InFlight::drained`](super::InFlight::drained).
+///
+/// ```
+/// use deputy_core::InFlight;
+///
+/// let in_flight = InFlight::new();
+/// let job = in_flight.guard();
+/// let drained: deputy_core::Drained = in_flight.drained();
+/// let waiter = std::thread::spawn(move || futures::executor::block_on(drained));
+/// drop(job);
+/// waiter.join().unwrap(); // resolved once the job was done
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Drained {
     counter: HandleRef,
@@ -52,6 +63,15 @@ impl fmt::Debug for Drained {
 pin_project! {
     /// A future that counts as in flight until it completes or is dropped; made by
     /// [`InFlight::track`](super::InFlight::track).
+    ///
+    /// ```
+    /// use deputy_core::{InFlight, Track};
+    ///
+    /// let in_flight = InFlight::new();
+    /// let job: Track<_> = in_flight.track(async { "done" });
+    /// assert_eq!(in_flight.count(), 1); // counted from now, not from the first poll
+    /// assert_eq!(futures::executor::block_on(job), "done");
+    /// ```
     #[must_use = "futures do nothing unless awaited"]
     pub struct Track<F> {
         #[pin]

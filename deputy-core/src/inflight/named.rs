@@ -40,6 +40,18 @@ use crate::runtime::Runtime;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// Work in flight of one name: how many, and the age of the oldest.
+///
+/// ```
+/// use deputy_core::{ManualClock, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let _export = shutdown.guard_request("GET", "/export");
+/// let _other = shutdown.guard_request("GET", "/export");
+/// let straggler = &shutdown.status().stragglers[0];
+/// assert_eq!((straggler.name.as_str(), straggler.count), ("GET /export", 2));
+/// assert_eq!(straggler.to_string(), "GET /export ×2 (0.0s)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Straggler {

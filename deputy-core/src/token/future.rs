@@ -14,6 +14,16 @@ use crate::sync::Arc;
 ///
 /// Waiting costs one slot holding the task's waker; cancelling wakes every waiter from one
 /// list, with no lock held.
+///
+/// ```
+/// use deputy_core::{CancellationToken, Cancelled};
+///
+/// let root = CancellationToken::new();
+/// // Stored while its token is a temporary: it still hears the root's cancel.
+/// let cancelled: Cancelled = root.child().cancelled();
+/// root.cancel();
+/// futures::executor::block_on(cancelled);
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Cancelled {
     link: Arc<Link>,

@@ -1,6 +1,17 @@
 use super::CancellationToken;
 
 /// Cancels its token when dropped; made by [`CancellationToken::drop_guard`].
+///
+/// ```
+/// use deputy_core::CancellationToken;
+///
+/// let token = CancellationToken::new();
+/// {
+///     let _guard = token.clone().drop_guard();
+///     // ... if this scope is left early (an error, a panic), the token is cancelled ...
+/// }
+/// assert!(token.is_cancelled());
+/// ```
 #[derive(Debug)]
 #[must_use = "the token is cancelled as soon as the guard is dropped"]
 pub struct DropGuard {
