@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::DrainGuard;
 use crate::runtime::Runtime;
-use crate::sync::{Arc, AtomicU8, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, AtomicU8, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 
 /// What a long-lived connection is told to do.
 ///
@@ -115,7 +115,60 @@ fn notice_of(state: u8) -> Option<Notice> {
 /// A shard's list, aligned so that two threads' locks share no cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(Mutex<Vec<Arc<Entry>>>);
+struct Shard(Mutex<List>);
+
+/// A shard's entries, and entries of connections gone that nothing else holds, to be used
+/// again (registering then allocates nothing).
+#[derive(Debug, Default)]
+struct List {
+    entries: Vec<Arc<Entry>>,
+    spare: Vec<Arc<Entry>>,
+}
+
+impl List {
+    /// An entry for a new connection, with `notice` (none: 0), in the list.
+    #[inline]
+    fn entry(&mut self, notice: u8) -> Arc<Entry> {
+        if self.entries.len() == self.entries.capacity() {
+            self.forget_gone();
+        }
+        let entry = match self.spare.pop() {
+            Some(entry) => {
+                // Relaxed: only this list held it (`forget_gone`), and it is handed out
+                // under the lock; its waker was taken by its last connection's drop.
+                entry.state.store(notice, Ordering::Relaxed);
+                entry
+            }
+            None => Arc::new(Entry {
+                state: AtomicU8::new(notice),
+                waker: Mutex::new(None),
+            }),
+        };
+        self.entries.push(entry.clone());
+        entry
+    }
+
+    /// Forgets the entries of connections gone, keeping as spares those nothing else holds
+    /// (a connection still being dropped, or the window's list of those to tell, may);
+    /// leaves room for as many registrations again as there are entries left.
+    #[cold]
+    fn forget_gone(&mut self) {
+        let spare = &mut self.spare;
+        self.entries.retain(|entry| {
+            if !entry.gone() {
+                return true;
+            }
+            if Arc::strong_count(entry) == 1 && spare.len() < 64 {
+                // Acquire: the last connection's use of it happens-before ours.
+                fence(Ordering::Acquire);
+                spare.push(entry.clone());
+            }
+            false
+        });
+        let room = self.entries.len().max(4);
+        self.entries.reserve(room);
+    }
+}
 
 /// Every long-lived connection registered, and the counts for the report.
 #[derive(Debug)]
@@ -185,30 +238,24 @@ impl Connections {
 
     /// Registers a connection that holds `guard` (invariant 2: with its notice at once if
     /// the window has begun).
+    #[inline]
     pub(crate) fn register(&self, guard: DrainGuard) -> Connection {
-        let entry = Arc::new(Entry::default());
         let mut list = self.shards[crate::sync::shard_of_this_thread(SHARDS)]
             .0
             .lock();
         // Relaxed: the shard's lock orders it with the sweep (invariant 2).
-        let phase = self.phase.load(Ordering::Relaxed);
-        if phase != 0 {
-            let (notice, count) = if phase & CLOSING != 0 {
-                (CLOSE, &self.cut)
-            } else {
-                (MOVE, &self.notified)
-            };
-            // Relaxed: nobody else can see the entry yet.
-            entry.state.store(notice, Ordering::Relaxed);
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        if list.len() == list.capacity() {
-            list.retain(|entry| !entry.gone());
-            // Room for as many again, so the next forgetting is that many registrations away.
-            let room = list.len().max(4);
-            list.reserve(room);
-        }
-        list.push(entry.clone());
+        let notice = match self.phase.load(Ordering::Relaxed) {
+            0 => 0,
+            phase if phase & CLOSING != 0 => {
+                self.cut.fetch_add(1, Ordering::Relaxed);
+                CLOSE
+            }
+            _ => {
+                self.notified.fetch_add(1, Ordering::Relaxed);
+                MOVE
+            }
+        };
+        let entry = list.entry(notice);
         drop(list);
         Connection {
             entry,
@@ -224,7 +271,7 @@ impl Connections {
             return;
         }
         for shard in &self.shards {
-            shard.0.lock().iter().for_each(&mut sweep);
+            shard.0.lock().entries.iter().for_each(&mut sweep);
         }
     }
 
@@ -726,11 +773,40 @@ mod tests {
         for _ in 0..1_000 {
             drop(connections.register(in_flight.guard()));
         }
-        let held: usize = connections.shards.iter().map(|s| s.0.lock().len()).sum();
+        let held: usize = connections
+            .shards
+            .iter()
+            .map(|s| s.0.lock().entries.len())
+            .sum();
         assert!(held <= 2 * 10 + 4, "{held} entries kept for 10 open");
         assert_eq!(in_flight.count(), 10);
         drop(open);
         assert_eq!(in_flight.count(), 0);
+    }
+
+    /// An entry used again (a spare) starts anew: no notice of its last connection's, and
+    /// it is the same allocation.
+    #[test]
+    fn a_spare_entry_keeps_nothing_of_its_last_connection() {
+        let connections = Connections::new();
+        let in_flight = InFlight::new();
+        let told: Vec<_> = (0..4)
+            .map(|_| connections.register(in_flight.guard()))
+            .collect();
+        for connection in &told {
+            assert!(connections.tell(&connection.entry, MOVE));
+        }
+        let addresses: Vec<_> = told.iter().map(|c| Arc::as_ptr(&c.entry)).collect();
+        drop(told);
+        let again: Vec<_> = (0..8)
+            .map(|_| connections.register(in_flight.guard()))
+            .collect();
+        assert!(again.iter().all(|c| c.notice_now().is_none()));
+        let reused = again
+            .iter()
+            .filter(|c| addresses.contains(&Arc::as_ptr(&c.entry)))
+            .count();
+        assert!(reused > 0, "no spare was used");
     }
 
     /// Invariant 3: the drop takes the waker its polls stored, so the shard's list does not

@@ -487,6 +487,7 @@ impl Shutdown {
     /// drop(connection);
     /// assert_eq!(shutdown.in_flight(), 0);
     /// ```
+    #[inline]
     pub fn connection(&self) -> crate::Connection {
         self.connection_named("connection")
     }
@@ -502,6 +503,7 @@ impl Shutdown {
     /// let _chat = shutdown.connection_named("WS /chat");
     /// assert_eq!(shutdown.status().stragglers[0].to_string(), "WS /chat (0.0s)");
     /// ```
+    #[inline]
     pub fn connection_named(&self, name: impl AsRef<str>) -> crate::Connection {
         self.shared.connections.register(self.guard_named(name))
     }
