@@ -487,7 +487,6 @@ impl Shutdown {
     /// drop(connection);
     /// assert_eq!(shutdown.in_flight(), 0);
     /// ```
-    #[inline]
     pub fn connection(&self) -> crate::Connection {
         self.connection_named("connection")
     }
@@ -503,7 +502,6 @@ impl Shutdown {
     /// let _chat = shutdown.connection_named("WS /chat");
     /// assert_eq!(shutdown.status().stragglers[0].to_string(), "WS /chat (0.0s)");
     /// ```
-    #[inline]
     pub fn connection_named(&self, name: impl AsRef<str>) -> crate::Connection {
         self.shared.connections.register(self.guard_named(name))
     }

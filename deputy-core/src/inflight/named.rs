@@ -3,15 +3,14 @@
 //!
 //! # Layout
 //!
-//! Every named guard of the process has a slot in one pool, [`SLOTS`]: 16 shards, a thread's
-//! by the order in which threads first took one (so two threads never share a shard until
-//! there are more than 16), each shard a list of pages that double in size and live as long
-//! as the process. So a slot never moves and never goes away, and a guard holds a plain
+//! Every named guard of the process has a slot in one pool of shards, one shard per thread
+//! that takes named guards (a thread's shard goes to the next thread when it ends), each
+//! shard a list of pages that double in size and live as long as the process. So a slot never moves and never goes away, and a guard holds a plain
 //! `&'static` reference to it: no reference count to bump, no lock, no unsafe code. A slot
 //! says which coordinator's [`Registry`] it belongs to; a registry reads its own by
 //! scanning the pool, which only `status()`, the report and metrics do.
 //!
-//! Taking a named guard is one compare-exchange (claiming a free slot) and plain stores of
+//! Taking a named guard is plain stores: claiming a free slot of the thread's own shard, and
 //! its name, its time and its registry: the name's bytes are copied as they are, never
 //! formatted, and joined into a `String` only where they are read. Dropping it is one
 //! store. The time is the registry's clock, which the coordinator's task keeps to within
@@ -20,11 +19,12 @@
 //!
 //! # Invariants
 //!
-//! 1. A slot's `state` is `generation << 2 | FREE, WRITING or LIVE`. Only a compare-exchange
-//!    from `FREE` claims a slot (`WRITING`, the generation bumped); only its claimer writes
-//!    its fields and then publishes it `LIVE` (a release store); only the guard that owns it
-//!    frees it (`FREE`, same generation, a release store). So each slot has one writer at a
-//!    time.
+//! 1. A slot's `state` is `generation << 2 | FREE, WRITING or LIVE`. Only the thread that owns
+//!    a shard claims its slots (`FREE` to `WRITING`, the generation bumped, a store), but in
+//!    the shared shard of threads being torn down, where a compare-exchange claims; only its
+//!    claimer writes a slot's fields and then publishes it `LIVE` (a release store); only the
+//!    guard that owns it frees it (`FREE`, same generation, a release store). So each slot
+//!    has one writer at a time.
 //! 2. A reader copies a slot's fields between two reads of `state` (acquire, then an acquire
 //!    fence and a relaxed read); the copy counts only if both read the same `LIVE` value. A
 //!    claimer fences (release) between its claim and its writes, so a reader that saw any
@@ -89,10 +89,6 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 pub(crate) const NAME_BYTES: usize = 56;
 const NAME_WORDS: usize = NAME_BYTES / 8;
 
-#[cfg(not(loom))]
-const SHARDS: usize = 16;
-#[cfg(loom)]
-const SHARDS: usize = 1;
 /// Slots in a shard's first page; page `k` has `FIRST_SLOTS << k`.
 const FIRST_SLOTS: usize = 8;
 /// Pages a shard can have: room for 8 × (2^24 − 1) named guards at once in each.
@@ -129,19 +125,84 @@ struct Shard {
     hint: AtomicUsize,
 }
 
-/// Every named guard of the process (see the module's docs).
-static SLOTS: OnceLock<Box<[Shard]>> = OnceLock::new();
+/// Every shard made, for readers. A shard is made when a thread takes its first named guard
+/// and no shard is free, and lives as long as the process.
+static SHARDS: std::sync::Mutex<Vec<&'static Shard>> = std::sync::Mutex::new(Vec::new());
+/// The shards of threads that ended, for the next threads.
+static GIVEN_BACK: std::sync::Mutex<Vec<&'static Shard>> = std::sync::Mutex::new(Vec::new());
+/// The shard of threads being torn down (their own given back): claimed with a
+/// compare-exchange, since several may use it at once.
+static SHARED: OnceLock<&'static Shard> = OnceLock::new();
 
-#[inline]
-fn shards() -> &'static [Shard] {
-    SLOTS.get_or_init(|| {
-        (0..SHARDS)
-            .map(|_| Shard {
-                pages: std::array::from_fn(|_| OnceLock::new()),
-                hint: AtomicUsize::new(0),
-            })
-            .collect()
-    })
+std::thread_local! {
+    /// This thread's own shard, once it has one (a constant start: reading it costs no check
+    /// of whether it was made).
+    static MINE: std::cell::Cell<Option<&'static Shard>> = const { std::cell::Cell::new(None) };
+    /// Gives this thread's shard back when the thread ends.
+    static OWNER: Owner = const { Owner(std::cell::Cell::new(None)) };
+}
+
+struct Owner(std::cell::Cell<Option<&'static Shard>>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(shard) = self.0.take() {
+            let _ = MINE.try_with(|mine| mine.set(None));
+            lock(&GIVEN_BACK).push(shard);
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A push or a pop cannot leave the list half changed.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn new_shard() -> &'static Shard {
+    let shard: &'static Shard = Box::leak(Box::new(Shard {
+        pages: std::array::from_fn(|_| OnceLock::new()),
+        hint: AtomicUsize::new(0),
+    }));
+    lock(&SHARDS).push(shard);
+    shard
+}
+
+/// This thread's shard, and whether it is its own (claimed without a compare-exchange:
+/// invariant 1).
+#[inline(always)]
+fn my_shard() -> (&'static Shard, bool) {
+    match MINE.try_with(std::cell::Cell::get) {
+        Ok(Some(shard)) => (shard, true),
+        _ => adopt_shard(),
+    }
+}
+
+/// A shard for this thread: a free one or a new one, given back when the thread ends; the
+/// shared one for a thread being torn down.
+#[cold]
+fn adopt_shard() -> (&'static Shard, bool) {
+    let shared = || (*SHARED.get_or_init(new_shard), false);
+    if MINE.try_with(|_| ()).is_err() {
+        return shared();
+    }
+    let shard = lock(&GIVEN_BACK).pop().unwrap_or_else(new_shard);
+    match OWNER.try_with(|owner| owner.0.set(Some(shard))) {
+        Ok(()) => {
+            MINE.with(|mine| mine.set(Some(shard)));
+            (shard, true)
+        }
+        Err(_) => {
+            lock(&GIVEN_BACK).push(shard);
+            shared()
+        }
+    }
+}
+
+/// Every shard made so far.
+fn shards() -> Vec<&'static Shard> {
+    lock(&SHARDS).clone()
 }
 
 /// The page and the index in it of the flat index `i` (pages of 8, 16, 32, ...).
@@ -160,26 +221,26 @@ impl Shard {
 
     /// Claims a free slot: first the hint's, then the first free one, adding a page when all
     /// are taken. Its state, `WRITING`, is returned with it.
-    #[inline]
-    fn claim(&'static self) -> (&'static Slot, usize, u64) {
+    #[inline(always)]
+    fn claim(&'static self, own: bool) -> (&'static Slot, usize, u64) {
         let hint = self.hint.load(Ordering::Relaxed);
         if let Some(slot) = self.slot(hint) {
-            if let Some(state) = slot.try_claim() {
+            if let Some(state) = slot.try_claim(own) {
                 self.hint.store(hint + 1, Ordering::Relaxed);
                 return (slot, hint, state);
             }
         }
-        self.claim_slow()
+        self.claim_slow(own)
     }
 
     #[cold]
-    fn claim_slow(&'static self) -> (&'static Slot, usize, u64) {
+    fn claim_slow(&'static self, own: bool) -> (&'static Slot, usize, u64) {
         let mut flat = 0;
         for (k, page) in self.pages.iter().enumerate() {
             let page =
                 page.get_or_init(|| (0..FIRST_SLOTS << k).map(|_| Slot::default()).collect());
             for slot in page.iter() {
-                if let Some(state) = slot.try_claim() {
+                if let Some(state) = slot.try_claim(own) {
                     self.hint.store(flat + 1, Ordering::Relaxed);
                     return (slot, flat, state);
                 }
@@ -200,25 +261,30 @@ impl Shard {
 
 impl Slot {
     /// Invariant 1: `FREE` to `WRITING`, with the next generation.
-    #[inline]
-    fn try_claim(&self) -> Option<u64> {
-        // Relaxed: a guess for the compare-exchange.
-        let current = self.state.load(Ordering::Relaxed);
+    #[inline(always)]
+    fn try_claim(&self, own: bool) -> Option<u64> {
+        // Acquire: the free happens-before our writes.
+        let current = self.state.load(Ordering::Acquire);
         if current & STATUS != FREE {
             return None;
         }
         let writing = current + GENERATION + WRITING;
-        // Acquire: the free happens-before our writes.
-        self.state
-            .compare_exchange(current, writing, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
+        if own {
+            // Invariant 1: only this thread claims in its own shard, and nobody else
+            // writes a free slot: a plain store.
+            self.state.store(writing, Ordering::Relaxed);
+        } else {
+            self.state
+                .compare_exchange(current, writing, Ordering::Acquire, Ordering::Relaxed)
+                .ok()?;
+        }
         // Invariant 2: a reader that sees any of the writes that follow, and then fences,
         // sees `WRITING` (or later) in its re-read (free on x86: a compiler barrier).
         fence(Ordering::Release);
         Some(writing)
     }
 
-    #[inline]
+    #[inline(always)]
     fn write(&self, state: u64, registry: u64, since: u64, name: Name<'_>) {
         // Relaxed: published by the release store of `LIVE` (invariant 2).
         self.registry.store(registry, Ordering::Relaxed);
@@ -257,7 +323,7 @@ impl Slot {
 /// Copies `part` into `words`, eight bytes a word (the last one padded with zeros), straight
 /// from the string: no buffer in between, which would cost a stall where its bytes are
 /// read back as words.
-#[inline]
+#[inline(always)]
 fn copy_words(part: &[u8], words: &[AtomicU64]) {
     let mut chunks = part.chunks_exact(8);
     let mut words = words.iter();
@@ -332,7 +398,7 @@ impl<'a> Name<'a> {
 
     /// As much of `part` as `words` hold, cut at a character's boundary, and its length
     /// with [`CUT`] if it was cut.
-    #[inline]
+    #[inline(always)]
     fn fit(self, part: &'a str, words: usize) -> (&'a [u8], u64) {
         if part.len() <= words * 8 {
             return (part.as_bytes(), part.len() as u64);
@@ -384,7 +450,7 @@ impl Registry {
     }
 
     /// Records `name` as in flight from now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn register(&self, name: Name<'_>, runtime: &dyn Runtime) -> Registration {
         // Acquire: pairs with the store of `ticking` after the first time was stored.
         let since = if self.ticking.load(Ordering::Acquire) {
@@ -393,8 +459,8 @@ impl Registry {
         } else {
             self.nanos(runtime.now())
         };
-        let shard = &shards()[crate::sync::shard_of_this_thread(SHARDS)];
-        let (slot, flat, state) = shard.claim();
+        let (shard, own) = my_shard();
+        let (slot, flat, state) = shard.claim(own);
         slot.write(state, self.id, since, name);
         Registration {
             slot,
@@ -429,7 +495,7 @@ impl Registry {
     pub(crate) fn oldest(&self, now: Instant, limit: usize) -> Vec<Straggler> {
         let now = self.nanos(now);
         let mut by_name: HashMap<String, (usize, u64)> = HashMap::new();
-        for slot in shards().iter().flat_map(Shard::each_slot) {
+        for slot in shards().into_iter().flat_map(Shard::each_slot) {
             if let Some((name, since)) = slot.read(self.id) {
                 let entry = by_name.entry(name).or_insert((0, since));
                 entry.0 += 1;
@@ -474,7 +540,7 @@ mod loom_models {
     use loom::thread;
 
     fn take(slot: &Slot, name: &str, since: u64) -> u64 {
-        let state = slot.try_claim().expect("the slot is free");
+        let state = slot.try_claim(false).expect("the slot is free");
         slot.write(state, 1, since, Name::new(name));
         state
     }
@@ -501,16 +567,16 @@ mod loom_models {
         });
     }
 
-    /// By invariant 1: two threads claiming one free slot: one gets it.
+    /// By invariant 1: two threads claiming one free slot of the shared shard: one gets it.
     #[test]
     fn two_claims_of_one_slot_give_it_to_one() {
         loom::model(|| {
             let slot = Arc::new(Slot::default());
             let other = {
                 let slot = slot.clone();
-                thread::spawn(move || slot.try_claim().is_some())
+                thread::spawn(move || slot.try_claim(false).is_some())
             };
-            let mine = slot.try_claim().is_some();
+            let mine = slot.try_claim(false).is_some();
             assert!(mine ^ other.join().unwrap());
         });
     }
@@ -519,10 +585,11 @@ mod loom_models {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::runtime::Runtime;
 
     fn slot_with(name: Name<'_>) -> String {
         let slot = Slot::default();
-        let state = slot.try_claim().unwrap();
+        let state = slot.try_claim(false).unwrap();
         slot.write(state, 7, 0, name);
         slot.read(7).unwrap().0
     }
@@ -558,12 +625,72 @@ mod tests {
     #[test]
     fn a_slot_of_another_registry_or_freed_is_not_read() {
         let slot = Slot::default();
-        let state = slot.try_claim().unwrap();
+        let state = slot.try_claim(false).unwrap();
         slot.write(state, 7, 0, Name::new("x"));
         assert!(slot.read(8).is_none());
         slot.state.store(state - WRITING + FREE, Ordering::Release);
         assert!(slot.read(7).is_none());
-        assert!(slot.try_claim().is_some(), "a freed slot is claimed again");
+        assert!(
+            slot.try_claim(false).is_some(),
+            "a freed slot is claimed again"
+        );
+    }
+
+    /// A thread's shard goes to the next thread when it ends: threads that come and go
+    /// (a blocking pool's) do not make a shard each.
+    #[test]
+    fn shards_of_threads_that_ended_are_used_again() {
+        let registry = std::sync::Arc::new(Registry::new(&crate::ManualClock::new()));
+        let before = shards().len();
+        for _ in 0..50 {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                let runtime = crate::ManualClock::new();
+                drop(registry.register(Name::new("job"), &runtime));
+            })
+            .join()
+            .unwrap();
+        }
+        // Other tests' threads run meanwhile and may make a few.
+        let made = shards().len() - before;
+        assert!(
+            made < 10,
+            "{made} shards made for 50 threads one after another"
+        );
+    }
+
+    /// A named guard taken while its thread is torn down (from another thread-local's
+    /// destructor, once the thread's shard is given back) is recorded too, in the shared
+    /// shard.
+    #[test]
+    fn a_guard_taken_while_its_thread_ends_is_recorded() {
+        struct Late(std::sync::Arc<Registry>, std::sync::mpsc::Sender<usize>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                let runtime = crate::ManualClock::new();
+                let guard = self.0.register(Name::new("late"), &runtime);
+                let seen = self.0.oldest(runtime.now(), 5).len();
+                drop(guard);
+                let _ = self.1.send(seen);
+            }
+        }
+        std::thread_local! {
+            static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+        }
+        let registry = std::sync::Arc::new(Registry::new(&crate::ManualClock::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let in_thread = registry.clone();
+        std::thread::spawn(move || {
+            let runtime = crate::ManualClock::new();
+            // `LATE` first, then the shard: thread-locals are torn down in the reverse order,
+            // so the shard is given back before `LATE`'s destructor takes its guard.
+            let early = in_thread.clone();
+            LATE.with(|late| *late.borrow_mut() = Some(Late(in_thread, tx)));
+            drop(early.register(Name::new("early"), &runtime));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.recv().unwrap(), 1);
     }
 
     #[test]
