@@ -65,6 +65,8 @@ fn sample(flag: &str, dir: &Path) -> String {
         "--drain-delay-max" => "6s".into(),
         "--quiet-period" => "2s".into(),
         "--stop-signal" => "QUIT".into(),
+        // DEPUTY_TRIGGER_SIGNALS is --trigger-signal's, a list.
+        "--trigger-signal" | "--trigger-signals" => "TERM,INT,QUIT".into(),
         "--port" | "--health-port" | "--ready-port" => port(),
         "--ready-url" | "--stop-url" => format!("http://127.0.0.1:{}/", port()),
         "--map-exit" => "143".into(),

@@ -30,6 +30,11 @@ pub struct Config {
     pub drain_delay: Duration,
     /// The signal that asks the child to stop when it has no control socket. Default TERM.
     pub stop_signal: AnySignal,
+    /// The signals that start the shutdown (and escalate it: each one counts). Default TERM
+    /// and INT; add the pod's `lifecycle.stopSignal` or the image's `STOPSIGNAL` (QUIT for
+    /// nginx) so that it drains too, instead of going to the child at once. Every other
+    /// signal is forwarded to the child.
+    pub trigger_signals: Vec<AnySignal>,
     /// Send the stop signal and forwarded signals to the child's process group.
     pub group: bool,
     /// After the child exits, how long its leftovers get between SIGTERM and SIGKILL.
@@ -102,6 +107,7 @@ impl Config {
             grace: Duration::from_secs(25),
             drain_delay: Duration::from_secs(5),
             stop_signal: AnySignal::TERM,
+            trigger_signals: vec![AnySignal::TERM, AnySignal::INT],
             group: false,
             cleanup_timeout: Duration::from_secs(2),
             health_port: None,
@@ -207,6 +213,13 @@ impl Config {
                 "--ready-port 0 is no port: give the port the child listens on",
             ),
         ])?;
+        if let Some(error) = self
+            .trigger_signals
+            .iter()
+            .find_map(|signal| super::parse_trigger_signal(&signal.number().to_string()).err())
+        {
+            return Err(RunError::Usage(format!("--trigger-signal: {error}")));
+        }
         self.check_lengths()
     }
 

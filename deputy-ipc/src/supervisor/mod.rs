@@ -70,4 +70,4 @@ pub use self::error::RunError;
 pub(crate) use self::log::{say, say_error, say_warn};
 pub use self::log::{say_line, say_line_at};
 pub use self::run::{run, run_then_exit};
-pub use self::signal::{AnySignal, parse_signal, parse_stop_signal};
+pub use self::signal::{AnySignal, parse_signal, parse_stop_signal, parse_trigger_signal};

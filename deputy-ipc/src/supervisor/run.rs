@@ -150,8 +150,8 @@ fn start(config: &Config, event_loop: &EventLoop) -> Result<Supervisor, RunError
 /// signal mask): signals blocked for the signalfd, a subreaper when not PID 1, and the
 /// descriptor limit raised now when the child is to have it too.
 fn take_process_duties(config: &Config) -> Result<Signals, RunError> {
-    let signals =
-        Signals::block().map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
+    let signals = Signals::block(&config.trigger_signals)
+        .map_err(|e| RunError::Setup(format!("cannot set up signals: {e}")))?;
     if std::process::id() != 1
         && config.subreaper
         && let Err(error) = nix::sys::prctl::set_child_subreaper(true)

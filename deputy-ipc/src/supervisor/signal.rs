@@ -28,6 +28,8 @@ pub struct AnySignal(i32);
 impl AnySignal {
     /// SIGTERM, the usual stop signal.
     pub const TERM: AnySignal = AnySignal(15);
+    /// SIGINT (Ctrl-C).
+    pub const INT: AnySignal = AnySignal(2);
     /// SIGKILL.
     pub(crate) const KILL: AnySignal = AnySignal(9);
 
@@ -141,6 +143,40 @@ pub fn parse_signal(text: &str) -> Result<AnySignal, String> {
 /// assert!(parse_stop_signal("CHLD").unwrap_err().contains("ignored by default"));
 /// ```
 pub fn parse_stop_signal(text: &str) -> Result<AnySignal, String> {
+    parse_stop_signal_checked(text)
+}
+
+/// Parses `--trigger-signal`: [`parse_signal`], less the signals deputy has another use
+/// for or cannot read: SIGCHLD (it reaps), and SIGPIPE and the signals of a fault (SIGSEGV,
+/// SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), which keep their default action in deputy.
+///
+/// # Errors
+///
+/// As [`parse_signal`], and a sentence for such a signal.
+///
+/// ```
+/// use deputy_ipc::supervisor::parse_trigger_signal;
+///
+/// // A pod's `lifecycle.stopSignal: SIGQUIT`, or an image's `STOPSIGNAL SIGQUIT` (nginx).
+/// assert_eq!(parse_trigger_signal("SIGQUIT").unwrap().number(), 3);
+/// assert!(parse_trigger_signal("CHLD").unwrap_err().contains("reaps"));
+/// assert!(parse_trigger_signal("SEGV").unwrap_err().contains("cannot start"));
+/// ```
+pub fn parse_trigger_signal(text: &str) -> Result<AnySignal, String> {
+    let signal = parse_signal(text)?;
+    match signal.number() {
+        17 => Err(format!(
+            "{signal} tells deputy a child ended (it reaps on it): it cannot start a shutdown"
+        )),
+        4 | 5 | 7 | 8 | 11 | 13 | 31 => Err(format!(
+            "{signal} keeps its default action in deputy (a fault, or a closed pipe): it \
+             cannot start a shutdown; try TERM, INT, QUIT, HUP or RTMIN+3"
+        )),
+        _ => Ok(signal),
+    }
+}
+
+fn parse_stop_signal_checked(text: &str) -> Result<AnySignal, String> {
     let signal = parse_signal(text)?;
     if matches!(signal.number(), 17 | 18 | 23 | 28) {
         return Err(format!(

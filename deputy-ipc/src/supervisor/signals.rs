@@ -1,7 +1,8 @@
 //! The supervisor's signals: every catchable one is blocked in every thread and read from a
-//! signalfd, as tini does. SIGTERM and SIGINT escalate the shutdown, SIGCHLD reaps, and
-//! every other one (SIGHUP, SIGUSR1, SIGRTMIN+3, SIGPWR, SIGTSTP, ...) goes to the child:
-//! no signal kills, stops or orphans deputy while it has a child.
+//! signalfd, as tini does. The trigger signals (`--trigger-signal`: SIGTERM and SIGINT by
+//! default) escalate the shutdown, SIGCHLD reaps, and every other one (SIGHUP, SIGUSR1,
+//! SIGRTMIN+3, SIGPWR, SIGTSTP, ...) goes to the child: no signal kills, stops or orphans
+//! deputy while it has a child.
 //!
 //! Not read: SIGKILL and SIGSTOP (no process can catch them); the signals of a fault
 //! (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), which are deputy's own and must
@@ -35,6 +36,8 @@ const NOT_READ: [Signal; 9] = [
 #[derive(Debug)]
 pub(crate) struct Signals {
     fd: SignalFd,
+    /// The signals that start and escalate the shutdown.
+    trigger: Vec<AnySignal>,
 }
 
 impl Signals {
@@ -47,7 +50,7 @@ impl Signals {
     /// the terminal's foreground to the child, it hands the foreground back or writes with
     /// TOSTOP set: the kernel then lets the call through and sends nothing.
     #[allow(unsafe_code)]
-    pub(crate) fn block() -> nix::Result<Signals> {
+    pub(crate) fn block(trigger: &[AnySignal]) -> nix::Result<Signals> {
         // Every signal the C library lets a program block (glibc's sigfillset leaves out
         // the two it keeps for its threads), real-time ones included.
         let mut set = SigSet::all();
@@ -60,7 +63,10 @@ impl Signals {
         unsafe { sigaction(Signal::SIGCHLD, &default) }?;
         set.thread_block()?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Signals { fd })
+        Ok(Signals {
+            fd,
+            trigger: trigger.to_vec(),
+        })
     }
 
     /// The descriptor to wait on: readable when a signal is pending.
@@ -69,7 +75,7 @@ impl Signals {
         self.fd.as_fd()
     }
 
-    /// Handles every pending signal: SIGCHLD reaps, SIGTERM and SIGINT escalate the
+    /// Handles every pending signal: SIGCHLD reaps, a trigger signal escalates the
     /// shutdown, every other one goes to the child. Called by the supervisor's loop when the
     /// signalfd is readable; a failure to read is said, once.
     pub(crate) fn handle(&self, shutdown: &Shutdown, child: &Child) {
@@ -96,12 +102,12 @@ impl Signals {
                 let Some(signal) = AnySignal::from_number(number as i32) else {
                     continue;
                 };
-                match signal.standard() {
-                    Some(Signal::SIGCHLD) => child.reap(shutdown),
-                    Some(signal @ (Signal::SIGTERM | Signal::SIGINT)) => {
-                        escalate(shutdown, child, signal);
-                    }
-                    _ => child.forward(signal),
+                if signal.standard() == Some(Signal::SIGCHLD) {
+                    child.reap(shutdown);
+                } else if self.trigger.contains(&signal) {
+                    escalate(shutdown, child, signal);
+                } else {
+                    child.forward(signal);
                 }
             }
             if read < buffer.len() {
@@ -115,9 +121,9 @@ impl Signals {
 /// shutdown (announced elsewhere, whatever started it), the second skips the drain delay,
 /// the third kills everything at once (and the shutdown, now abandoned, waits for the kills
 /// to be reaped: never wait here, since this loop reaps).
-fn escalate(shutdown: &Shutdown, child: &Child, signal: Signal) {
-    let name = signal.as_str();
-    let escalation = shutdown.escalate(deputy_core::Reason::Signal(signal as i32));
+fn escalate(shutdown: &Shutdown, child: &Child, signal: AnySignal) {
+    let name = signal.to_string();
+    let escalation = shutdown.escalate(deputy_core::Reason::Signal(signal.number()));
     if escalation.is_final() {
         if !child.is_done() {
             say_warn!(

@@ -83,10 +83,10 @@ pub(crate) struct Target {
 }
 
 pub(crate) const RUN_HELP: &str = "\
-On SIGTERM or SIGINT (or `deputy terminate`): readiness turns off (--health-port), the child
-keeps serving for --drain-delay, then it is asked to stop: its own way if one is given
-(--stop-command, --stop-url; if that fails, --stop-signal), else over its deputy control
-socket if it serves one (else over its descendants' sockets, for a service under `sh -c`),
+On SIGTERM or SIGINT (the --trigger-signal list; or `deputy terminate`): readiness turns off
+(--health-port), the child keeps serving for --drain-delay, then it is asked to stop: its
+own way if one is given (--stop-command, --stop-url; if that fails, --stop-signal), else
+over its deputy control socket if it serves one (else over its descendants' sockets, for a service under `sh -c`),
 else over K8sDeputy.jl's graceful-terminator.<pid>.socket (the line `terminate`, for a Julia
 service that calls graceful_terminator: Julia dies with a stack trace on SIGTERM), else with
 --stop-signal. If it is still running after --stop-timeout, or when --grace (counted from
@@ -101,8 +101,9 @@ Examples:
   deputy run --notify --watchdog 30s --health-port 8081 -- ./daemon   (calls sd_notify)
   deputy run -- julia entrypoint.jl   (K8sDeputy.jl's graceful_terminator: no sh -c needed)
 
-Images whose STOPSIGNAL is SIGQUIT (nginx): set STOPSIGNAL SIGTERM and --stop-signal QUIT,
-so the drain delay runs before nginx gets its QUIT.
+Images whose STOPSIGNAL is SIGQUIT (nginx), or pods whose lifecycle.stopSignal is: add it to
+the trigger signals and stop the child with it, so the drain delay runs before nginx gets
+its QUIT: --trigger-signal TERM,INT,QUIT --stop-signal QUIT.
 
 Every option can also be set from the environment, by the DEPUTY_ name its help shows
 (DEPUTY_HEALTH_CHECK_PORT, DEPUTY_DRAIN_DELAY and DEPUTY_GRACE_PERIOD are the names services
@@ -177,6 +178,19 @@ pub(crate) struct RunArgs {
     /// QUIT` for nginx, `--stop-signal RTMIN+3` for systemd.
     #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", value_parser = supervisor::parse_stop_signal)]
     pub(crate) stop_signal: Option<AnySignal>,
+    /// A signal that starts the shutdown (repeat it, or give a comma-separated list in the
+    /// variable); every other signal goes to the child. Add the pod's
+    /// `lifecycle.stopSignal` or the image's STOPSIGNAL: `--trigger-signal TERM
+    /// --trigger-signal INT --trigger-signal QUIT` drains on QUIT too, and the child never
+    /// gets that QUIT (it is stopped its own way, after the drain delay).
+    #[arg(
+        long,
+        env = "DEPUTY_TRIGGER_SIGNALS",
+        value_name = "SIGNAL",
+        value_delimiter = ',',
+        value_parser = supervisor::parse_trigger_signal
+    )]
+    pub(crate) trigger_signal: Vec<AnySignal>,
     /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
     /// once no new connection to the child's port (--ready-port or --ready-url's) has come
     /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
@@ -298,6 +312,14 @@ pub(crate) fn command() -> clap::Command {
         ("drain_delay", duration(defaults.drain_delay)),
         ("cleanup_timeout", duration(defaults.cleanup_timeout)),
         ("stop_signal", defaults.stop_signal.to_string()),
+        ("trigger_signal", {
+            let names: Vec<String> = defaults
+                .trigger_signals
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            names.join(",")
+        }),
     ];
     Cli::command().mut_subcommand("run", |mut run| {
         for (id, value) in shown {
@@ -318,6 +340,9 @@ impl RunArgs {
         config.drain_delay_max = self.drain_delay_max;
         config.quiet_period = self.quiet_period.unwrap_or(defaults.quiet_period);
         config.stop_signal = self.stop_signal.unwrap_or(defaults.stop_signal);
+        if !self.trigger_signal.is_empty() {
+            config.trigger_signals = self.trigger_signal;
+        }
         config.group = self.group;
         config.cleanup_timeout = self.cleanup_timeout.unwrap_or(defaults.cleanup_timeout);
         config.health_port = self.health_port;
