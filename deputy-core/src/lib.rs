@@ -87,7 +87,7 @@ pub use error::{BuildError, HookError};
 pub use inflight::{DrainGuard, Drained, InFlight, Straggler, Track};
 pub use manual::ManualClock;
 pub use reason::Reason;
-pub use state::{DrainOutcome, Ending, PhaseOutcome, State};
+pub use state::{DrainOutcome, Ending, PhaseOutcome, Readiness, State};
 pub use token::{CancellationToken, Cancelled, DropGuard};
 
 /// The signals that start a shutdown by default, by number: SIGTERM (15: Kubernetes,

@@ -55,8 +55,9 @@ impl State {
         State::Done,
     ];
 
-    /// Readiness as a load balancer should see it: what the service says (`service_ready`)
-    /// while running, false from the first trigger on. The one home of that rule.
+    /// Readiness as a load balancer should see it under the default rule
+    /// ([`Readiness::OffAtTrigger`]): what the service says (`service_ready`) while running,
+    /// false from the first trigger on.
     ///
     /// ```
     /// use deputy_core::State;
@@ -66,7 +67,7 @@ impl State {
     /// assert!(!State::Draining.is_ready(true));
     /// ```
     pub fn is_ready(self, service_ready: bool) -> bool {
-        service_ready && self == State::Running
+        Readiness::OffAtTrigger.is_ready(self, service_ready)
     }
 
     /// Liveness: true until `Done`. The one home of that rule.
@@ -103,6 +104,56 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// When readiness turns off during a shutdown: a setting of the coordinator
+/// ([`Builder::readiness`](crate::Builder::readiness)), the one home of the rule.
+///
+/// Kubernetes (1.28 and later, KEP-1669) keeps a terminating pod in its EndpointSlices as
+/// `ready: false, terminating: true`, with `serving` following its readiness probe, and
+/// kube-proxy sends traffic to serving terminating endpoints when no ready one is left (a
+/// rollout with `maxSurge: 0`, `externalTrafficPolicy: Local` with the node's only endpoint
+/// draining). [`OffAtTrigger`](Readiness::OffAtTrigger) gives that fallback up, so such
+/// requests fail; [`UntilListenerCloses`](Readiness::UntilListenerCloses) keeps it, serving
+/// them until the drain is over.
+///
+/// Choose `UntilListenerCloses` when a pod may be the last endpoint left for some clients
+/// (one replica, `maxSurge: 0`, node-local traffic); keep the default when other pods are
+/// always ready, so that load balancers that look only at readiness (an ALB, a mesh) take
+/// the pod out at once.
+///
+/// ```
+/// use deputy_core::{Readiness, State};
+///
+/// // Draining: off by default, still on until the listener closes with the other rule.
+/// assert!(!Readiness::OffAtTrigger.is_ready(State::Draining, true));
+/// assert!(Readiness::UntilListenerCloses.is_ready(State::Draining, true));
+/// // Both: off once the drain is over, and whenever the service says it is not ready.
+/// assert!(!Readiness::UntilListenerCloses.is_ready(State::Stopping, true));
+/// assert!(!Readiness::UntilListenerCloses.is_ready(State::Draining, false));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Off from the first trigger on (the default): new traffic stops as soon as the
+    /// endpoints propagate.
+    #[default]
+    OffAtTrigger,
+    /// On through the drain (while `deputy_tokio::serve` keeps its listener open), off when
+    /// the stopping phases begin: a terminating pod stays `serving` for Kubernetes' fallback.
+    UntilListenerCloses,
+}
+
+impl Readiness {
+    /// Readiness as a load balancer should see it, in `state`, when the service itself says
+    /// `service_ready`.
+    pub fn is_ready(self, state: State, service_ready: bool) -> bool {
+        let serving = match self {
+            Readiness::OffAtTrigger => state == State::Running,
+            Readiness::UntilListenerCloses => state <= State::Draining,
+        };
+        serving && service_ready
     }
 }
 

@@ -99,6 +99,11 @@ pub mod service {
         /// the drain timeout).
         #[arg(long, env = "DEPUTY_DISCONNECT_WINDOW", value_parser = deputy_ipc::parse_duration)]
         pub disconnect_window: Option<Duration>,
+        /// Keep /health/ready on through the drain, off only when the listener closes, so
+        /// that a terminating pod serves what kube-proxy sends it when no ready endpoint is
+        /// left (one replica, maxSurge 0, externalTrafficPolicy Local).
+        #[arg(long, env = "DEPUTY_READY_WHILE_DRAINING", value_parser = deputy_ipc::parse_bool)]
+        pub ready_while_draining: bool,
     }
 
     impl DrainOptions {
@@ -115,6 +120,9 @@ pub mod service {
             }
             if let Some(window) = self.disconnect_window {
                 builder = builder.disconnect_window(window);
+            }
+            if self.ready_while_draining {
+                builder = builder.readiness(deputy_core::Readiness::UntilListenerCloses);
             }
             builder.phase(
                 Phase::new("stop-accepting")

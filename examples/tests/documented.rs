@@ -166,7 +166,8 @@ fn value_of(name: &str, dir: &Path, token_file: &Path) -> String {
         | "DEPUTY_GROUP"
         | "DEPUTY_NO_CONTROL_SOCKET"
         | "DEPUTY_NO_SUBREAPER"
-        | "DEPUTY_RAISE_CHILD_NOFILE" => "1".into(),
+        | "DEPUTY_RAISE_CHILD_NOFILE"
+        | "DEPUTY_READY_WHILE_DRAINING" => "1".into(),
         _ => {
             // The option's own: DEPUTY_STOP_SIGNAL is --stop-signal's, and so on.
             let flag = match name {

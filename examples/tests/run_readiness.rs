@@ -186,3 +186,39 @@ fn an_adaptive_drain_delay_waits_out_new_connections_to_the_childs_port() {
         .unwrap_or_else(|| panic!("no last new connection in: {message}"));
     assert!((1.5..3.0).contains(&last), "{message}");
 }
+
+/// `--ready-while-draining` (Kubernetes' serving terminating endpoints): readiness stays on
+/// through the drain delay, with the child still serving, and turns off when the child is
+/// asked to stop.
+#[test]
+fn ready_while_draining_keeps_readiness_until_the_child_is_stopped() {
+    let (port, health) = (free_port(), free_port());
+    let mut deputy = deputy_run(&[
+        "--ready-while-draining",
+        "--drain-delay",
+        "2s",
+        "--health-port",
+        &health.to_string(),
+        "--ready-port",
+        &port.to_string(),
+        "--",
+        "sh",
+        "-c",
+        // Ignores the stop signal for a second, so that the stop is seen from outside.
+        &format!(
+            "trap 'sleep 1; exit 0' TERM; {} --port {port} & wait; wait",
+            example("plain-server").display()
+        ),
+    ]);
+    deputy.expect_out("plain-server: listening");
+    deputy.expect_err("ready: the child accepts connections on port");
+    deputy.signal(Sig::TERM);
+    deputy.expect_err("ready until the drain is over");
+    // The drain delay: still ready, and the child still answers.
+    assert_eq!(http_status(health, "GET", "/health/ready"), 200);
+    assert_eq!(http_status(port, "GET", "/"), 200);
+    deputy.expect_err("sent SIGTERM to process");
+    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    let (code, _, err) = deputy.finish().texts();
+    assert_eq!(code, 0, "{err}");
+}

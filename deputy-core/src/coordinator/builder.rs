@@ -7,6 +7,7 @@ use super::report::ExitCodes;
 use super::shared::{Plan, Shared};
 use crate::error::BuildError;
 use crate::runtime::Runtime;
+use crate::state::Readiness;
 
 /// The longest duration any setting of a plan may have: 100 years (of 365 days). Longer
 /// ones, `Duration::MAX` included, are refused by [`Builder::build`] with
@@ -82,6 +83,7 @@ pub struct Builder {
     disconnect_window: Option<Duration>,
     phases: Vec<Phase>,
     exit_codes: ExitCodes,
+    readiness: Readiness,
     allow_over_budget: bool,
     error: Option<BuildError>,
 }
@@ -100,6 +102,7 @@ impl Default for Builder {
                 .map(|name| Phase::new(*name))
                 .collect(),
             exit_codes: ExitCodes::default(),
+            readiness: Readiness::OffAtTrigger,
             allow_over_budget: false,
             error: None,
         }
@@ -341,6 +344,29 @@ impl Builder {
         self
     }
 
+    /// When readiness turns off during a shutdown: at the trigger (the default), or when the
+    /// drain is over, for Kubernetes' fallback to serving terminating endpoints (see
+    /// [`Readiness`]).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Readiness, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .readiness(Readiness::UntilListenerCloses)
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// let shutdown = coordinator.handle();
+    /// shutdown.ready();
+    /// shutdown.trigger("deploy");
+    /// assert!(shutdown.is_ready()); // still serving the endpoints' fallback
+    /// shutdown.force("the drain is over");
+    /// assert!(!shutdown.is_ready());
+    /// ```
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
     /// The exit codes the report maps outcomes to.
     ///
     /// ```
@@ -467,6 +493,7 @@ impl Builder {
             disconnect_window,
             phases: self.phases,
             exit_codes: self.exit_codes,
+            readiness: self.readiness,
         };
         Ok(ShutdownCoordinator {
             shared: Arc::new(Shared::new(Arc::new(runtime), plan)),

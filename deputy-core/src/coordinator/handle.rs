@@ -231,6 +231,18 @@ impl Shutdown {
         self.shared.is_ready()
     }
 
+    /// The rule readiness follows during a shutdown ([`Builder::readiness`](crate::Builder::readiness)).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Readiness, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// assert_eq!(coordinator.handle().readiness(), Readiness::OffAtTrigger);
+    /// ```
+    pub fn readiness(&self) -> crate::Readiness {
+        self.shared.plan.readiness
+    }
+
     /// Liveness for a `/health/live` probe: true until `Done`, unless
     /// [`not_live`](Self::not_live) says the service is stuck.
     ///

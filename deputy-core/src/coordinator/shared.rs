@@ -33,7 +33,7 @@ use crate::inflight::Registry;
 use crate::runtime::Runtime;
 use crate::state::{Event as MachineEvent, Machine, Rejection, State, Step};
 use crate::sync::{AtomicBool, AtomicU8, Mutex, Ordering};
-use crate::{CancellationToken, InFlight, Reason, Straggler};
+use crate::{CancellationToken, InFlight, Readiness, Reason, Straggler};
 
 /// How many names of work in flight a status or a report lists, the oldest first.
 pub(crate) const MAX_STRAGGLERS: usize = 5;
@@ -51,6 +51,7 @@ pub(crate) struct Plan {
     pub(crate) disconnect_window: Duration,
     pub(crate) phases: Vec<Phase>,
     pub(crate) exit_codes: ExitCodes,
+    pub(crate) readiness: Readiness,
 }
 
 /// The plan and the handles every part reads; the changing state is in [`Inner`], reached
@@ -198,8 +199,9 @@ impl Shared {
 
     pub(crate) fn is_ready(&self) -> bool {
         // Relaxed: as in `set_ready`.
-        self.state()
-            .is_ready(self.service_ready.load(Ordering::Relaxed))
+        self.plan
+            .readiness
+            .is_ready(self.state(), self.service_ready.load(Ordering::Relaxed))
     }
 
     pub(crate) fn set_live(&self, live: bool) {

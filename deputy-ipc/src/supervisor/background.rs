@@ -132,11 +132,15 @@ async fn announce(shutdown: &Shutdown, child: &Child, delay: Duration) {
     let why = shutdown
         .reason()
         .map_or_else(|| "shutdown".to_owned(), |reason| reason.to_string());
+    let readiness = match shutdown.readiness() {
+        deputy_core::Readiness::OffAtTrigger => "readiness off",
+        _ => "ready until the drain is over",
+    };
     if delay.is_zero() {
-        say!("{why}: readiness off, stopping process {}", child.pid());
+        say!("{why}: {readiness}, stopping process {}", child.pid());
     } else {
         say!(
-            "{why}: readiness off, stopping process {} in {}",
+            "{why}: {readiness}, stopping process {} in {}",
             child.pid(),
             humantime::format_duration(delay)
         );

@@ -35,6 +35,11 @@ pub struct Config {
     /// nginx) so that it drains too, instead of going to the child at once. Every other
     /// signal is forwarded to the child.
     pub trigger_signals: Vec<AnySignal>,
+    /// Keep `/health/ready` on through the drain delay, off only when the child is asked to
+    /// stop: a terminating pod stays `serving` in its EndpointSlices, for kube-proxy's
+    /// fallback when no ready endpoint is left (Kubernetes 1.28 and later). Default off:
+    /// readiness turns off at the first signal.
+    pub ready_while_draining: bool,
     /// Send the stop signal and forwarded signals to the child's process group.
     pub group: bool,
     /// After the child exits, how long its leftovers get between SIGTERM and SIGKILL.
@@ -108,6 +113,7 @@ impl Config {
             drain_delay: Duration::from_secs(5),
             stop_signal: AnySignal::TERM,
             trigger_signals: vec![AnySignal::TERM, AnySignal::INT],
+            ready_while_draining: false,
             group: false,
             cleanup_timeout: Duration::from_secs(2),
             health_port: None,

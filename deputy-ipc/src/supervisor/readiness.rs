@@ -59,9 +59,13 @@ impl ReadyCheck {
 }
 
 /// Readiness follows `check`: every 200 ms until the child is ready, then every second,
-/// until shutdown starts (which turns readiness off for good).
+/// until readiness is off for good: from the trigger on, or (`--ready-while-draining`) once
+/// the drain is over.
 pub(super) async fn follow(shutdown: &Shutdown, check: &ReadyCheck) {
-    let draining = shutdown.draining_token();
+    let draining = match shutdown.readiness() {
+        deputy_core::Readiness::OffAtTrigger => shutdown.draining_token(),
+        _ => shutdown.stopping_token(),
+    };
     let mut was_ready = false;
     while !draining.is_cancelled() {
         let ready = check.probe().await;

@@ -200,8 +200,14 @@ fn plan(config: &Config, event_loop: &EventLoop) -> Result<ShutdownCoordinator, 
         abandoned: config.map(128 + 9),
         ..ExitCodes::default()
     };
+    let readiness = if config.ready_while_draining {
+        deputy_core::Readiness::UntilListenerCloses
+    } else {
+        deputy_core::Readiness::OffAtTrigger
+    };
     builder
         .exit_codes(codes)
+        .readiness(readiness)
         .without_default_phases()
         .phase(Phase::new(child::PHASE).timeout(config.grace))
         // The phase may use the whole grace period when a second signal skipped the delay;

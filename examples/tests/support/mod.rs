@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub(crate) mod endpoints;
 mod proc;
 pub(crate) mod proxy;
 pub(crate) mod run;

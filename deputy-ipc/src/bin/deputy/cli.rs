@@ -191,6 +191,12 @@ pub(crate) struct RunArgs {
         value_parser = supervisor::parse_trigger_signal
     )]
     pub(crate) trigger_signal: Vec<AnySignal>,
+    /// Keep /health/ready on through the drain delay, off only when the child is asked to
+    /// stop, so that a terminating pod keeps serving what kube-proxy sends it when no ready
+    /// endpoint is left (one replica, maxSurge 0, externalTrafficPolicy Local). Without it,
+    /// readiness turns off at the first signal.
+    #[arg(long, env = "DEPUTY_READY_WHILE_DRAINING", value_parser = deputy_ipc::parse_bool)]
+    pub(crate) ready_while_draining: bool,
     /// Make the drain delay measure itself: --drain-delay becomes its minimum, and it ends
     /// once no new connection to the child's port (--ready-port or --ready-url's) has come
     /// for --quiet-period, at this at the latest. deputy sees connections, not requests: a
@@ -340,6 +346,7 @@ impl RunArgs {
         config.drain_delay_max = self.drain_delay_max;
         config.quiet_period = self.quiet_period.unwrap_or(defaults.quiet_period);
         config.stop_signal = self.stop_signal.unwrap_or(defaults.stop_signal);
+        config.ready_while_draining = self.ready_while_draining;
         if !self.trigger_signal.is_empty() {
             config.trigger_signals = self.trigger_signal;
         }
