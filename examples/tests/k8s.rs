@@ -538,3 +538,94 @@ fn assert_long_lived_plan_fits(pod: &Value, container: &Value) {
         "terminationGracePeriodSeconds {k8s_grace} leaves no time after the service's {grace:?}"
     );
 }
+
+/// The header line `minimum Kubernetes: 1.N` of a manifest, if it has one.
+fn minimum_kubernetes(file: &str) -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("k8s")
+        .join(file);
+    let text = std::fs::read_to_string(path).unwrap();
+    let at = text.find("minimum Kubernetes: ")? + "minimum Kubernetes: ".len();
+    let version: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    Some(version.trim_end_matches('.').to_owned())
+}
+
+/// The native `sleep` preStop is the drain delay: the library's own is zero, and the sleep
+/// plus the service's budget fit the grace period with room for the exit.
+#[test]
+fn the_sleep_prestop_deployment_waits_once_and_fits_its_grace_period() {
+    let docs = documents("sleep-prestop.yaml");
+    let (pod, container) = pod_and_container(&docs);
+    let sleep = get(container, &["lifecycle", "preStop", "sleep", "seconds"])
+        .as_u64()
+        .expect("a sleep preStop");
+    assert!(
+        get(container, &["lifecycle", "preStop", "exec"]).is_null(),
+        "one preStop action"
+    );
+    assert_eq!(env_of(container, "DEPUTY_DRAIN_DELAY"), Some("0s"));
+    let budget = duration(env_of(container, "DEPUTY_GRACE_PERIOD").unwrap());
+    let grace = get(pod, &["terminationGracePeriodSeconds"])
+        .as_u64()
+        .unwrap();
+    assert!(
+        Duration::from_secs(sleep) + budget < Duration::from_secs(grace),
+        "sleep {sleep}s + budget {budget:?} must fit in {grace}s"
+    );
+    assert_probes_and_prestop_free(container);
+    assert_eq!(
+        minimum_kubernetes("sleep-prestop.yaml").as_deref(),
+        Some("1.34")
+    );
+}
+
+/// The probes of a container whose preStop is not `deputy terminate`.
+fn assert_probes_and_prestop_free(container: &Value) {
+    let port = env_port(container, "DEPUTY_HEALTH_CHECK_PORT");
+    for (probe, path) in [
+        ("readinessProbe", "/health/ready"),
+        ("livenessProbe", "/health/live"),
+    ] {
+        assert_eq!(
+            get(container, &[probe, "httpGet", "path"]).as_str(),
+            Some(path)
+        );
+        assert_eq!(
+            get(container, &[probe, "httpGet", "port"]).as_u64(),
+            Some(u64::from(port))
+        );
+    }
+}
+
+/// The restart rules restart in place on the exit codes deputy gives a shutdown that cut
+/// work off (timed out, abandoned, SIGKILL), and not on a clean one or a failed hook.
+#[test]
+fn the_restart_rules_follow_deputys_exit_codes() {
+    let docs = documents("restart-rules.yaml");
+    let container = &get(&docs[0], &["spec", "template", "spec", "containers"])[0];
+    let rule = &get(container, &["restartPolicyRules"])[0];
+    assert_eq!(rule["action"].as_str(), Some("Restart"));
+    assert_eq!(rule["exitCodes"]["operator"].as_str(), Some("In"));
+    let codes: Vec<i64> = rule["exitCodes"]["values"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let defaults = deputy_core::ExitCodes::default();
+    let restarted = [
+        defaults.timed_out,
+        defaults.abandoned,
+        128 + 9, // SIGKILL, as deputy run reports a child killed by it
+    ];
+    assert_eq!(codes, restarted.map(i64::from));
+    assert!(!codes.contains(&i64::from(defaults.clean)));
+    assert!(!codes.contains(&i64::from(defaults.failed)));
+    assert_eq!(
+        minimum_kubernetes("restart-rules.yaml").as_deref(),
+        Some("1.35")
+    );
+}
