@@ -71,10 +71,13 @@ struct Container {
 impl Container {
     /// `podman run -d --read-only --tmpfs /run --network host -e ... IMAGE`.
     fn run(image: &str, env: &[(&str, String)]) -> Container {
+        // Tests run at once in one process: a number of its own for each container.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
-            "deputy-test-{}-{}",
+            "deputy-test-{}-{}-{}",
             image.rsplit('/').next().unwrap().replace(':', "-"),
-            std::process::id()
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let _ = podman_cmd(&["rm", "-f", &name]);
         let mut command = Command::new("podman");
@@ -243,4 +246,121 @@ fn http_service_as_pid_1_goes_through_the_kubelets_steps_losing_nothing() {
 #[test]
 fn plain_server_under_deputy_run_goes_through_the_kubelets_steps_losing_nothing() {
     kubelet_steps("localhost/deputy/plain-server:dev", true);
+}
+
+/// The pod of `examples/k8s/native-sidecar.yaml`: the application (http-service) behind its
+/// sidecar (tcp-proxy under `deputy run`, drain delay zero), every request through the
+/// sidecar, under load. `native`: the kubelet's order for a native sidecar, the
+/// application's preStop and stop first, the sidecar's stop once it is gone; otherwise the
+/// old layout, both regular containers, each with its preStop, stopped at once. Returns the
+/// requests answered and those accepted but failed, once both containers are gone (within
+/// the grace period).
+fn sidecar_pod(native: bool) -> Option<(usize, usize)> {
+    if let Err(why) = podman() {
+        eprintln!("skipped: {why} (examples/container/setup-podman.sh installs it)");
+        return None;
+    }
+    build_images();
+    let (port, health) = (free_port(), free_port());
+    let (proxy, proxy_health) = (free_port(), free_port());
+    let app = Container::run(
+        "localhost/deputy/http-service:dev",
+        &[
+            ("PORT", port.to_string()),
+            ("DEPUTY_HEALTH_CHECK_PORT", health.to_string()),
+            ("DEPUTY_DRAIN_DELAY", "2s".to_owned()),
+        ],
+    );
+    let sidecar = Container::run(
+        "localhost/deputy/tcp-proxy:dev",
+        &[
+            ("PORT", proxy.to_string()),
+            ("UPSTREAM", format!("127.0.0.1:{port}")),
+            ("DEPUTY_HEALTH_CHECK_PORT", proxy_health.to_string()),
+            ("DEPUTY_READY_PORT", proxy.to_string()),
+        ],
+    );
+    wait_ready(health, &app);
+    wait_ready(proxy_health, &sidecar);
+    let (load, clients) = Load::start(proxy, 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let start = Instant::now();
+    let prestop = |container: &Container| {
+        let name = container.name.clone();
+        std::thread::spawn(move || {
+            podman_cmd(&["exec", &name, "/usr/local/bin/deputy", "terminate"])
+        })
+    };
+    let stop = |container: &Container| {
+        let name = container.name.clone();
+        std::thread::spawn(move || podman_cmd(&["stop", "-t", "20", &name]))
+    };
+    let app_prestop = prestop(&app);
+    let sidecar_prestop = (!native).then(|| prestop(&sidecar));
+    // The endpoints are gone 1 s into the drain delay: no new requests after that.
+    std::thread::sleep(Duration::from_secs(1));
+    load.stop.store(true, Ordering::Relaxed);
+    clients
+        .into_iter()
+        .for_each(|client| client.join().unwrap());
+    let app_prestop = app_prestop.join().unwrap();
+    assert_eq!(
+        app_prestop.status.code(),
+        Some(0),
+        "{}",
+        text(&app_prestop.stderr)
+    );
+    if native {
+        // Regular containers first; the sidecar once they are gone.
+        assert!(stop(&app).join().unwrap().status.success());
+        assert!(stop(&sidecar).join().unwrap().status.success());
+    } else {
+        let _ = sidecar_prestop.map(|p| p.join().unwrap());
+        let (app_stop, sidecar_stop) = (stop(&app), stop(&sidecar));
+        assert!(app_stop.join().unwrap().status.success());
+        assert!(sidecar_stop.join().unwrap().status.success());
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(20), "the pod took {took:?}");
+    let logs = app.logs() + &sidecar.logs();
+    assert_eq!(app.exit_code(), "0", "logs:\n{logs}");
+    assert_eq!(sidecar.exit_code(), "0", "logs:\n{logs}");
+    support::assert_no_panic(&logs);
+    let (answered, failed) = (
+        load.answered.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    let refused = load.refused.load(Ordering::Relaxed);
+    let layout = if native {
+        "native sidecar"
+    } else {
+        "regular containers"
+    };
+    eprintln!(
+        "{layout}: {answered} answered, {failed} failed, {refused} refused, pod gone in {took:?}"
+    );
+    Some((answered, failed + refused))
+}
+
+#[test]
+fn a_native_sidecar_serves_the_application_through_its_whole_drain() {
+    let Some((answered, failed)) = sidecar_pod(true) else {
+        return;
+    };
+    assert!(answered > 0);
+    assert_eq!(failed, 0, "requests through the sidecar failed");
+}
+
+/// The control: the same pod and settings as two regular containers, stopped at once (what
+/// `examples/k8s/sidecar.yaml` does before Kubernetes 1.29), loses requests, so the test
+/// above can fail.
+#[test]
+fn as_regular_containers_the_sidecar_goes_while_the_application_drains() {
+    let Some((_, failed)) = sidecar_pod(false) else {
+        return;
+    };
+    assert!(
+        failed > 0,
+        "no request failed with the sidecar stopped at once"
+    );
 }

@@ -629,3 +629,82 @@ fn the_restart_rules_follow_deputys_exit_codes() {
         Some("1.35")
     );
 }
+
+/// The native sidecar: an init container with `restartPolicy: Always`, no preStop and no
+/// drain delay (the kubelet stops it only once the application is gone), its own /run
+/// directory, in front of the application's port; its `deputy run` command line, as written,
+/// runs tcp-proxy and ends cleanly on the kubelet's SIGTERM.
+#[test]
+fn the_native_sidecar_pod_stops_its_sidecar_last_and_quickly() {
+    let docs = documents("native-sidecar.yaml");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = get(deployment, &["spec", "template", "spec"]);
+    let sidecar = &pod["initContainers"][0];
+    let app = &pod["containers"][0];
+    assert_eq!(sidecar["restartPolicy"].as_str(), Some("Always"));
+    assert!(
+        sidecar["lifecycle"].is_null(),
+        "a native sidecar needs no preStop"
+    );
+    assert_probes_and_prestop(app, env_port(app, "DEPUTY_HEALTH_CHECK_PORT"));
+    assert_run_is_writable(pod, app);
+    assert_run_is_writable(pod, sidecar);
+    assert_ne!(
+        get(sidecar, &["volumeMounts", "0", "subPath"]),
+        get(app, &["volumeMounts", "0", "subPath"])
+    );
+    assert_eq!(
+        minimum_kubernetes("native-sidecar.yaml").as_deref(),
+        Some("1.29")
+    );
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (command, args) = (strings(&sidecar["command"]), strings(&sidecar["args"]));
+    assert!(
+        command.contains(&"--drain-delay=0s".to_owned()),
+        "{command:?}"
+    );
+    // In front of the application: the Service's port is the sidecar's, its upstream the
+    // application's.
+    let app_port = get(app, &["args", "1"]).as_str().unwrap().to_owned();
+    assert_eq!(args.last().unwrap(), &format!("127.0.0.1:{app_port}"));
+    assert_eq!(
+        service_target_port(&docs),
+        get(sidecar, &["ports", "0", "containerPort"])
+            .as_u64()
+            .unwrap()
+    );
+    // The grace period covers the application's budget, then the sidecar's.
+    let app_budget = duration(env_of(app, "DEPUTY_GRACE_PERIOD").unwrap());
+    let grace_flag = command
+        .iter()
+        .find_map(|a| a.strip_prefix("--grace="))
+        .unwrap();
+    let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap());
+    assert!(app_budget + duration(grace_flag) < grace);
+
+    // The command line as written (ports made free), then the kubelet's SIGTERM.
+    let (proxy_port, health) = (support::free_port(), support::free_port());
+    let mut line: Vec<String> = command[1..]
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some(("--health-port", _)) => format!("--health-port={health}"),
+            Some(("--ready-port", _)) => format!("--ready-port={proxy_port}"),
+            _ => a.clone(),
+        })
+        .collect();
+    line.push(support::example("tcp-proxy").display().to_string());
+    line.extend(["--port".to_owned(), proxy_port.to_string()]);
+    line.extend(args[3..].iter().cloned());
+    let mut proxy = support::Proc::start(support::deputy(), line);
+    proxy.expect_out("tcp-proxy: listening");
+    proxy.signal(rustix::process::Signal::TERM);
+    let ended = proxy.finish();
+    assert_eq!(ended.code, 0, "{}", ended.err());
+}

@@ -25,7 +25,7 @@ pub(crate) use proc::{Ended, Proc};
 pub(crate) const BOUND: Duration = Duration::from_secs(20);
 
 /// The examples the end-to-end tests run.
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "grpc-service",
     "http-service",
     "ipc-service",
@@ -33,6 +33,7 @@ const EXAMPLES: [&str; 7] = [
     "signal-service",
     "smol-worker",
     "stream-service",
+    "tcp-proxy",
 ];
 
 /// `target/<profile>`, with `deputy` and every example the tests run built in it: once per

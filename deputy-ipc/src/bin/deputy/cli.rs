@@ -137,7 +137,7 @@ Exit code: the child's, or 128+N when signal N killed it (after --map-exit). dep
 /// The environment variables `deputy run`'s options are also read from (each `--help` lists
 /// its own). deputy takes them for itself: the child does not see those that are set (see
 /// `RUN_ABOUT`).
-pub(crate) const RUN_ENV: [&str; 19] = [
+pub(crate) const RUN_ENV: [&str; 21] = [
     "DEPUTY_GRACE_PERIOD",
     "DEPUTY_DRAIN_DELAY",
     "DEPUTY_STOP_SIGNAL",
@@ -157,6 +157,8 @@ pub(crate) const RUN_ENV: [&str; 19] = [
     "DEPUTY_STOP_URL",
     "DEPUTY_STOP_TIMEOUT",
     "DEPUTY_RAISE_CHILD_NOFILE",
+    "DEPUTY_TRIGGER_SIGNALS",
+    "DEPUTY_READY_WHILE_DRAINING",
 ];
 
 /// The options of `deputy run`.
@@ -178,11 +180,10 @@ pub(crate) struct RunArgs {
     /// QUIT` for nginx, `--stop-signal RTMIN+3` for systemd.
     #[arg(long, env = "DEPUTY_STOP_SIGNAL", value_name = "SIGNAL", value_parser = supervisor::parse_stop_signal)]
     pub(crate) stop_signal: Option<AnySignal>,
-    /// A signal that starts the shutdown (repeat it, or give a comma-separated list in the
-    /// variable); every other signal goes to the child. Add the pod's
-    /// `lifecycle.stopSignal` or the image's STOPSIGNAL: `--trigger-signal TERM
-    /// --trigger-signal INT --trigger-signal QUIT` drains on QUIT too, and the child never
-    /// gets that QUIT (it is stopped its own way, after the drain delay).
+    /// A signal that starts the shutdown (repeat it, or give a comma-separated list); every
+    /// other signal goes to the child. Add the pod's `lifecycle.stopSignal` or the image's
+    /// STOPSIGNAL, and the child never gets it (it is stopped its own way, after the drain
+    /// delay). For example `--trigger-signal TERM,INT,QUIT` for nginx's SIGQUIT.
     #[arg(
         long,
         env = "DEPUTY_TRIGGER_SIGNALS",
