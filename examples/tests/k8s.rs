@@ -106,6 +106,18 @@ fn pod_and_container(docs: &[Value]) -> (&Value, &Value) {
 /// Probes on deputy's endpoints at `health_port`; the preStop is `deputy terminate`, with
 /// no sleep and no shell.
 fn assert_probes_and_prestop(container: &Value, health_port: u16) {
+    assert_probes(container, health_port);
+    let command: Vec<_> = get(container, &["lifecycle", "preStop", "exec", "command"])
+        .as_sequence()
+        .expect("an exec preStop")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(command, ["deputy", "terminate"]);
+}
+
+/// Probes on deputy's endpoints at `health_port`.
+fn assert_probes(container: &Value, health_port: u16) {
     for (probe, path) in [
         ("readinessProbe", "/health/ready"),
         ("livenessProbe", "/health/live"),
@@ -119,13 +131,6 @@ fn assert_probes_and_prestop(container: &Value, health_port: u16) {
             Some(u64::from(health_port))
         );
     }
-    let command: Vec<_> = get(container, &["lifecycle", "preStop", "exec", "command"])
-        .as_sequence()
-        .expect("an exec preStop")
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(command, ["deputy", "terminate"]);
 }
 
 /// The termination message where deputy writes it, the log's tail when it did not.
@@ -575,29 +580,11 @@ fn the_sleep_prestop_deployment_waits_once_and_fits_its_grace_period() {
         Duration::from_secs(sleep) + budget < Duration::from_secs(grace),
         "sleep {sleep}s + budget {budget:?} must fit in {grace}s"
     );
-    assert_probes_and_prestop_free(container);
+    assert_probes(container, env_port(container, "DEPUTY_HEALTH_CHECK_PORT"));
     assert_eq!(
         minimum_kubernetes("sleep-prestop.yaml").as_deref(),
         Some("1.34")
     );
-}
-
-/// The probes of a container whose preStop is not `deputy terminate`.
-fn assert_probes_and_prestop_free(container: &Value) {
-    let port = env_port(container, "DEPUTY_HEALTH_CHECK_PORT");
-    for (probe, path) in [
-        ("readinessProbe", "/health/ready"),
-        ("livenessProbe", "/health/live"),
-    ] {
-        assert_eq!(
-            get(container, &[probe, "httpGet", "path"]).as_str(),
-            Some(path)
-        );
-        assert_eq!(
-            get(container, &[probe, "httpGet", "port"]).as_u64(),
-            Some(u64::from(port))
-        );
-    }
 }
 
 /// The restart rules restart in place on the exit codes deputy gives a shutdown that cut
