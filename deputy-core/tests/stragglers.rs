@@ -217,3 +217,30 @@ fn ages_stay_right_while_the_coordinator_keeps_the_clock() {
     );
     drop((first, second));
 }
+
+/// A coordinator without named guards keeps no clock: its task sets no timer before a
+/// trigger (`deputy run`'s does not wake ten times a second for nothing); the first named
+/// guard starts the clock.
+#[test]
+fn the_clock_is_kept_only_once_a_named_guard_wants_it() {
+    use deputy_core::runtime::Runtime;
+    let clock = ManualClock::new();
+    let coordinator = ShutdownCoordinator::builder().build(clock.clone()).unwrap();
+    let shutdown = coordinator.handle();
+    let mut pool = LocalPool::new();
+    pool.spawner()
+        .spawn_local(async move {
+            coordinator.run().await;
+        })
+        .unwrap();
+    pool.run_until_stalled();
+    let _unnamed = shutdown.guard();
+    pool.run_until_stalled();
+    assert_eq!(clock.next_deadline(), None, "a timer with no named guard");
+    let _named = shutdown.guard_named("job");
+    pool.run_until_stalled();
+    assert_eq!(
+        clock.next_deadline(),
+        Some(clock.now() + Duration::from_millis(100))
+    );
+}

@@ -14,8 +14,9 @@
 //! its name, its time and its registry: the name's bytes are copied as they are, never
 //! formatted, and joined into a `String` only where they are read. Dropping it is one
 //! store. The time is the registry's clock, which the coordinator's task keeps to within
-//! [`TICK`] while it runs, so that no guard reads the system clock (BENCHMARKS.md: a read of
-//! it costs five unnamed guards).
+//! [`TICK`] while it runs, from the first named guard on, so that no guard reads the system
+//! clock (BENCHMARKS.md: a read of it costs five unnamed guards); a coordinator without
+//! named guards keeps no clock and never wakes for it.
 //!
 //! # Invariants
 //!
@@ -35,6 +36,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use event_listener::Event;
 
 use crate::runtime::Runtime;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
@@ -421,6 +424,11 @@ pub(crate) struct Registry {
     clock: AtomicU64,
     /// Whether `clock` is being kept (otherwise guards read the runtime's clock).
     ticking: AtomicBool,
+    /// Set by the first named guard: the clock is kept only for a coordinator that has them
+    /// (one that has none, `deputy run`'s, does not wake ten times a second for nothing).
+    wanted: AtomicBool,
+    /// Wakes [`keep_time`](Self::keep_time) when `wanted` is set.
+    start: Event,
 }
 
 /// A named guard's slot; freed when dropped.
@@ -441,6 +449,8 @@ impl Registry {
             base: runtime.now(),
             clock: AtomicU64::new(0),
             ticking: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
+            start: Event::new(),
         }
     }
 
@@ -457,6 +467,7 @@ impl Registry {
             // Relaxed: a time, at most a tick old; nothing else depends on it.
             self.clock.load(Ordering::Relaxed)
         } else {
+            self.want_time();
             self.nanos(runtime.now())
         };
         let (shard, own) = my_shard();
@@ -470,9 +481,29 @@ impl Registry {
         }
     }
 
-    /// Keeps this registry's clock, so that named guards need not read the system's: never
-    /// resolves; dropping it stops the keeping.
+    /// The first named guards (until the clock is kept): asks for the clock, once.
+    #[cold]
+    fn want_time(&self) {
+        // Relaxed load: a guess; the swap decides who notifies. Release: pairs with the
+        // Acquire in `keep_time`.
+        if !self.wanted.load(Ordering::Relaxed) && !self.wanted.swap(true, Ordering::Release) {
+            self.start.notify(usize::MAX);
+        }
+    }
+
+    /// Keeps this registry's clock, once a named guard wants it (before that it sleeps,
+    /// costing nothing), so that named guards need not read the system's: never resolves;
+    /// dropping it stops the keeping.
     pub(crate) async fn keep_time(&self, runtime: &dyn Runtime) -> std::convert::Infallible {
+        // Acquire: pairs with `want_time`. The listener is made before the re-check, so a
+        // notification in between is not lost.
+        while !self.wanted.load(Ordering::Acquire) {
+            let listener = self.start.listen();
+            if self.wanted.load(Ordering::Acquire) {
+                break;
+            }
+            listener.await;
+        }
         struct Ticking<'a>(&'a AtomicBool);
         impl Drop for Ticking<'_> {
             fn drop(&mut self) {
