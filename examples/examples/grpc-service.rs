@@ -103,6 +103,8 @@ async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     let (coordinator, endpoints, listener) =
         options.drain.start("grpc-service", options.port).await?;
+    // The port bound (the one asked for, or the one given for `--port 0`).
+    let port = listener.local_addr()?.port();
     let shutdown = coordinator.handle();
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -141,7 +143,7 @@ async fn run() -> anyhow::Result<()> {
         "grpc-service",
         &format!(
             "localhost:{}{}",
-            options.port,
+            port,
             if options.baseline { " (baseline)" } else { "" }
         ),
     )

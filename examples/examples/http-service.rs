@@ -100,6 +100,8 @@ async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     let (coordinator, endpoints, listener) =
         options.drain.start("http-service", options.port).await?;
+    // The port bound (the one asked for, or the one given for `--port 0`).
+    let port = listener.local_addr()?.port();
     let shutdown = coordinator.handle();
 
     // HTTP/1 and h2c on one port; accepts until the drain is over, then lets open
@@ -111,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
         endpoints,
         server,
         "http-service",
-        &format!("http://localhost:{}", options.port),
+        &format!("http://localhost:{port}"),
     )
     .await?;
     match never {}

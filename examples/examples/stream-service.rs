@@ -184,6 +184,8 @@ async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     let (coordinator, endpoints, listener) =
         options.drain.start("stream-service", options.port).await?;
+    // The port bound (the one asked for, or the one given for `--port 0`).
+    let port = listener.local_addr()?.port();
     let shutdown = coordinator.handle();
 
     let server = if options.baseline {
@@ -204,7 +206,7 @@ async fn run() -> anyhow::Result<()> {
         "stream-service",
         &format!(
             "http://localhost:{}{}",
-            options.port,
+            port,
             if options.baseline { " (baseline)" } else { "" }
         ),
     )

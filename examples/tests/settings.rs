@@ -106,3 +106,41 @@ fn json_lines_say_warn_for_a_kill_and_error_for_what_failed() {
     assert_eq!(line["level"], "ERROR", "{line}");
     assert_eq!(out.status.code(), Some(127));
 }
+
+/// `--port 0` takes any free port: each service says the one it got, and it answers there.
+#[test]
+fn with_port_0_each_service_says_the_port_it_got() {
+    for service in ["http-service", "stream-service", "grpc-service"] {
+        let dir = tempfile::tempdir().unwrap();
+        let health = free_port().to_string();
+        let mut proc = Proc::start(
+            example(service),
+            [
+                "--port",
+                "0",
+                "--health-port",
+                &health,
+                "--drain-delay",
+                "0s",
+                "--ipc-dir",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([dir.path().display().to_string()]),
+        );
+        let line = proc.expect_out("serving on");
+        let port: u16 = line
+            .split("localhost:")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or_else(|| panic!("{service}: no port in {line:?}"));
+        assert_ne!(port, 0, "{service}: {line}");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "{service}: nothing on port {port}: {line}"
+        );
+        proc.signal(rustix::process::Signal::TERM);
+        assert_eq!(proc.finish().code, 0, "{service}");
+    }
+}
