@@ -174,11 +174,9 @@ fn named_guards_taken_and_dropped_across_threads_are_counted_right() {
     assert_eq!(other.status().stragglers[0].name, "not mine");
 }
 
-/// While the coordinator's `run()` is polled, named guards read its clock, kept to a
-/// tenth of a second; ages stay right within that.
-#[test]
-fn ages_stay_right_while_the_coordinator_keeps_the_clock() {
-    let clock = ManualClock::new();
+/// A coordinator on `clock` whose `run()` the returned pool polls (already once), and its
+/// handle.
+fn running(clock: &ManualClock) -> (deputy_core::Shutdown, LocalPool) {
     let coordinator = ShutdownCoordinator::builder().build(clock.clone()).unwrap();
     let shutdown = coordinator.handle();
     let mut pool = LocalPool::new();
@@ -188,6 +186,15 @@ fn ages_stay_right_while_the_coordinator_keeps_the_clock() {
         })
         .unwrap();
     pool.run_until_stalled();
+    (shutdown, pool)
+}
+
+/// While the coordinator's `run()` is polled, named guards read its clock, kept to a
+/// tenth of a second; ages stay right within that.
+#[test]
+fn ages_stay_right_while_the_coordinator_keeps_the_clock() {
+    let clock = ManualClock::new();
+    let (shutdown, mut pool) = running(&clock);
     clock.advance(Duration::from_secs(5));
     pool.run_until_stalled();
     let first = shutdown.guard_named("first");
@@ -225,15 +232,7 @@ fn ages_stay_right_while_the_coordinator_keeps_the_clock() {
 fn the_clock_is_kept_only_once_a_named_guard_wants_it() {
     use deputy_core::runtime::Runtime;
     let clock = ManualClock::new();
-    let coordinator = ShutdownCoordinator::builder().build(clock.clone()).unwrap();
-    let shutdown = coordinator.handle();
-    let mut pool = LocalPool::new();
-    pool.spawner()
-        .spawn_local(async move {
-            coordinator.run().await;
-        })
-        .unwrap();
-    pool.run_until_stalled();
+    let (shutdown, mut pool) = running(&clock);
     let _unnamed = shutdown.guard();
     pool.run_until_stalled();
     assert_eq!(clock.next_deadline(), None, "a timer with no named guard");
