@@ -163,6 +163,21 @@ impl Load {
     }
 }
 
+/// The endpoints are gone 1 s into the drain delay: no new requests after that.
+fn endpoints_gone(load: &Load, clients: Vec<std::thread::JoinHandle<()>>) {
+    std::thread::sleep(Duration::from_secs(1));
+    load.stop.store(true, Ordering::Relaxed);
+    clients
+        .into_iter()
+        .for_each(|client| client.join().unwrap());
+}
+
+/// The preStop, `deputy terminate` through `podman exec`, in a thread of its own.
+fn prestop(container: &Container) -> std::thread::JoinHandle<Output> {
+    let name = container.name.clone();
+    std::thread::spawn(move || podman_cmd(&["exec", &name, "/usr/local/bin/deputy", "terminate"]))
+}
+
 /// Waits (bounded) until `port`'s /health/ready answers 200.
 fn wait_ready(port: u16, container: &Container) {
     let start = Instant::now();
@@ -199,16 +214,8 @@ fn kubelet_steps(image: &str, ready_port: bool) {
     wait_ready(health, &container);
     let (load, clients) = Load::start(port, 8);
     std::thread::sleep(Duration::from_secs(1));
-    let name = container.name.clone();
-    let prestop = std::thread::spawn(move || {
-        podman_cmd(&["exec", &name, "/usr/local/bin/deputy", "terminate"])
-    });
-    // The endpoints are gone 1 s into the drain delay: no new requests after that.
-    std::thread::sleep(Duration::from_secs(1));
-    load.stop.store(true, Ordering::Relaxed);
-    clients
-        .into_iter()
-        .for_each(|client| client.join().unwrap());
+    let prestop = prestop(&container);
+    endpoints_gone(&load, clients);
     let prestop = prestop.join().unwrap();
     assert_eq!(
         prestop.status.code(),
@@ -285,24 +292,13 @@ fn sidecar_pod(native: bool) -> Option<(usize, usize)> {
     let (load, clients) = Load::start(proxy, 8);
     std::thread::sleep(Duration::from_secs(1));
     let start = Instant::now();
-    let prestop = |container: &Container| {
-        let name = container.name.clone();
-        std::thread::spawn(move || {
-            podman_cmd(&["exec", &name, "/usr/local/bin/deputy", "terminate"])
-        })
-    };
     let stop = |container: &Container| {
         let name = container.name.clone();
         std::thread::spawn(move || podman_cmd(&["stop", "-t", "20", &name]))
     };
     let app_prestop = prestop(&app);
     let sidecar_prestop = (!native).then(|| prestop(&sidecar));
-    // The endpoints are gone 1 s into the drain delay: no new requests after that.
-    std::thread::sleep(Duration::from_secs(1));
-    load.stop.store(true, Ordering::Relaxed);
-    clients
-        .into_iter()
-        .for_each(|client| client.join().unwrap());
+    endpoints_gone(&load, clients);
     let app_prestop = app_prestop.join().unwrap();
     assert_eq!(
         app_prestop.status.code(),
