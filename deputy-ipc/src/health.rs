@@ -47,6 +47,10 @@ pub const MIN_SHUTDOWN_TOKEN: usize = 16;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_CONNECTIONS: usize = 128;
 
+/// How long the endpoints keep answering after `Done` unless [`HealthServer::linger`] says
+/// otherwise.
+pub const DEFAULT_HEALTH_LINGER: Duration = Duration::from_secs(1);
+
 /// The `/shutdown` token, if the environment sets one: read from the file named by
 /// `DEPUTY_SHUTDOWN_TOKEN_FILE` (a Kubernetes Secret mounted as a file: the better way, as
 /// the environment is inherited by child processes and shown by `kubectl describe`), else
@@ -202,7 +206,7 @@ impl HealthServer {
             listener,
             secret: None,
             metrics: false,
-            linger: Duration::from_secs(1),
+            linger: DEFAULT_HEALTH_LINGER,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         })
@@ -258,6 +262,30 @@ impl HealthServer {
         self
     }
 
+    /// How long the endpoints keep answering after the shutdown is done (default
+    /// [`DEFAULT_HEALTH_LINGER`], 1 s), so a waiting `/shutdown` gets its answer and probes see the
+    /// end. With `/metrics`, set it to the Prometheus scrape interval, so the shutdown's
+    /// outcome, phases and hooks (served only from `Done` on) are scraped before the process
+    /// exits. It never runs past the grace period (but always lasts up to 1 s if asked):
+    /// the kubelet's SIGKILL follows soon after.
+    ///
+    /// ```
+    /// # use deputy_core::ShutdownCoordinator;
+    /// # let coordinator = ShutdownCoordinator::builder().build(deputy_smol::AsyncIoRuntime).unwrap();
+    /// use std::time::Duration;
+    /// use deputy_ipc::HealthServer;
+    ///
+    /// // Prometheus scrapes every 15 s.
+    /// let server = HealthServer::bind(&coordinator.handle(), "127.0.0.1:0".parse().unwrap())
+    ///     .unwrap()
+    ///     .with_metrics()
+    ///     .linger(Duration::from_secs(15));
+    /// ```
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
@@ -266,8 +294,8 @@ impl HealthServer {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until shutdown is done and a short linger (1 s) has passed, so probes and a
-    /// waiting `/shutdown` see the end.
+    /// Serves until shutdown is done and the [`linger`](Self::linger) has passed, so probes,
+    /// a waiting `/shutdown` and a scrape of `/metrics` see the end.
     ///
     /// # Cancel safety
     ///
@@ -284,7 +312,7 @@ impl HealthServer {
         } = self;
         let until = async {
             shutdown.done().await;
-            Timer::after(linger).await;
+            Timer::after(linger_left(&shutdown, linger)).await;
         };
         let endpoint = Arc::new(Endpoint {
             shutdown: shutdown.clone(),
@@ -308,6 +336,15 @@ impl HealthServer {
         )
         .await;
     }
+}
+
+/// The linger asked for, cut to what is left of the grace period (but not below
+/// [`DEFAULT_HEALTH_LINGER`], which a shutdown at its budget's end always had).
+fn linger_left(shutdown: &Shutdown, linger: Duration) -> Duration {
+    let left = shutdown
+        .grace_period()
+        .saturating_sub(shutdown.status().elapsed);
+    linger.min(left.max(DEFAULT_HEALTH_LINGER))
 }
 
 async fn serve(stream: Async<TcpStream>, slot: Arc<Slot>, endpoint: Arc<Endpoint>) {

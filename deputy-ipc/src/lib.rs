@@ -54,8 +54,8 @@ mod timeout;
 pub use args::{parse_args, parse_args_from};
 pub use error::IpcError;
 pub use health::{
-    HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV, SHUTDOWN_TOKEN_FILE_ENV,
-    SHUTDOWN_TOKEN_HEADER, health_port, shutdown_token_from_env,
+    DEFAULT_HEALTH_LINGER, HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV,
+    SHUTDOWN_TOKEN_FILE_ENV, SHUTDOWN_TOKEN_HEADER, health_port, shutdown_token_from_env,
 };
 pub use limits::{NofileLimit, raise_nofile_limit};
 pub use log_format::{LOG_FORMAT_ENV, LogFormat};
@@ -82,6 +82,11 @@ pub const METRICS_ENV: &str = "DEPUTY_METRICS";
 pub fn metrics_from_env() -> Result<bool, String> {
     Ok(bool_from_env(METRICS_ENV)?.unwrap_or(false))
 }
+
+/// The environment variable with [`HealthServer::linger`]'s duration (`15s`) in the
+/// examples and `deputy run`: how long the health endpoints (and `/metrics`) keep answering
+/// after the shutdown is done.
+pub const HEALTH_LINGER_ENV: &str = "DEPUTY_HEALTH_LINGER";
 
 /// The directory for control sockets when `DEPUTY_IPC_DIR` is not set (as K8sDeputy.jl).
 pub const DEFAULT_IPC_DIR: &str = "/run";

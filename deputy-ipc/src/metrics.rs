@@ -8,21 +8,29 @@
 //! | `deputy_state` | gauge, 1 for the current state | `state` |
 //! | `deputy_ready`, `deputy_live` | gauge, 0 or 1 | |
 //! | `deputy_in_flight` | gauge | |
+//! | `deputy_oldest_in_flight_seconds` | gauge, age of the oldest named work in flight | |
+//! | `deputy_grace_period_seconds` | gauge, the budget from the trigger to Done | |
 //! | `deputy_triggers_total` | counter, accepted requests | `kind`: trigger, force, abandon |
 //! | `deputy_shutdown_elapsed_seconds` | gauge, since the first trigger | |
 //! | `deputy_last_new_traffic_seconds` | gauge, after the trigger (propagation) | `kind`: connection, request |
+//! | `deputy_outcome` | gauge, at Done: 1 for the outcome, 0 for the others | `outcome`: clean, failed, timed out, abandoned |
 //! | `deputy_drain_duration_seconds` | gauge, at Done | |
+//! | `deputy_drain_left_in_flight` | gauge, at Done: work still in flight when the drain ended | |
+//! | `deputy_drain_connections` | gauge, at Done: long-lived connections | `kind`: notified, moved, cut |
 //! | `deputy_phase_duration_seconds` | gauge, at Done | `phase` |
 //! | `deputy_phase_outcome` | gauge, 1 | `phase`, `outcome` |
 //! | `deputy_hook_duration_seconds` | gauge, at Done | `phase`, `hook` |
 //! | `deputy_hook_outcome` | gauge, 1 | `phase`, `hook`, `outcome` |
 //! | `deputy_exit_code` | gauge, at Done | |
 //!
-//! The health server lingers a second after Done, so a scrape can still read the end.
+//! The health server lingers after Done (a second by default; set it to the scrape interval
+//! with [`HealthServer::linger`](crate::HealthServer::linger) or `DEPUTY_HEALTH_LINGER`), so
+//! a scrape can still read the end. examples/k8s/monitoring has a dashboard and alerting rules
+//! built on these.
 
 use std::sync::atomic::AtomicU64;
 
-use deputy_core::{HookOutcome, Shutdown, ShutdownReport, State, TriggerKind};
+use deputy_core::{HookOutcome, Outcome, Shutdown, ShutdownReport, State, TriggerKind};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -92,6 +100,23 @@ fn status(registry: &mut Registry, shutdown: &Shutdown) {
         "Work in flight (drain guards held)",
         status.in_flight as i64,
     );
+    let oldest = status
+        .stragglers
+        .iter()
+        .map(|straggler| straggler.age)
+        .max();
+    seconds(
+        registry,
+        "oldest_in_flight_seconds",
+        "How long the oldest named work in flight has been running (0 with none)",
+        oldest.unwrap_or_default(),
+    );
+    seconds(
+        registry,
+        "grace_period_seconds",
+        "The budget from the first trigger to Done (set it under terminationGracePeriodSeconds)",
+        shutdown.grace_period(),
+    );
     seconds(
         registry,
         "shutdown_elapsed_seconds",
@@ -140,11 +165,44 @@ fn triggers(registry: &mut Registry, shutdown: &Shutdown) {
 }
 
 fn report_metrics(registry: &mut Registry, report: &ShutdownReport) {
+    let outcomes = Family::<Labels, Gauge>::default();
+    for outcome in Outcome::ALL {
+        outcomes
+            .get_or_create(&vec![("outcome", outcome.as_str().to_owned())])
+            .set(i64::from(outcome == report.outcome));
+    }
+    registry.register(
+        "outcome",
+        "How the shutdown went: 1 for its outcome",
+        outcomes,
+    );
     seconds(
         registry,
         "drain_duration_seconds",
         "From the trigger to the end of the drain",
         report.drain.duration,
+    );
+    gauge(
+        registry,
+        "drain_left_in_flight",
+        "Work still in flight when the drain ended (cut off, or left to the phases)",
+        report.drain.in_flight_at_end as i64,
+    );
+    let connections = Family::<Labels, Gauge>::default();
+    let seen = report.drain.connections;
+    for (kind, count) in [
+        ("notified", seen.notified),
+        ("moved", seen.moved),
+        ("cut", seen.cut),
+    ] {
+        connections
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .set(count as i64);
+    }
+    registry.register(
+        "drain_connections",
+        "Long-lived connections told to move, gone before the drain ended, and cut at its end",
+        connections,
     );
     gauge(
         registry,

@@ -94,6 +94,11 @@ pub mod service {
         /// Serve /metrics on the health port (Prometheus' text format).
         #[arg(long, env = "DEPUTY_METRICS", value_parser = deputy_ipc::parse_bool)]
         pub metrics: bool,
+        /// Keep the health endpoints (and /metrics) answering this long after the shutdown
+        /// is done, so Prometheus scrapes its end: set it to the scrape interval. Never past
+        /// the grace period.
+        #[arg(long, env = "DEPUTY_HEALTH_LINGER", default_value = "1s", value_parser = deputy_ipc::parse_duration)]
+        pub health_linger: Duration,
         /// Tell long-lived connections (WebSockets, event streams, streaming calls) to move
         /// over this long, after the drain delay (default: half the drain timeout; at most
         /// the drain timeout).
@@ -216,6 +221,7 @@ pub mod service {
             if self.metrics {
                 health = health.with_metrics();
             }
+            health = health.linger(self.health_linger);
             Ok(health)
         }
     }

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::done::Done;
 use super::escalation::Escalation;
@@ -241,6 +242,24 @@ impl Shutdown {
     /// ```
     pub fn readiness(&self) -> crate::Readiness {
         self.shared.plan.readiness
+    }
+
+    /// The whole budget from the first trigger to `Done`
+    /// ([`Builder::grace_period`](crate::Builder::grace_period)): for metrics, and for
+    /// whatever must end before the kubelet's SIGKILL.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .grace_period(Duration::from_secs(59))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// assert_eq!(coordinator.handle().grace_period(), Duration::from_secs(59));
+    /// ```
+    pub fn grace_period(&self) -> Duration {
+        self.shared.plan.grace_period
     }
 
     /// Liveness for a `/health/live` probe: true until `Done`, unless

@@ -59,6 +59,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, from best to worst: for metrics that list them all.
+    ///
+    /// ```
+    /// use deputy_core::Outcome;
+    ///
+    /// let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    /// assert_eq!(names, ["clean", "failed", "timed out", "abandoned"]);
+    /// ```
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Clean,
+        Outcome::Failed,
+        Outcome::TimedOut,
+        Outcome::Abandoned,
+    ];
+
     /// The lower-case name used in logs and in the wire protocol.
     ///
     /// ```

@@ -76,6 +76,9 @@ pub struct Config {
     pub quiet_period: Duration,
     /// Serve `/metrics` on the health port (Prometheus' text format); needs `health_port`.
     pub metrics: bool,
+    /// How long the health endpoints keep answering after the shutdown is done (see
+    /// [`HealthServer::linger`](crate::HealthServer::linger)). Default 1 s.
+    pub health_linger: Duration,
     /// Speak systemd's notify protocol: the child gets `NOTIFY_SOCKET`, readiness waits for
     /// its `READY=1`, `STATUS=` shows in `deputy status` (see `--notify` in `deputy run
     /// --help`). Exclusive with `ready_port` and `ready_url`.
@@ -128,6 +131,7 @@ impl Config {
             drain_delay_max: None,
             quiet_period: Duration::from_secs(1),
             metrics: false,
+            health_linger: crate::DEFAULT_HEALTH_LINGER,
             notify: false,
             watchdog: None,
             stop_command: None,

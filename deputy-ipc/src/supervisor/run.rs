@@ -222,7 +222,8 @@ fn health_server(shutdown: &Shutdown, config: &Config) -> Result<Option<HealthSe
         return Ok(None);
     };
     let server = HealthServer::bind(shutdown, SocketAddr::from(([0, 0, 0, 0], port)))
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+        .map_err(|e| RunError::Setup(e.to_string()))?
+        .linger(config.health_linger);
     let server = if config.metrics {
         server.with_metrics()
     } else {

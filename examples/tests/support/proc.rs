@@ -130,12 +130,40 @@ impl Proc {
 
     /// Waits for a line on stdout that contains `text`; returns it.
     pub(crate) fn expect_out(&mut self, text: &str) -> String {
-        wait_for(&self.stdout, &mut self.seen_out, text)
+        match wait_for(&self.stdout, &mut self.seen_out, text) {
+            Some(line) => line,
+            None => self.fail_waiting(text, "stdout"),
+        }
     }
 
     /// Waits for a line on stderr that contains `text`; returns it.
     pub(crate) fn expect_err(&mut self, text: &str) -> String {
-        wait_for(&self.stderr, &mut self.seen_err, text)
+        match wait_for(&self.stderr, &mut self.seen_err, text) {
+            Some(line) => line,
+            None => self.fail_waiting(text, "stderr"),
+        }
+    }
+
+    /// Fails the test: no line with `text` came on `stream`. Says everything the process
+    /// printed on both streams, and how it ended if it has, so the cause is in the failure.
+    fn fail_waiting(&mut self, text: &str, stream: &str) -> ! {
+        for (lines, seen) in [
+            (&self.stdout, &mut self.seen_out),
+            (&self.stderr, &mut self.seen_err),
+        ] {
+            while let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(100)) {
+                seen.push(line);
+            }
+        }
+        panic!(
+            "no line with {text:?} on {stream}; the process {}\nstdout: {:?}\nstderr: {:?}",
+            match self.child.try_wait() {
+                Ok(Some(status)) => format!("ended ({status})"),
+                _ => "is still running".to_owned(),
+            },
+            self.seen_out,
+            self.seen_err
+        )
     }
 
     /// The next line on stdout, whatever it is.
@@ -203,7 +231,9 @@ impl Drop for Proc {
     }
 }
 
-fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, text: &str) -> String {
+/// The first line from `lines` that contains `text`, every line read kept in `seen`; `None`
+/// once [`BOUND`] has passed or the stream has ended.
+fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, text: &str) -> Option<String> {
     let deadline = Instant::now() + BOUND;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -211,12 +241,10 @@ fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, text: &str) -> Str
             Ok(line) => {
                 seen.push(line.clone());
                 if line.contains(text) {
-                    return line;
+                    return Some(line);
                 }
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                panic!("no line with {text:?}; seen: {seen:?}")
-            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
         }
     }
 }

@@ -137,7 +137,7 @@ Exit code: the child's, or 128+N when signal N killed it (after --map-exit). dep
 /// The environment variables `deputy run`'s options are also read from (each `--help` lists
 /// its own). deputy takes them for itself: the child does not see those that are set (see
 /// `RUN_ABOUT`).
-pub(crate) const RUN_ENV: [&str; 21] = [
+pub(crate) const RUN_ENV: [&str; 22] = [
     "DEPUTY_GRACE_PERIOD",
     "DEPUTY_DRAIN_DELAY",
     "DEPUTY_STOP_SIGNAL",
@@ -159,6 +159,7 @@ pub(crate) const RUN_ENV: [&str; 21] = [
     "DEPUTY_RAISE_CHILD_NOFILE",
     "DEPUTY_TRIGGER_SIGNALS",
     "DEPUTY_READY_WHILE_DRAINING",
+    "DEPUTY_HEALTH_LINGER",
 ];
 
 /// The options of `deputy run`.
@@ -261,6 +262,12 @@ pub(crate) struct RunArgs {
     /// DEPUTY_METRICS=1. For example `--health-port 8081 --metrics`.
     #[arg(long)]
     pub(crate) metrics: bool,
+    /// Keep the health endpoints (and /metrics) answering this long after the child has
+    /// exited and the shutdown is done, so Prometheus scrapes its end: set it to the scrape
+    /// interval. Never past --grace-period. Default 1s. For example `--metrics
+    /// --health-linger 15s`.
+    #[arg(long, env = "DEPUTY_HEALTH_LINGER", value_name = "DURATION", value_parser = deputy_ipc::parse_duration)]
+    pub(crate) health_linger: Option<Duration>,
     /// Speak systemd's notify protocol: the child gets NOTIFY_SOCKET and sends READY=1 when
     /// it is ready (readiness is off until then), STATUS=... (shown by `deputy status`),
     /// STOPPING=1, RELOADING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=n. For a daemon that
@@ -362,6 +369,7 @@ impl RunArgs {
         config.subreaper = !self.no_subreaper;
         config.raise_child_nofile = self.raise_child_nofile;
         config.metrics = self.metrics;
+        config.health_linger = self.health_linger.unwrap_or(defaults.health_linger);
         config.notify = self.notify;
         config.watchdog = self.watchdog;
         config.stop_command = self.stop_command;
