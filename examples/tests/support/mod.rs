@@ -129,13 +129,31 @@ pub(crate) fn http_service(
     (service, port)
 }
 
-/// A TCP port that was free a moment ago.
+/// A TCP port that was free on every address a moment ago, for a server under test to bind.
+///
+/// Taken below Linux's ephemeral range (32768-60999): a port the kernel picked for `bind(0)`
+/// and the test released is also one it hands to the next outgoing connection (a client of
+/// another test in this binary), which then holds it, and the server's bind fails. Ports
+/// here are handed out in turn from a start that differs per process, so one binary's tests
+/// never get the same port twice.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port from {FIRST} to {}", FIRST + COUNT);
 }
 
 /// Whether this machine can run the PID 1 tests: root, with util-linux's unshare.
