@@ -10,6 +10,8 @@
 //! - [`ShutdownCoordinator`]: the plan (grace period, drain delay and timeout, ordered phases
 //!   with their own timeouts), the hooks, and the future that runs it to a [`ShutdownReport`].
 //! - [`Shutdown`]: the cheap handle: `trigger`, `state`, readiness, guards, tokens, hooks.
+//! - [`Shutdown::vital`] and [`TaskGroup`]: background tasks whose failure, panic or early end
+//!   shuts the service down, told to stop in a phase, in groups that can stop on their own.
 //! - [`CancellationToken`]: hierarchical; `is_cancelled` is one atomic load.
 //! - [`InFlight`] / [`DrainGuard`]: taking and dropping a guard is one atomic operation each.
 //! - [`state::Machine`]: the pure state machine `Running -> Draining -> Stopping -> Done`.
@@ -80,8 +82,8 @@ pub use connections::{Closing, Connection, ConnectionsReport, Notice, NoticeFutu
 pub use coordinator::{
     Arrival, Builder, DEFAULT_PHASE_TIMEOUT, Done, DrainReport, Escalation, ExitCodes, HookContext,
     HookOutcome, HookOutput, HookReport, MAX_DURATION, Outcome, Phase, PhaseReport, Propagation,
-    Shutdown, ShutdownCoordinator, ShutdownReport, Status, Transition, Transitions, TriggerKind,
-    TriggerRecord, phases,
+    Shutdown, ShutdownCoordinator, ShutdownReport, Status, TaskGroup, Transition, Transitions,
+    TriggerKind, TriggerRecord, VitalTask, phases,
 };
 pub use error::{BuildError, HookError};
 pub use inflight::{DrainGuard, Drained, InFlight, Straggler, Track};

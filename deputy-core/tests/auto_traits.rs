@@ -1,4 +1,4 @@
-//! Every public type is `Send + Sync` (handles are shared across threads and tasks), and the
+//! Every public type is `Send + Sync` (but `VitalTask`, a future to spawn: `Send`) (handles are shared across threads and tasks), and the
 //! futures and guards are `Unpin` where users would expect to poll them by `&mut`.
 
 fn send_sync<T: Send + Sync>() {}
@@ -27,6 +27,11 @@ fn public_types_are_send_and_sync() {
     send_sync::<HookError>();
     send_sync::<Reason>();
     send_sync::<Status>();
+    send_sync_unpin::<TaskGroup>();
+    // A future to spawn, holding the task's future: Send (for tokio::spawn), not Sync, as
+    // the task's own future need not be.
+    fn send_unpin<T: Send + Unpin>() {}
+    send_unpin::<VitalTask>();
 }
 
 #[test]

@@ -14,6 +14,11 @@
 //! DEPUTY_IPC_DIR=/tmp cargo run --release --example http-service -- --drain-delay 2s
 //! ```
 //!
+//! `--fail-after 10s` (or `--panic-after 10s`) starts a vital task, `refresher`, that fails
+//! (or panics) after that long, as a cache refresher losing its upstream would: the service
+//! then drains and exits 1, its report, log and termination message naming the task and its
+//! error.
+//!
 //! Every setting has a flag and an environment variable; durations are written `30s`,
 //! `1500ms`. The defaults match `examples/k8s/deployment.yaml`. With
 //! `DEPUTY_SHUTDOWN_TOKEN_FILE` (or `DEPUTY_SHUTDOWN_TOKEN`) set, the health port also serves
@@ -40,8 +45,37 @@ struct Options {
     /// Port to serve on.
     #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
     port: u16,
+    /// Start a vital task, `refresher`, that fails after this long: the service drains and
+    /// exits 1, naming it (a demonstration of a background task the service needs).
+    #[arg(long, value_parser = deputy_ipc::parse_duration, conflicts_with = "panic_after")]
+    fail_after: Option<Duration>,
+    /// The same, but the task panics.
+    #[arg(long, value_parser = deputy_ipc::parse_duration)]
+    panic_after: Option<Duration>,
     #[command(flatten)]
     drain: DrainOptions,
+}
+
+/// A cache refresher that refreshes every second until it is told to stop, and fails (or,
+/// with `panics`, panics) once `fails_after` has passed.
+async fn refresher(
+    stop: deputy_core::CancellationToken,
+    fails_after: Duration,
+    panics: bool,
+) -> Result<(), &'static str> {
+    let give_up = tokio::time::sleep(fails_after);
+    tokio::pin!(give_up);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = &mut give_up => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {} // refreshed
+        }
+    }
+    if panics {
+        panic!("cache refresh: index out of range (--panic-after)");
+    }
+    Err("cache refresh: upstream unavailable (--fail-after)")
 }
 
 /// A response body: whole, or streamed.
@@ -108,6 +142,13 @@ async fn run() -> anyhow::Result<()> {
     // connections finish (HTTP/2 ones got GOAWAY at the trigger).
     let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(handle));
     let server = tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), service));
+    if let Some(after) = options.fail_after.or(options.panic_after) {
+        let panics = options.panic_after.is_some();
+        let task = shutdown.vital("refresher", "flush", move |stop| {
+            refresher(stop, after, panics)
+        })?;
+        tokio::spawn(task);
+    }
     let never = run_to_end(
         coordinator,
         endpoints,

@@ -12,6 +12,7 @@ mod run;
 mod shared;
 mod status;
 mod transitions;
+mod vital;
 
 use std::fmt;
 use std::future::Future;
@@ -31,6 +32,7 @@ pub use self::report::{
 use self::shared::Shared;
 pub use self::status::{Status, Transition};
 pub use self::transitions::Transitions;
+pub use self::vital::{TaskGroup, VitalTask};
 use crate::error::HookError;
 
 /// Runs a graceful shutdown: drain, then ordered phases of hooks, all within a grace period,

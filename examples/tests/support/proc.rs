@@ -173,7 +173,14 @@ impl Proc {
 
     /// Waits for the process to exit; returns its exit code and all it printed. Fails the
     /// test if stderr shows a panic.
-    pub(crate) fn finish(mut self) -> Ended {
+    pub(crate) fn finish(self) -> Ended {
+        let ended = self.finish_even_panicking();
+        assert_no_panic(&ended.err());
+        ended
+    }
+
+    /// [`finish`](Self::finish), for a process whose panic is what the test is about.
+    pub(crate) fn finish_even_panicking(mut self) -> Ended {
         let status = self.wait_exit();
         for (lines, seen) in [
             (&self.stdout, &mut self.seen_out),
@@ -184,13 +191,11 @@ impl Proc {
                 seen.push(line);
             }
         }
-        let ended = Ended {
+        Ended {
             code: status.code().unwrap_or(-1),
             out: std::mem::take(&mut self.seen_out),
             err: std::mem::take(&mut self.seen_err),
-        };
-        assert_no_panic(&ended.err());
-        ended
+        }
     }
 
     /// Sends SIGKILL to what the test started, without reaping it (until drop, it stays a

@@ -25,6 +25,7 @@ use event_listener::EventListener;
 use futures::future::{Either, select};
 
 use self::phase::PhaseEnd;
+pub(crate) use self::phase::panic_message;
 use super::report::{HookReport, Outcome, ShutdownReport};
 use super::shared::Shared;
 use crate::runtime::Sleep;

@@ -207,7 +207,8 @@ fn log_hook(phase: &str, report: &HookReport) {
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+/// A panic's message, for a report: its text, or a note that it had none.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -1,0 +1,344 @@
+//! Vital tasks as a service uses them, on virtual time: spawned on an executor, failing,
+//! panicking, ending early, dropped, stopping in their phase or not, and groups stopped on
+//! their own while the service runs on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deputy_core::{
+    CancellationToken, HookError, HookOutcome, ManualClock, Outcome, Phase, Shutdown,
+    ShutdownCoordinator, ShutdownReport, State, VitalTask,
+};
+use futures::FutureExt;
+use futures::executor::LocalPool;
+use futures::future::RemoteHandle;
+use futures::task::LocalSpawnExt;
+
+const S: Duration = Duration::from_secs(1);
+
+/// A coordinator on a manual clock (drain delay 1 s, phases `flush` then `close` of 2 s
+/// each), its `run()` spawned on a local executor, the way a service spawns it.
+struct Service {
+    clock: ManualClock,
+    pool: LocalPool,
+    shutdown: Shutdown,
+    run: RemoteHandle<ShutdownReport>,
+}
+
+impl Service {
+    fn new() -> Self {
+        let clock = ManualClock::new();
+        let coordinator = ShutdownCoordinator::builder()
+            .grace_period(10 * S)
+            .drain_delay(S)
+            .drain_timeout(2 * S)
+            .without_default_phases()
+            .phase(Phase::new("flush").timeout(2 * S))
+            .phase(Phase::new("close").timeout(2 * S))
+            .build(clock.clone())
+            .unwrap();
+        let shutdown = coordinator.handle();
+        let pool = LocalPool::new();
+        let run = pool
+            .spawner()
+            .spawn_local_with_handle(coordinator.run())
+            .unwrap();
+        let mut service = Service {
+            clock,
+            pool,
+            shutdown,
+            run,
+        };
+        service.settle();
+        service
+    }
+
+    fn spawn(&mut self, task: VitalTask) {
+        self.pool.spawner().spawn_local(task).unwrap();
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        self.pool.run_until_stalled();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.clock.advance(by);
+        self.settle();
+    }
+
+    /// Moves time on deadline by deadline until the report is ready.
+    fn finish(mut self) -> ShutdownReport {
+        for _ in 0..100 {
+            self.settle();
+            if let Some(report) = (&mut self.run).now_or_never() {
+                return report;
+            }
+            assert!(self.clock.advance_to_next(), "stalled");
+        }
+        panic!("no report");
+    }
+}
+
+/// The hook line of `name` in phase `phase`.
+fn hook<'a>(report: &'a ShutdownReport, phase: &str, name: &str) -> &'a HookOutcome {
+    let phase = report.phases.iter().find(|p| p.name == phase).unwrap();
+    &phase.hooks.iter().find(|h| h.name == name).unwrap().outcome
+}
+
+/// A task that runs until it is told to stop, then stops at once.
+async fn until_stopped(stop: CancellationToken) {
+    stop.cancelled().await;
+}
+
+/// A task that runs until `now` is cancelled, then ends with `output`.
+fn ends_when<T: Send + 'static>(
+    now: &CancellationToken,
+    output: impl FnOnce() -> T + Send + 'static,
+) -> impl FnOnce(CancellationToken) -> futures::future::BoxFuture<'static, T> + Send + 'static {
+    let now = now.clone();
+    move |_stop| {
+        async move {
+            now.cancelled().await;
+            output()
+        }
+        .boxed()
+    }
+}
+
+#[test]
+fn a_task_that_fails_shuts_the_service_down_naming_itself_and_its_error() {
+    let mut service = Service::new();
+    let fail = CancellationToken::new();
+    let task = service
+        .shutdown
+        .vital(
+            "refresher",
+            "flush",
+            ends_when(&fail, || Err::<(), _>("upstream unavailable")),
+        )
+        .unwrap();
+    service.spawn(task);
+    service.advance(5 * S);
+    assert_eq!(service.shutdown.state(), State::Running);
+
+    fail.cancel();
+    service.settle();
+    assert_eq!(service.shutdown.state(), State::Draining);
+    // The drain runs as usual: its delay first.
+    service.advance(S / 2);
+    assert_eq!(service.shutdown.state(), State::Draining);
+    let report = service.finish();
+    assert_eq!(
+        report.reason.to_string(),
+        "vital task refresher failed: upstream unavailable"
+    );
+    assert_eq!(
+        hook(&report, "flush", "refresher"),
+        &HookOutcome::Failed("upstream unavailable".into())
+    );
+    assert_eq!((report.outcome, report.exit_code), (Outcome::Failed, 1));
+    assert!(
+        report.summary().contains("refresher"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[test]
+fn a_task_that_panics_shuts_the_service_down_with_the_panic_message() {
+    let mut service = Service::new();
+    let now = CancellationToken::new();
+    let task = service
+        .shutdown
+        .vital(
+            "leader",
+            "flush",
+            ends_when(&now, || -> () { panic!("lease lost") }),
+        )
+        .unwrap();
+    service.spawn(task);
+    now.cancel();
+    service.settle();
+    let report = service.finish();
+    assert_eq!(
+        report.reason.to_string(),
+        "vital task leader panicked: lease lost"
+    );
+    assert_eq!(
+        hook(&report, "flush", "leader"),
+        &HookOutcome::Panicked("lease lost".into())
+    );
+    assert_eq!(report.outcome, Outcome::Failed);
+}
+
+#[test]
+fn a_task_that_ends_while_the_service_runs_shuts_it_down() {
+    let mut service = Service::new();
+    let now = CancellationToken::new();
+    let task = service
+        .shutdown
+        .vital("consumer", "flush", ends_when(&now, || ()))
+        .unwrap();
+    service.spawn(task);
+    now.cancel();
+    service.settle();
+    let report = service.finish();
+    assert_eq!(
+        report.reason.to_string(),
+        "vital task consumer ended while the service was running"
+    );
+    assert_eq!(report.outcome, Outcome::Failed);
+}
+
+#[test]
+fn a_task_dropped_before_it_ends_shuts_the_service_down() {
+    let mut service = Service::new();
+    let task = service
+        .shutdown
+        .vital("consumer", "flush", until_stopped)
+        .unwrap();
+    // Polled once (it started), then dropped: a runtime going away, an abort.
+    let mut task = Box::pin(task);
+    assert!((&mut task).now_or_never().is_none());
+    drop(task);
+    service.settle();
+    let report = service.finish();
+    assert_eq!(
+        report.reason.to_string(),
+        "vital task consumer was dropped before it ended"
+    );
+    assert_eq!(report.outcome, Outcome::Failed);
+}
+
+#[test]
+fn at_shutdown_a_task_is_told_to_stop_in_its_phase_and_the_report_says_it_stopped() {
+    let mut service = Service::new();
+    let told = Arc::new(AtomicBool::new(false));
+    let seen = told.clone();
+    let task = service
+        .shutdown
+        .vital("consumer", "close", move |stop| async move {
+            stop.cancelled().await;
+            seen.store(true, Ordering::SeqCst);
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    service.spawn(task);
+    service.shutdown.trigger("deploy");
+    service.settle();
+    // Through the drain, it keeps working.
+    service.advance(S / 2);
+    assert_eq!(service.shutdown.state(), State::Draining);
+    assert!(!told.load(Ordering::SeqCst));
+    let report = service.finish();
+    assert!(told.load(Ordering::SeqCst));
+    assert_eq!(report.reason.to_string(), "deploy");
+    assert_eq!(hook(&report, "close", "consumer"), &HookOutcome::Completed);
+    assert_eq!((report.outcome, report.exit_code), (Outcome::Clean, 0));
+}
+
+#[test]
+fn a_task_that_does_not_stop_in_time_is_reported_timed_out() {
+    let mut service = Service::new();
+    let task = service
+        .shutdown
+        .vital("stubborn", "flush", |_stop| std::future::pending::<()>())
+        .unwrap();
+    service.spawn(task);
+    service.shutdown.trigger("deploy");
+    let report = service.finish();
+    assert_eq!(hook(&report, "flush", "stubborn"), &HookOutcome::TimedOut);
+    assert_eq!(report.outcome, Outcome::TimedOut);
+}
+
+#[test]
+fn a_task_never_spawned_is_waited_for_until_the_phase_timeout() {
+    let service = Service::new();
+    let _never_spawned = service
+        .shutdown
+        .vital("forgotten", "flush", until_stopped)
+        .unwrap();
+    service.shutdown.trigger("deploy");
+    let report = service.finish();
+    assert_eq!(hook(&report, "flush", "forgotten"), &HookOutcome::TimedOut);
+}
+
+#[test]
+fn a_task_in_an_unknown_phase_is_refused() {
+    let service = Service::new();
+    let error = service
+        .shutdown
+        .vital("x", "flsuh", until_stopped)
+        .unwrap_err();
+    assert!(matches!(error, HookError::UnknownPhase { .. }), "{error}");
+    let error = service.shutdown.task_group("g", "flsuh").unwrap_err();
+    assert!(matches!(error, HookError::UnknownPhase { .. }), "{error}");
+}
+
+#[test]
+fn a_group_stops_on_its_own_while_the_service_runs_on() {
+    let mut service = Service::new();
+    let consumers = service.shutdown.task_group("consumers", "flush").unwrap();
+    let partitions = consumers.group("partitions");
+    let other = service
+        .shutdown
+        .vital("refresher", "flush", until_stopped)
+        .unwrap();
+    service.spawn(other);
+    for (group, name) in [
+        (&consumers, "orders"),
+        (&partitions, "p0"),
+        (&partitions, "p1"),
+    ] {
+        let task = group.vital(name, until_stopped).unwrap();
+        service.spawn(task);
+    }
+
+    // The inner group alone.
+    let stopped = service.pool.run_until(partitions.stop());
+    let names: Vec<&str> = stopped.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["consumers/partitions/p0", "consumers/partitions/p1"]
+    );
+    assert!(stopped.iter().all(|t| t.outcome == HookOutcome::Completed));
+    assert_eq!(service.shutdown.state(), State::Running);
+
+    // Then the whole group: its own task, and those already stopped.
+    let stopped = service.pool.run_until(consumers.stop());
+    assert_eq!(stopped.len(), 3);
+    assert_eq!(service.shutdown.state(), State::Running);
+
+    // At shutdown the stopped tasks' lines say they completed; the refresher is stopped too.
+    service.shutdown.trigger("deploy");
+    let report = service.finish();
+    for name in ["consumers/orders", "consumers/partitions/p0", "refresher"] {
+        assert_eq!(
+            hook(&report, "flush", name),
+            &HookOutcome::Completed,
+            "{name}"
+        );
+    }
+    assert_eq!(report.outcome, Outcome::Clean);
+}
+
+#[test]
+fn a_task_that_fails_while_its_group_stops_is_reported_there_not_shut_down_for() {
+    let mut service = Service::new();
+    let group = service.shutdown.task_group("cache", "flush").unwrap();
+    let task = group
+        .vital("warmer", |stop| async move {
+            stop.cancelled().await;
+            Err::<(), _>("flush failed")
+        })
+        .unwrap();
+    service.spawn(task);
+    let stopped = service.pool.run_until(group.stop());
+    assert_eq!(
+        stopped[0].outcome,
+        HookOutcome::Failed("flush failed".into())
+    );
+    assert_eq!(service.shutdown.state(), State::Running);
+}
