@@ -1,13 +1,14 @@
 //! Vital tasks as a service uses them, on virtual time: spawned on an executor, failing,
 //! panicking, ending early, dropped, stopping in their phase or not, and groups stopped on
-//! their own while the service runs on.
+//! their own while the service runs on. Then start-up tasks: readiness and "started" wait
+//! for them, a start-up timeout ends the run, a shutdown during start-up stops them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deputy_core::{
-    CancellationToken, HookError, HookOutcome, ManualClock, Outcome, Phase, Shutdown,
+    Builder, CancellationToken, HookError, HookOutcome, ManualClock, Outcome, Phase, Shutdown,
     ShutdownCoordinator, ShutdownReport, State, VitalTask,
 };
 use futures::FutureExt;
@@ -28,16 +29,20 @@ struct Service {
 
 impl Service {
     fn new() -> Self {
+        Self::with(|builder| builder)
+    }
+
+    /// [`new`](Self::new), with more settings.
+    fn with(settings: impl FnOnce(Builder) -> Builder) -> Self {
         let clock = ManualClock::new();
-        let coordinator = ShutdownCoordinator::builder()
+        let builder = ShutdownCoordinator::builder()
             .grace_period(10 * S)
             .drain_delay(S)
             .drain_timeout(2 * S)
             .without_default_phases()
             .phase(Phase::new("flush").timeout(2 * S))
-            .phase(Phase::new("close").timeout(2 * S))
-            .build(clock.clone())
-            .unwrap();
+            .phase(Phase::new("close").timeout(2 * S));
+        let coordinator = settings(builder).build(clock.clone()).unwrap();
         let shutdown = coordinator.handle();
         let pool = LocalPool::new();
         let run = pool
@@ -341,4 +346,125 @@ fn a_task_that_fails_while_its_group_stops_is_reported_there_not_shut_down_for()
         HookOutcome::Failed("flush failed".into())
     );
     assert_eq!(service.shutdown.state(), State::Running);
+}
+
+#[test]
+fn readiness_and_started_wait_for_every_start_up_task() {
+    let mut service = Service::new();
+    let (migrated, warmed) = (CancellationToken::new(), CancellationToken::new());
+    for (name, done) in [("migrations", &migrated), ("warm-up", &warmed)] {
+        let task = service
+            .shutdown
+            .startup(name, ends_when(done, || Ok::<(), String>(())))
+            .unwrap();
+        service.spawn(task);
+    }
+    service.shutdown.ready();
+    assert!(!service.shutdown.is_ready() && !service.shutdown.is_started());
+    migrated.cancel();
+    service.settle();
+    assert!(!service.shutdown.is_ready() && !service.shutdown.is_started());
+    warmed.cancel();
+    service.settle();
+    assert!(service.shutdown.is_ready() && service.shutdown.is_started());
+    // Started for good; readiness comes and goes.
+    service.shutdown.not_ready();
+    assert!(!service.shutdown.is_ready() && service.shutdown.is_started());
+    service.shutdown.ready();
+    // Done start-up tasks are no vital tasks: nothing is shut down.
+    service.advance(60 * S);
+    assert_eq!(service.shutdown.state(), State::Running);
+    service.shutdown.trigger("deploy");
+    let report = service.finish();
+    assert_eq!(hook(&report, "flush", "warm-up"), &HookOutcome::Completed);
+    assert_eq!(report.outcome, Outcome::Clean);
+}
+
+#[test]
+fn a_start_up_task_past_the_start_up_timeout_ends_the_run_naming_it() {
+    let mut service = Service::with(|builder| builder.startup_timeout(30 * S));
+    let dropped = Arc::new(AtomicBool::new(false));
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let on_drop = SetOnDrop(dropped.clone());
+    let task = service
+        .shutdown
+        .startup("warm-up", move |_stop| async move {
+            let _on_drop = on_drop;
+            std::future::pending::<()>().await
+        })
+        .unwrap();
+    service.spawn(task);
+    service.shutdown.ready();
+    service.advance(29 * S);
+    assert_eq!(service.shutdown.state(), State::Running);
+    assert!(!service.shutdown.is_ready());
+    service.advance(S);
+    assert_eq!(service.shutdown.state(), State::Draining);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the task's future is dropped"
+    );
+    let report = service.finish();
+    assert_eq!(
+        report.reason.to_string(),
+        "start-up task warm-up was still running at the start-up timeout (30s)"
+    );
+    assert!(matches!(
+        hook(&report, "flush", "warm-up"),
+        HookOutcome::Failed(_)
+    ));
+    assert_eq!((report.outcome, report.exit_code), (Outcome::Failed, 1));
+}
+
+#[test]
+fn a_shutdown_during_start_up_stops_the_start_up_tasks_and_exits_cleanly() {
+    let mut service = Service::with(|builder| builder.startup_timeout(30 * S));
+    let task = service
+        .shutdown
+        .startup("migrations", |stop| async move {
+            stop.cancelled().await; // rolls back, then stops
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    service.spawn(task);
+    service.shutdown.ready();
+    service.advance(5 * S);
+    service.shutdown.trigger("deploy");
+    service.settle();
+    assert!(!service.shutdown.is_started());
+    let report = service.finish();
+    assert_eq!(
+        hook(&report, "flush", "migrations"),
+        &HookOutcome::Completed
+    );
+    assert_eq!((report.outcome, report.exit_code), (Outcome::Clean, 0));
+}
+
+#[test]
+fn a_failing_start_up_task_ends_the_run_and_start_up_never_completes() {
+    let mut service = Service::new();
+    let now = CancellationToken::new();
+    let task = service
+        .shutdown
+        .startup(
+            "migrations",
+            ends_when(&now, || Err::<(), _>("column exists")),
+        )
+        .unwrap();
+    service.spawn(task);
+    service.shutdown.ready();
+    now.cancel();
+    service.settle();
+    assert!(!service.shutdown.is_started());
+    let report = service.finish();
+    assert_eq!(
+        report.reason.to_string(),
+        "start-up task migrations failed: column exists"
+    );
+    assert_eq!(report.exit_code, 1);
 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `/health/live` | 200 until `Done`, then 503 |
 //! | `/health/ready` | 503 until `ready()`, 200 while running, 503 from the first trigger on |
+//! | `/health/started` | 503 until start-up is complete (`ready()` called, every start-up task done), then 200 for good: for a `startupProbe` |
 //! | `/health/status` | 200, JSON: state, phase, in flight, readiness, liveness |
 //! | `/shutdown` (opt-in) | triggers, answers with the report summary when done |
 //!
@@ -395,11 +396,12 @@ async fn route(request: Request<Incoming>, endpoint: &Endpoint) -> Response<Full
     let method = request.method();
     let head_or_get = *method == Method::GET || *method == Method::HEAD;
     let mut response = match path {
-        "/health/live" | "/health/ready" | "/health/status" if !head_or_get => {
+        "/health/live" | "/health/ready" | "/health/started" | "/health/status" if !head_or_get => {
             not_allowed("GET, HEAD")
         }
         "/health/live" => respond(status_code(shutdown.is_live()), Bytes::new()),
         "/health/ready" => respond(status_code(shutdown.is_ready()), Bytes::new()),
+        "/health/started" => respond(status_code(shutdown.is_started()), Bytes::new()),
         "/health/status" => json(StatusCode::OK, &Protocol::status(&shutdown.status())),
         "/metrics" if endpoint.metrics => {
             if head_or_get {

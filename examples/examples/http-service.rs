@@ -19,7 +19,11 @@
 //! then drains and exits 1, its report, log and termination message naming the task and its
 //! error.
 //!
-//! Every setting has a flag and an environment variable; durations are written `30s`,
+//! `--startup 20s` starts it with a start-up task, `warm-up`, that takes that long:
+//! `/health/started` (for a `startupProbe`) and `/health/ready` answer 503 until it is done;
+//! with `--startup-timeout 10s` it ends the run (exit 1) instead.
+//!
+//! Every shutdown setting has a flag and an environment variable; durations are written `30s`,
 //! `1500ms`. The defaults match `examples/k8s/deployment.yaml`. With
 //! `DEPUTY_SHUTDOWN_TOKEN_FILE` (or `DEPUTY_SHUTDOWN_TOKEN`) set, the health port also serves
 //! `/shutdown` for an httpGet preStop (`examples/k8s/http-prestop.yaml`).
@@ -52,6 +56,10 @@ struct Options {
     /// The same, but the task panics.
     #[arg(long, value_parser = deputy_ipc::parse_duration)]
     panic_after: Option<Duration>,
+    /// Start with a start-up task, `warm-up`, that takes this long: /health/started and
+    /// /health/ready answer 503 until it is done (see --startup-timeout).
+    #[arg(long, value_parser = deputy_ipc::parse_duration)]
+    startup: Option<Duration>,
     #[command(flatten)]
     drain: DrainOptions,
 }
@@ -142,6 +150,16 @@ async fn run() -> anyhow::Result<()> {
     // connections finish (HTTP/2 ones got GOAWAY at the trigger).
     let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(handle));
     let server = tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), service));
+    if let Some(takes) = options.startup {
+        let warm_up = shutdown.startup("warm-up", move |stop| async move {
+            tokio::select! {
+                _ = stop.cancelled() => {} // shut down during start-up: stop at once
+                _ = tokio::time::sleep(takes) => {} // caches loaded
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        tokio::spawn(warm_up);
+    }
     if let Some(after) = options.fail_after.or(options.panic_after) {
         let panics = options.panic_after.is_some();
         let task = shutdown.vital("refresher", "flush", move |stop| {

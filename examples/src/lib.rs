@@ -109,6 +109,10 @@ pub mod service {
         /// left (one replica, maxSurge 0, externalTrafficPolicy Local).
         #[arg(long, env = "DEPUTY_READY_WHILE_DRAINING", value_parser = deputy_ipc::parse_bool)]
         pub ready_while_draining: bool,
+        /// How long start-up tasks may take, from the start; one still running then ends the
+        /// run with exit code 1, naming it (default: no limit).
+        #[arg(long, env = "DEPUTY_STARTUP_TIMEOUT", value_parser = deputy_ipc::parse_duration)]
+        pub startup_timeout: Option<Duration>,
     }
 
     impl DrainOptions {
@@ -128,6 +132,9 @@ pub mod service {
             }
             if self.ready_while_draining {
                 builder = builder.readiness(deputy_core::Readiness::UntilListenerCloses);
+            }
+            if let Some(timeout) = self.startup_timeout {
+                builder = builder.startup_timeout(timeout);
             }
             builder.phase(
                 Phase::new("stop-accepting")

@@ -43,6 +43,10 @@ fn duration(text: &str) -> Duration {
 fn the_deployment_agrees_with_the_service() {
     let docs = documents("deployment.yaml");
     let (pod, container) = pod_and_container(&docs);
+    assert!(
+        container.get("startupProbe").is_some(),
+        "a startupProbe on /health/started"
+    );
 
     // The service's own budget, from the manifest's environment or the defaults.
     let env = |name: &str, default: &str| -> String {
@@ -116,12 +120,18 @@ fn assert_probes_and_prestop(container: &Value, health_port: u16) {
     assert_eq!(command, ["deputy", "terminate"]);
 }
 
-/// Probes on deputy's endpoints at `health_port`.
+/// Probes on deputy's endpoints at `health_port` (a start-up probe, if there is one, too).
 fn assert_probes(container: &Value, health_port: u16) {
+    let startup = container
+        .get("startupProbe")
+        .map(|_| ("startupProbe", "/health/started"));
     for (probe, path) in [
         ("readinessProbe", "/health/ready"),
         ("livenessProbe", "/health/live"),
-    ] {
+    ]
+    .into_iter()
+    .chain(startup)
+    {
         assert_eq!(
             get(container, &[probe, "httpGet", "path"]).as_str(),
             Some(path)
@@ -180,6 +190,10 @@ fn service_target_port(docs: &[Value]) -> u64 {
 fn the_supervised_deployment_agrees_with_deputy_run() {
     let docs = documents("supervised.yaml");
     let (pod, container) = pod_and_container(&docs);
+    assert!(
+        container.get("startupProbe").is_some(),
+        "a startupProbe on /health/started"
+    );
     let strings = |key: &str| -> Vec<String> {
         container[key]
             .as_sequence()

@@ -84,6 +84,7 @@ pub struct Builder {
     phases: Vec<Phase>,
     exit_codes: ExitCodes,
     readiness: Readiness,
+    startup_timeout: Option<Duration>,
     allow_over_budget: bool,
     error: Option<BuildError>,
 }
@@ -103,6 +104,7 @@ impl Default for Builder {
                 .collect(),
             exit_codes: ExitCodes::default(),
             readiness: Readiness::OffAtTrigger,
+            startup_timeout: None,
             allow_over_budget: false,
             error: None,
         }
@@ -367,6 +369,28 @@ impl Builder {
         self
     }
 
+    /// How long the start-up tasks ([`Shutdown::startup`](crate::Shutdown::startup)) may
+    /// take, from when the coordinator is built (like .NET's start-up timeout; set the
+    /// kubelet's `startupProbe` to allow a little more). One still running then is dropped
+    /// and the shutdown is triggered, naming it: the run ends with exit code 1. Default:
+    /// none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// // Migrations and a cache warm-up get a minute.
+    /// let coordinator = ShutdownCoordinator::builder()
+    ///     .startup_timeout(Duration::from_secs(60))
+    ///     .build(ManualClock::new())
+    ///     .unwrap();
+    /// # drop(coordinator);
+    /// ```
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = Some(timeout);
+        self
+    }
+
     /// The exit codes the report maps outcomes to.
     ///
     /// ```
@@ -494,6 +518,7 @@ impl Builder {
             phases: self.phases,
             exit_codes: self.exit_codes,
             readiness: self.readiness,
+            startup_timeout: self.startup_timeout,
         };
         Ok(ShutdownCoordinator {
             shared: Arc::new(Shared::new(Arc::new(runtime), plan)),

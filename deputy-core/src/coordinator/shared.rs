@@ -32,7 +32,7 @@ use crate::error::HookError;
 use crate::inflight::Registry;
 use crate::runtime::Runtime;
 use crate::state::{Event as MachineEvent, Machine, Rejection, State, Step};
-use crate::sync::{AtomicBool, AtomicU8, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::{CancellationToken, InFlight, Readiness, Reason, Straggler};
 
 /// How many names of work in flight a status or a report lists, the oldest first.
@@ -52,6 +52,8 @@ pub(crate) struct Plan {
     pub(crate) phases: Vec<Phase>,
     pub(crate) exit_codes: ExitCodes,
     pub(crate) readiness: Readiness,
+    /// How long the start-up tasks may take, from the build.
+    pub(crate) startup_timeout: Option<Duration>,
 }
 
 /// The plan and the handles every part reads; the changing state is in [`Inner`], reached
@@ -71,6 +73,13 @@ pub(crate) struct Shared {
     pub(crate) in_flight: InFlight,
     state: AtomicU8,
     service_ready: AtomicBool,
+    /// Start-up: whether `ready()` has been called once, how many start-up tasks have not
+    /// finished, whether start-up completed (for good), and when the start-up tasks' time
+    /// is up.
+    ever_ready: AtomicBool,
+    pub(crate) startup_pending: AtomicUsize,
+    started: AtomicBool,
+    pub(crate) startup_deadline: Option<Instant>,
     /// Cleared by [`Shutdown::not_live`](crate::Shutdown::not_live): the service is stuck.
     service_live: AtomicBool,
     /// A line for people about what the service is doing (systemd's `STATUS=`).
@@ -148,6 +157,9 @@ impl Shared {
         let phase_names: Vec<Arc<str>> = plan.phases.iter().map(|p| p.name().into()).collect();
         let count = phase_names.len();
         let named = Registry::new(&*runtime);
+        let startup_deadline = plan
+            .startup_timeout
+            .and_then(|timeout| runtime.now().checked_add(timeout));
         Self {
             runtime,
             plan,
@@ -158,6 +170,10 @@ impl Shared {
             in_flight: InFlight::new(),
             state: AtomicU8::new(State::Running as u8),
             service_ready: AtomicBool::new(false),
+            ever_ready: AtomicBool::new(false),
+            startup_pending: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            startup_deadline,
             service_live: AtomicBool::new(true),
             message: Mutex::new(None),
             arrivals: Arrivals::new(),
@@ -195,13 +211,30 @@ impl Shared {
     pub(crate) fn set_ready(&self, ready: bool) {
         // Relaxed: readiness is a standalone flag, read on its own.
         self.service_ready.store(ready, Ordering::Relaxed);
+        if ready {
+            self.ever_ready.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn is_ready(&self) -> bool {
         // Relaxed: as in `set_ready`.
-        self.plan
-            .readiness
-            .is_ready(self.state(), self.service_ready.load(Ordering::Relaxed))
+        let ready = self.service_ready.load(Ordering::Relaxed)
+            && self.startup_pending.load(Ordering::Relaxed) == 0;
+        self.plan.readiness.is_ready(self.state(), ready)
+    }
+
+    /// Start-up is complete once `ready()` has been called and no start-up task is left;
+    /// from then on, for good.
+    pub(crate) fn is_started(&self) -> bool {
+        if self.started.load(Ordering::Relaxed) {
+            return true;
+        }
+        let started = self.ever_ready.load(Ordering::Relaxed)
+            && self.startup_pending.load(Ordering::Relaxed) == 0;
+        if started {
+            self.started.store(true, Ordering::Relaxed);
+        }
+        started
     }
 
     pub(crate) fn set_live(&self, live: bool) {

@@ -4,6 +4,10 @@
 //! stop in the phase chosen for it, and the report says how it ended. Tasks can be grouped,
 //! and a group stopped on its own while the service runs on.
 //!
+//! Start-up tasks (migrations, a cache warm-up) are vital tasks that end when start-up is
+//! done: readiness and `/health/started` wait for them, a start-up timeout bounds them, and
+//! a shutdown during start-up tells them to stop at once.
+//!
 //! A task is a future the caller spawns on its runtime (deputy-core spawns nothing). Each has
 //! a hook in its phase: the hook cancels the task's token and waits for the task to end, so
 //! the phase's timeout bounds the wait and the report's hook line is the task's outcome.
@@ -14,9 +18,10 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either, select};
 
 use super::handle::Shutdown;
 use super::hook::HookOutput;
@@ -24,7 +29,7 @@ use super::report::{HookOutcome, HookReport};
 use super::run::panic_message;
 use crate::CancellationToken;
 use crate::error::HookError;
-use crate::sync::Mutex;
+use crate::sync::{Mutex, Ordering};
 
 /// A vital task, ready to spawn on any runtime (`tokio::spawn(task)`, `smol::spawn(task)`):
 /// it runs the task's future to its end, and says how it ended to the coordinator. Made by
@@ -56,6 +61,8 @@ impl Future for VitalTask {
 #[derive(Debug)]
 struct TaskState {
     name: String,
+    /// A start-up task: its end, told to stop or not, is no failure.
+    startup: bool,
     /// Cancelled to tell the task to stop.
     token: CancellationToken,
     /// Cancelled once the task has ended and `outcome` is set.
@@ -103,6 +110,8 @@ enum Ended {
     Failed(String),
     Panicked(String),
     Dropped,
+    /// A start-up task still running at the start-up timeout.
+    StartupTimeout(Duration),
 }
 
 /// Records a task's end; if it was not told to stop, triggers the shutdown with a reason
@@ -111,6 +120,15 @@ fn finish(state: &TaskState, shutdown: &Shutdown, result: Result<(), Ended>) {
     let told_to_stop = state.token.is_cancelled();
     let (outcome, why) = match result {
         Ok(()) if told_to_stop => (HookOutcome::Completed, None),
+        Ok(()) if state.startup => {
+            // Relaxed: a count read on its own (readiness, `/health/started`).
+            shutdown
+                .shared
+                .startup_pending
+                .fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(task = %state.name, "start-up task done");
+            (HookOutcome::Completed, None)
+        }
         Ok(()) => {
             let why = "ended while the service was running".to_owned();
             (HookOutcome::Failed(why.clone()), Some(why))
@@ -127,15 +145,26 @@ fn finish(state: &TaskState, shutdown: &Shutdown, result: Result<(), Ended>) {
             let why = "was dropped before it ended".to_owned();
             (HookOutcome::Failed(why.clone()), Some(why))
         }
+        Err(Ended::StartupTimeout(timeout)) => {
+            let why = format!("was still running at the start-up timeout ({timeout:?})");
+            (HookOutcome::Failed(why.clone()), Some(why))
+        }
+    };
+    let kind = if state.startup {
+        "start-up task"
+    } else {
+        "vital task"
     };
     if let Some(why) = why {
         if told_to_stop {
-            tracing::warn!(task = %state.name, "vital task {} {why} while stopping", state.name);
+            tracing::warn!(task = %state.name, "{kind} {} {why} while stopping", state.name);
         } else {
-            tracing::error!(task = %state.name, "vital task {} {why}; shutting down", state.name);
-            shutdown.trigger(format!("vital task {} {why}", state.name));
+            tracing::error!(task = %state.name, "{kind} {} {why}; shutting down", state.name);
+            shutdown.trigger(format!("{kind} {} {why}", state.name));
         }
     }
+    // For work the task handed elsewhere (a spawned task, a thread): it is over.
+    state.token.cancel();
     state.end(outcome);
 }
 
@@ -186,8 +215,69 @@ impl Shutdown {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        let (task, _) = self.vital_with(name, phase, CancellationToken::new(), task)?;
+        let (task, _) = self.vital_with(name, phase, CancellationToken::new(), false, task)?;
         Ok(task)
+    }
+
+    /// A start-up task named `name` (migrations, a cache warm-up): spawn what this returns.
+    /// Until every start-up task has ended well, the service is not ready and not started
+    /// ([`is_started`](Self::is_started), `/health/started` for the kubelet's
+    /// `startupProbe`), whatever [`ready`](Self::ready) says.
+    ///
+    /// - An error, a panic, a drop, or still running at the
+    ///   [start-up timeout](crate::Builder::startup_timeout) (it is then dropped) triggers the
+    ///   shutdown with a reason that names it, as for a [vital](Self::vital) task; its hook
+    ///   line (in the first phase) says so, and the exit code is 1.
+    /// - A shutdown triggered during start-up tells it to stop at once (its token is a child
+    ///   of the [draining token](Self::draining_token)); ending then is no failure.
+    ///
+    /// # Errors
+    ///
+    /// [`HookError::PhaseStarted`] if the shutdown's phases have started.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let warm_up = shutdown
+    ///     .startup("warm-up", |_stop| async { Ok::<(), String>(()) /* caches loaded */ })
+    ///     .unwrap();
+    /// shutdown.ready();
+    /// assert!(!shutdown.is_ready() && !shutdown.is_started()); // warm-up still to run
+    /// futures::executor::block_on(warm_up); // tokio::spawn(warm_up) in a service
+    /// assert!(shutdown.is_ready() && shutdown.is_started());
+    /// ```
+    pub fn startup<F, Fut>(&self, name: &str, task: F) -> Result<VitalTask, HookError>
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        let first = self.shared.phase_names[0].clone();
+        let token = self.shared.draining.child();
+        let (task, _) = self.vital_with(name, &first, token, true, task)?;
+        // Relaxed: a count read on its own.
+        self.shared.startup_pending.fetch_add(1, Ordering::Relaxed);
+        Ok(task)
+    }
+
+    /// Whether start-up is complete, for `/health/started` (the kubelet's `startupProbe`):
+    /// [`ready`](Self::ready) has been called and every [start-up task](Self::startup) has
+    /// ended well. Once true, true for good.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// assert!(!shutdown.is_started());
+    /// shutdown.ready();
+    /// shutdown.not_ready(); // a dependency is down for now: not ready, but started
+    /// assert!(shutdown.is_started() && !shutdown.is_ready());
+    /// ```
+    pub fn is_started(&self) -> bool {
+        self.shared.is_started()
     }
 
     /// A group of vital tasks, told to stop in phase `phase` at shutdown, which can also be
@@ -224,13 +314,14 @@ impl Shutdown {
         })
     }
 
-    /// [`vital`](Self::vital) with the task's own token (a group's child); the task and what
-    /// it shares with its hook.
+    /// [`vital`](Self::vital) with the task's own token (a group's child), or a start-up
+    /// task; the task and what it shares with its hook.
     fn vital_with<F, Fut>(
         &self,
         name: &str,
         phase: &str,
         token: CancellationToken,
+        startup: bool,
         task: F,
     ) -> Result<(VitalTask, Arc<TaskState>), HookError>
     where
@@ -240,6 +331,7 @@ impl Shutdown {
     {
         let state = Arc::new(TaskState {
             name: name.to_owned(),
+            startup,
             token,
             ended: CancellationToken::new(),
             outcome: Mutex::new(None),
@@ -258,15 +350,24 @@ impl Shutdown {
             state: state.clone(),
             shutdown: self.clone(),
         };
+        let deadline = if startup {
+            self.shared.startup_deadline
+        } else {
+            None
+        };
+        let shutdown = self.clone();
         let future = async move {
             let token = on_drop.state.token.clone();
-            let result = match AssertUnwindSafe(async move { task(token).await.into_result() })
+            let work = AssertUnwindSafe(async move { task(token).await.into_result() })
                 .catch_unwind()
-                .await
-            {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(Ended::Failed(error)),
-                Err(panic) => Err(Ended::Panicked(panic_message(&*panic))),
+                .map(|result| match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(Ended::Failed(error)),
+                    Err(panic) => Err(Ended::Panicked(panic_message(&*panic))),
+                });
+            let result = match deadline {
+                Some(deadline) => within_startup(&shutdown, &on_drop.state, deadline, work).await,
+                None => work.await,
             };
             finish(&on_drop.state, &on_drop.shutdown, result);
         };
@@ -276,6 +377,26 @@ impl Shutdown {
             },
             state,
         ))
+    }
+}
+
+/// Runs a start-up task's `work` until the start-up `deadline`; past it, unless the task was
+/// told to stop meanwhile (then it may finish), the work is dropped and its token cancelled.
+async fn within_startup(
+    shutdown: &Shutdown,
+    state: &TaskState,
+    deadline: Instant,
+    work: impl Future<Output = Result<(), Ended>>,
+) -> Result<(), Ended> {
+    let mut work = std::pin::pin!(work);
+    let timer = shutdown.shared.runtime.sleep_until(deadline);
+    match select(work.as_mut(), timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) if state.token.is_cancelled() => work.await,
+        Either::Right(((), _)) => {
+            let timeout = shutdown.shared.plan.startup_timeout.unwrap_or_default();
+            Err(Ended::StartupTimeout(timeout))
+        }
     }
 }
 
@@ -354,10 +475,13 @@ impl TaskGroup {
     {
         let group = &self.shared;
         let full_name = format!("{}/{name}", group.name);
-        let (task, state) =
-            group
-                .shutdown
-                .vital_with(&full_name, &group.phase, group.token.child(), task)?;
+        let (task, state) = group.shutdown.vital_with(
+            &full_name,
+            &group.phase,
+            group.token.child(),
+            false,
+            task,
+        )?;
         group.add(&state);
         Ok(task)
     }
