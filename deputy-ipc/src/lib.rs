@@ -33,6 +33,7 @@ mod args;
 #[cfg(feature = "client")]
 pub mod client;
 mod error;
+mod front;
 mod health;
 mod limits;
 mod log_format;
@@ -53,11 +54,17 @@ mod timeout;
 #[cfg(feature = "cli")]
 pub use args::{parse_args, parse_args_from};
 pub use error::IpcError;
+pub use front::{
+    DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_GRACE_PERIOD, Deputy, Running, Settings,
+    StartError, exit,
+};
 pub use health::{
     DEFAULT_HEALTH_LINGER, HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV,
     SHUTDOWN_TOKEN_FILE_ENV, SHUTDOWN_TOKEN_HEADER, health_port, shutdown_token_from_env,
 };
 pub use limits::{NofileLimit, raise_nofile_limit};
+#[cfg(feature = "logs")]
+pub use log_format::init_logs;
 pub use log_format::{LOG_FORMAT_ENV, LogFormat};
 pub use paths::{
     entrypoint_path, entrypoint_pid, ipc_dir, julia_entrypoint_pid, julia_socket_path,

@@ -65,3 +65,28 @@ impl LogFormat {
         }
     }
 }
+
+/// Logs to stderr through `tracing` (tracing-subscriber), at `RUST_LOG`'s level, else
+/// `default` (`"info"`, `"warn"`), so stdout stays for the lines meant for a person: in
+/// colour only at a terminal without `NO_COLOR`, one JSON object per line with
+/// `DEPUTY_LOG_FORMAT=json` (see [`LogFormat::from_env`]). Call it once, first thing in
+/// `main`; a second call (or another global subscriber) leaves the first in place.
+///
+/// ```
+/// deputy_ipc::init_logs("info");
+/// tracing::info!("logged as the cluster expects");
+/// ```
+#[cfg(feature = "logs")]
+pub fn init_logs(default: &str) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match LogFormat::from_env() {
+        LogFormat::Json => logs.json().try_init(),
+        LogFormat::Text { colour } => logs.with_ansi(colour).try_init(),
+    };
+}

@@ -22,7 +22,11 @@ use deputy_core::{Phase, ShutdownCoordinator, State};
 use deputy_smol::AsyncIoRuntime;
 
 fn main() {
-    deputy_examples::exit_on_error("demo", run())
+    if let Err(error) = run() {
+        // One line for a person; a refused setting is no bug (no backtrace).
+        eprintln!("demo: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 fn run() -> anyhow::Result<()> {
@@ -37,7 +41,7 @@ fn run() -> anyhow::Result<()> {
         eprintln!("demo: unknown argument `{arg}`\n{usage}");
         std::process::exit(2);
     }
-    deputy_examples::init_logs("info");
+    deputy_ipc::init_logs("info");
 
     let coordinator = ShutdownCoordinator::builder()
         .grace_period(Duration::from_secs(8))

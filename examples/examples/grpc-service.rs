@@ -21,10 +21,10 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
 use deputy_core::Shutdown;
 use deputy_examples::http_service as defaults;
-use deputy_examples::service::{DrainOptions, run_to_end};
 use deputy_tokio::{DrainLayer, stopping};
 use futures::Stream;
 use tonic::{Request, Response, Status};
@@ -45,7 +45,7 @@ struct Options {
     #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
     port: u16,
     #[command(flatten)]
-    drain: DrainOptions,
+    deputy: deputy_ipc::Settings,
     /// Serve as tonic does on its own: its graceful shutdown at the drain's end, health left
     /// SERVING, no notices (for the tests' failing run).
     #[arg(long)]
@@ -96,16 +96,23 @@ impl Demo for Service {
 
 #[tokio::main]
 async fn main() {
-    deputy_examples::exit_on_error("grpc-service", run().await)
+    if let Err(error) = run().await {
+        eprintln!("grpc-service: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
-    let (coordinator, endpoints, listener) =
-        options.drain.start("grpc-service", options.port).await?;
-    // The port bound (the one asked for, or the one given for `--port 0`).
-    let port = listener.local_addr()?.port();
-    let shutdown = coordinator.handle();
+    deputy_ipc::init_logs("info");
+    let running = deputy_ipc::Deputy::new("grpc-service", options.deputy)
+        .start(deputy_tokio::TokioRuntime)?;
+    let shutdown = running.shutdown();
+    let signals = deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.port))
+        .await
+        .with_context(|| format!("port {}", options.port))?;
+    let port = listener.local_addr()?.port(); // the one asked for, or the one `--port 0` got
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<DemoServer<Service>>().await;
@@ -136,17 +143,10 @@ async fn run() -> anyhow::Result<()> {
             .layer(DrainLayer::new(shutdown.clone()));
         tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app))
     };
-    let never = run_to_end(
-        coordinator,
-        endpoints,
-        server,
-        "grpc-service",
-        &format!(
-            "localhost:{}{}",
-            port,
-            if options.baseline { " (baseline)" } else { "" }
-        ),
-    )
-    .await?;
-    match never {}
+    let baseline = if options.baseline { " (baseline)" } else { "" };
+    let report = running
+        .serving_on(format!("localhost:{port}{baseline}"))
+        .run(server, signals)
+        .await;
+    deputy_ipc::exit(&report)
 }

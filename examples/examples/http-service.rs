@@ -31,6 +31,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
 use deputy_tokio::DrainLayer;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -41,7 +42,6 @@ use hyper::{Request, Response, StatusCode};
 use tower::Layer;
 
 use deputy_examples::http_service as defaults;
-use deputy_examples::service::{DrainOptions, run_to_end};
 
 #[derive(Debug, Parser)]
 #[command(about = "an HTTP service that drains gracefully")]
@@ -61,7 +61,7 @@ struct Options {
     #[arg(long, value_parser = deputy_ipc::parse_duration)]
     startup: Option<Duration>,
     #[command(flatten)]
-    drain: DrainOptions,
+    deputy: deputy_ipc::Settings,
 }
 
 /// A cache refresher that refreshes every second until it is told to stop, and fails (or,
@@ -135,21 +135,32 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
 
 #[tokio::main]
 async fn main() {
-    deputy_examples::exit_on_error("http-service", run().await)
+    if let Err(error) = run().await {
+        // One line for a person; a refused setting is no bug (no backtrace).
+        eprintln!("http-service: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
-    let (coordinator, endpoints, listener) =
-        options.drain.start("http-service", options.port).await?;
-    // The port bound (the one asked for, or the one given for `--port 0`).
-    let port = listener.local_addr()?.port();
-    let shutdown = coordinator.handle();
+    deputy_ipc::init_logs("info");
+    // The coordinator from the settings, the control socket for the preStop's `deputy
+    // terminate`, the health endpoints for the probes: bound, not yet serving.
+    let running = deputy_ipc::Deputy::new("http-service", options.deputy)
+        .start(deputy_tokio::TokioRuntime)?;
+    let shutdown = running.shutdown();
+    let signals = deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
 
     // HTTP/1 and h2c on one port; accepts until the drain is over, then lets open
     // connections finish (HTTP/2 ones got GOAWAY at the trigger).
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.port))
+        .await
+        .with_context(|| format!("port {}", options.port))?;
+    let port = listener.local_addr()?.port(); // the one asked for, or the one `--port 0` got
     let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(handle));
     let server = tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), service));
+
     if let Some(takes) = options.startup {
         let warm_up = shutdown.startup("warm-up", move |stop| async move {
             tokio::select! {
@@ -167,13 +178,12 @@ async fn run() -> anyhow::Result<()> {
         })?;
         tokio::spawn(task);
     }
-    let never = run_to_end(
-        coordinator,
-        endpoints,
-        server,
-        "http-service",
-        &format!("http://localhost:{port}"),
-    )
-    .await?;
-    match never {}
+
+    // Ready; then to the end of the shutdown: the report, the termination message, the
+    // exit code.
+    let report = running
+        .serving_on(format!("http://localhost:{port}"))
+        .run(server, signals)
+        .await;
+    deputy_ipc::exit(&report)
 }

@@ -50,12 +50,16 @@ struct Options {
 }
 
 fn main() {
-    deputy_examples::exit_on_error("ipc-service", run())
+    if let Err(error) = run() {
+        // One line for a person; a refused setting is no bug (no backtrace).
+        eprintln!("ipc-service: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
-    deputy_examples::init_logs("error");
+    deputy_ipc::init_logs("error");
     // Hook panics are caught and reported by the coordinator; anything else gets one line,
     // never a backtrace.
     std::panic::set_hook(Box::new(|info| {

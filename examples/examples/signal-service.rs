@@ -42,7 +42,11 @@ async fn print_transitions(shutdown: Shutdown) {
 }
 
 fn main() {
-    deputy_examples::exit_on_error("signal-service", run())
+    if let Err(error) = run() {
+        // One line for a person; a refused setting is no bug (no backtrace).
+        eprintln!("signal-service: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 fn run() -> anyhow::Result<()> {

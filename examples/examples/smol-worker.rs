@@ -33,7 +33,11 @@ struct Options {
 }
 
 fn main() {
-    deputy_examples::exit_on_error("smol-worker", run())
+    if let Err(error) = run() {
+        // One line for a person; a refused setting is no bug (no backtrace).
+        eprintln!("smol-worker: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 fn run() -> anyhow::Result<()> {

@@ -30,6 +30,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -41,7 +42,6 @@ use axum::routing::get;
 use clap::Parser;
 use deputy_core::{Connection, Shutdown};
 use deputy_examples::http_service as defaults;
-use deputy_examples::service::{DrainOptions, run_to_end};
 use deputy_tokio::websocket::{CLOSE_WAIT, GOING_AWAY, going_away};
 use deputy_tokio::{DrainLayer, stopping};
 use futures::{Stream, StreamExt};
@@ -53,7 +53,7 @@ struct Options {
     #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
     port: u16,
     #[command(flatten)]
-    drain: DrainOptions,
+    deputy: deputy_ipc::Settings,
     /// Serve as axum does on its own: its graceful shutdown at the drain's end, no drain
     /// layer, no notices (for the tests' failing run).
     #[arg(long)]
@@ -177,16 +177,23 @@ fn routes(app: App) -> Router {
 
 #[tokio::main]
 async fn main() {
-    deputy_examples::exit_on_error("stream-service", run().await)
+    if let Err(error) = run().await {
+        eprintln!("stream-service: {error:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
-    let (coordinator, endpoints, listener) =
-        options.drain.start("stream-service", options.port).await?;
-    // The port bound (the one asked for, or the one given for `--port 0`).
-    let port = listener.local_addr()?.port();
-    let shutdown = coordinator.handle();
+    deputy_ipc::init_logs("info");
+    let running = deputy_ipc::Deputy::new("stream-service", options.deputy)
+        .start(deputy_tokio::TokioRuntime)?;
+    let shutdown = running.shutdown();
+    let signals = deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.port))
+        .await
+        .with_context(|| format!("port {}", options.port))?;
+    let port = listener.local_addr()?.port(); // the one asked for, or the one `--port 0` got
 
     let server = if options.baseline {
         let app = routes(App { shutdown: None });
@@ -199,17 +206,10 @@ async fn run() -> anyhow::Result<()> {
         .layer(DrainLayer::new(shutdown.clone()));
         tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app))
     };
-    let never = run_to_end(
-        coordinator,
-        endpoints,
-        server,
-        "stream-service",
-        &format!(
-            "http://localhost:{}{}",
-            port,
-            if options.baseline { " (baseline)" } else { "" }
-        ),
-    )
-    .await?;
-    match never {}
+    let baseline = if options.baseline { " (baseline)" } else { "" };
+    let report = running
+        .serving_on(format!("http://localhost:{port}{baseline}"))
+        .run(server, signals)
+        .await;
+    deputy_ipc::exit(&report)
 }
