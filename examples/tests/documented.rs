@@ -12,8 +12,9 @@ mod support;
 use support::{Proc, deputy, example, free_port, http_status, text};
 
 /// The services whose `--help` is checked, and the line each prints once it serves.
-const SERVICES: [(&str, &str); 4] = [
+const SERVICES: [(&str, &str); 5] = [
     ("http-service", "serving on"),
+    ("axum-service", "serving on"),
     ("stream-service", "serving on"),
     ("grpc-service", "serving on"),
     ("ipc-service", "listening on"),

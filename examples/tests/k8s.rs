@@ -41,7 +41,18 @@ fn duration(text: &str) -> Duration {
 
 #[test]
 fn the_deployment_agrees_with_the_service() {
-    let docs = documents("deployment.yaml");
+    a_front_door_deployment_agrees_with_its_service("deployment.yaml");
+}
+
+#[test]
+fn the_axum_deployment_agrees_with_the_front_door() {
+    a_front_door_deployment_agrees_with_its_service("axum-service.yaml");
+}
+
+/// A Deployment of a service on the front door (http-service, axum-service): its settings
+/// are the front door's defaults (or fit the budget), its probes and preStop deputy's.
+fn a_front_door_deployment_agrees_with_its_service(file: &str) {
+    let docs = documents(file);
     let (pod, container) = pod_and_container(&docs);
     assert!(
         container.get("startupProbe").is_some(),

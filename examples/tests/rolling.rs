@@ -133,6 +133,8 @@ fn load(
 enum Pod {
     /// http-service: the library, drain delay 2.5 s.
     HttpService,
+    /// axum-service: the front door's example, as http-service.
+    AxumService,
     /// http-service with the drain delay that measures itself: at least 1 s, at most 10 s,
     /// over after 1 s without new traffic.
     HttpServiceAdaptive,
@@ -149,8 +151,12 @@ enum Pod {
 fn start_service(dir: &Path, as_pid_1: bool, pod: Pod) -> (Proc, SocketAddr) {
     let port = free_port().to_string();
     let (program, mut args): (_, Vec<OsString>) = match pod {
-        Pod::HttpService => (
-            example("http-service"),
+        Pod::HttpService | Pod::AxumService => (
+            example(if pod == Pod::AxumService {
+                "axum-service"
+            } else {
+                "http-service"
+            }),
             ["--port", &port, "--health-port", &free_port().to_string()]
                 .into_iter()
                 .chain(["--drain-delay", "2500ms", "--drain-timeout", "5s"])
@@ -183,7 +189,7 @@ fn start_service(dir: &Path, as_pid_1: bool, pod: Pod) -> (Proc, SocketAddr) {
         ),
     };
     match pod {
-        Pod::HttpService | Pod::HttpServiceAdaptive => args.push(dir.into()),
+        Pod::HttpService | Pod::AxumService | Pod::HttpServiceAdaptive => args.push(dir.into()),
         Pod::PlainServerUnderDeputyRun => {
             args.push(dir.into());
             args.extend(["--".into(), example("plain-server").into()]);
@@ -230,7 +236,7 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
     // The other backend is of the same kind: a keep-alive backend next to one that closes
     // every connection would end up with every client, and the pod with no traffic.
     let other_kind = match pod_kind {
-        Pod::HttpService | Pod::HttpServiceAdaptive => Pod::HttpService,
+        Pod::HttpService | Pod::AxumService | Pod::HttpServiceAdaptive => Pod::HttpService,
         Pod::PlainServerUnderDeputyRun | Pod::PlainServerAlone => Pod::PlainServerAlone,
     };
     let (other, other_addr) = start_service(dir_b.path(), false, other_kind);
@@ -288,6 +294,7 @@ fn rolling_termination(pod_kind: Pod, propagation: Duration) -> Outcome {
     };
     let name = match pod_kind {
         Pod::HttpService => "http-service",
+        Pod::AxumService => "axum-service",
         Pod::HttpServiceAdaptive => "http-service, adaptive drain delay",
         Pod::PlainServerUnderDeputyRun => "plain-server under deputy run",
         Pod::PlainServerAlone => "plain-server alone",
@@ -332,6 +339,17 @@ fn rolling_termination_loses_no_request_with_slow_propagation() {
         Pod::HttpService,
         Duration::from_secs(2),
     ));
+}
+
+#[test]
+fn the_axum_service_on_the_front_door_loses_no_request() {
+    let outcome = rolling_termination(Pod::AxumService, Duration::from_millis(1000));
+    assert!(
+        outcome.stdout.contains("shutdown clean"),
+        "{}",
+        outcome.stdout
+    );
+    assert_no_loss(outcome);
 }
 
 #[test]

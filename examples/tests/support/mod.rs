@@ -25,7 +25,8 @@ pub(crate) use proc::{Ended, Proc};
 pub(crate) const BOUND: Duration = Duration::from_secs(20);
 
 /// The examples the end-to-end tests run.
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
+    "axum-service",
     "grpc-service",
     "http-service",
     "ipc-service",
