@@ -414,7 +414,8 @@ impl Running {
     /// Runs the service to its end: serves the control socket and the health endpoints,
     /// polls `server` (it must end once the shutdown's drain is over, as
     /// `deputy_tokio::serve` does; its output, `()` or a `Result`, is the report's `server`
-    /// hook in the first phase, `stop-accepting`) and `signals` (the adapter's
+    /// hook in the first phase, `stop-accepting`; if it ends before the shutdown, with an
+    /// error or not, that triggers the shutdown and the hook fails) and `signals` (the adapter's
     /// `handle_signals`, or `std::future::pending()` for none), says the service is ready
     /// and prints a line saying where and how to stop it, runs the coordinator, waits for
     /// the health server's linger, and writes the termination message (for `kubectl
@@ -448,8 +449,19 @@ impl Running {
                 result.unwrap_or(Ok(()))
             });
         }
+        let in_server = shutdown.clone();
         let server = async move {
-            let result = server.await.into_result();
+            let mut result = server.await.into_result();
+            // A server that ends before the shutdown is a service that cannot serve.
+            if !in_server.is_triggered() {
+                let why = match &result {
+                    Ok(()) => "ended while the service was running".to_owned(),
+                    Err(error) => format!("failed: {error}"),
+                };
+                tracing::error!("the server {why}; shutting down");
+                in_server.trigger(format!("the server {why}"));
+                result = result.and(Err(why));
+            }
             *end.result.lock().expect("not poisoned") = Some(result);
             end.ended.cancel();
         };
