@@ -25,7 +25,7 @@ pub(crate) use proc::{Ended, Proc};
 pub(crate) const BOUND: Duration = Duration::from_secs(20);
 
 /// The examples the end-to-end tests run.
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "axum-service",
     "grpc-service",
     "http-service",
@@ -35,6 +35,7 @@ const EXAMPLES: [&str; 9] = [
     "smol-worker",
     "stream-service",
     "tcp-proxy",
+    "worker-service",
 ];
 
 /// `target/<profile>`, with `deputy` and every example the tests run built in it: once per
