@@ -46,3 +46,38 @@ fn a_group_stopped_on_its_own_leaves_the_service_running() {
     assert!(stopped.iter().all(|t| t.outcome == HookOutcome::Completed));
     assert_eq!(shutdown.state(), State::Running);
 }
+
+#[test]
+fn readiness_waits_for_a_start_up_task_and_a_start_up_timeout_ends_the_run() {
+    let coordinator = ShutdownCoordinator::builder()
+        .drain_delay(Duration::ZERO)
+        .startup_timeout(Duration::from_millis(200))
+        .build(AsyncIoRuntime)
+        .unwrap();
+    let shutdown = coordinator.handle();
+    let quick = shutdown
+        .startup("migrations", |_stop| async {
+            smol::Timer::after(Duration::from_millis(20)).await;
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    let slow = shutdown
+        .startup("warm-up", |_stop| async {
+            smol::Timer::after(Duration::from_secs(60)).await;
+        })
+        .unwrap();
+    shutdown.ready();
+    let migrations = smol::spawn(quick);
+    smol::spawn(slow).detach();
+    smol::block_on(migrations);
+    assert!(
+        !shutdown.is_ready() && !shutdown.is_started(),
+        "warm-up still runs"
+    );
+    let report = smol::block_on(coordinator.run());
+    assert_eq!(
+        report.reason.to_string(),
+        "start-up task warm-up was still running at the start-up timeout (200ms)"
+    );
+    assert_eq!(report.exit_code, 1);
+}
