@@ -92,6 +92,15 @@ fn hook<'a>(report: &'a ShutdownReport, phase: &str, name: &str) -> &'a HookOutc
     &phase.hooks.iter().find(|h| h.name == name).unwrap().outcome
 }
 
+/// Runs the service to its report, which must say it was shut down for `reason` and
+/// failed.
+fn failed_for(service: Service, reason: &str) -> ShutdownReport {
+    let report = service.finish();
+    assert_eq!(report.reason.to_string(), reason);
+    assert_eq!(report.outcome, Outcome::Failed);
+    report
+}
+
 /// A task that runs until it is told to stop, then stops at once.
 async fn until_stopped(stop: CancellationToken) {
     stop.cancelled().await;
@@ -134,11 +143,7 @@ fn a_task_that_fails_shuts_the_service_down_naming_itself_and_its_error() {
     // The drain runs as usual: its delay first.
     service.advance(S / 2);
     assert_eq!(service.shutdown.state(), State::Draining);
-    let report = service.finish();
-    assert_eq!(
-        report.reason.to_string(),
-        "vital task refresher failed: upstream unavailable"
-    );
+    let report = failed_for(service, "vital task refresher failed: upstream unavailable");
     assert_eq!(
         hook(&report, "flush", "refresher"),
         &HookOutcome::Failed("upstream unavailable".into())
@@ -166,16 +171,11 @@ fn a_task_that_panics_shuts_the_service_down_with_the_panic_message() {
     service.spawn(task);
     now.cancel();
     service.settle();
-    let report = service.finish();
-    assert_eq!(
-        report.reason.to_string(),
-        "vital task leader panicked: lease lost"
-    );
+    let report = failed_for(service, "vital task leader panicked: lease lost");
     assert_eq!(
         hook(&report, "flush", "leader"),
         &HookOutcome::Panicked("lease lost".into())
     );
-    assert_eq!(report.outcome, Outcome::Failed);
 }
 
 #[test]
@@ -189,12 +189,10 @@ fn a_task_that_ends_while_the_service_runs_shuts_it_down() {
     service.spawn(task);
     now.cancel();
     service.settle();
-    let report = service.finish();
-    assert_eq!(
-        report.reason.to_string(),
-        "vital task consumer ended while the service was running"
+    failed_for(
+        service,
+        "vital task consumer ended while the service was running",
     );
-    assert_eq!(report.outcome, Outcome::Failed);
 }
 
 #[test]
@@ -209,12 +207,7 @@ fn a_task_dropped_before_it_ends_shuts_the_service_down() {
     assert!((&mut task).now_or_never().is_none());
     drop(task);
     service.settle();
-    let report = service.finish();
-    assert_eq!(
-        report.reason.to_string(),
-        "vital task consumer was dropped before it ended"
-    );
-    assert_eq!(report.outcome, Outcome::Failed);
+    failed_for(service, "vital task consumer was dropped before it ended");
 }
 
 #[test]
@@ -409,10 +402,9 @@ fn a_start_up_task_past_the_start_up_timeout_ends_the_run_naming_it() {
         dropped.load(Ordering::SeqCst),
         "the task's future is dropped"
     );
-    let report = service.finish();
-    assert_eq!(
-        report.reason.to_string(),
-        "start-up task warm-up was still running at the start-up timeout (30s)"
+    let report = failed_for(
+        service,
+        "start-up task warm-up was still running at the start-up timeout (30s)",
     );
     assert!(matches!(
         hook(&report, "flush", "warm-up"),
@@ -461,10 +453,6 @@ fn a_failing_start_up_task_ends_the_run_and_start_up_never_completes() {
     now.cancel();
     service.settle();
     assert!(!service.shutdown.is_started());
-    let report = service.finish();
-    assert_eq!(
-        report.reason.to_string(),
-        "start-up task migrations failed: column exists"
-    );
+    let report = failed_for(service, "start-up task migrations failed: column exists");
     assert_eq!(report.exit_code, 1);
 }
