@@ -41,10 +41,19 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// # }
 /// ```
 pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    riding_out(|| listener.accept()).await
+}
+
+/// [`accept`]'s loop for any listener: `accept` is called until it gives a connection,
+/// skipping the errors of one connection and pausing on the others.
+pub(crate) async fn riding_out<T, F>(mut accept: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
     let mut pause = MIN_PAUSE;
     let mut paused_since: Option<Instant> = None;
     loop {
-        match listener.accept().await {
+        match accept().await {
             Ok(accepted) => {
                 if let Some(since) = paused_since {
                     let paused_ms = since.elapsed().as_millis() as u64;

@@ -9,6 +9,10 @@
 //!   is out (an idle keep-alive one at once).
 //! - The listener accepts until the drain is over (endpoints are still propagating during
 //!   the drain delay), then closes.
+//!
+//! Any [`Listener`] will do: TCP, or a Unix-domain socket (behind a local proxy), bound here
+//! or handed over by socket activation (`LISTEN_FDS`: take it with a crate such as
+//! `listenfd`, then `TcpListener::from_std` or `UnixListener::from_std`).
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -23,7 +27,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -33,10 +38,61 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// preface (HTTP/2): a client that connects and says nothing holds no slot for long.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What [`serve`] takes connections from: a TCP or a Unix-domain listener.
+pub trait Listener: Send + 'static {
+    /// A connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
+
+    /// The next connection; errors as `accept(2)`'s.
+    fn accept(&self) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
+
+    /// The connection's first bytes, left unread (as `recv` with `MSG_PEEK`), once some
+    /// have come: how [`serve`] tells HTTP/2 from HTTP/1.
+    fn peek<'a>(
+        io: &'a Self::Io,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = std::io::Result<usize>> + Send + 'a;
+}
+
+impl Listener for TcpListener {
+    type Io = TcpStream;
+
+    async fn accept(&self) -> std::io::Result<TcpStream> {
+        TcpListener::accept(self).await.map(|(stream, _)| stream)
+    }
+
+    async fn peek<'a>(io: &'a TcpStream, buf: &'a mut [u8]) -> std::io::Result<usize> {
+        io.peek(buf).await
+    }
+}
+
+impl Listener for UnixListener {
+    type Io = UnixStream;
+
+    async fn accept(&self) -> std::io::Result<UnixStream> {
+        UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+
+    async fn peek<'a>(io: &'a UnixStream, buf: &'a mut [u8]) -> std::io::Result<usize> {
+        loop {
+            io.readable().await?;
+            let peeked = io.try_io(tokio::io::Interest::READABLE, || {
+                rustix::net::recv(io, &mut *buf, rustix::net::RecvFlags::PEEK)
+                    .map(|(read, _)| read)
+                    .map_err(std::io::Error::from)
+            });
+            match peeked {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            }
+        }
+    }
+}
+
 /// Serves `service` (an axum `Router`, or any tower service of hyper requests) on
-/// `listener` until the shutdown's drain is over, then waits for the connections left
-/// (their responses finish; HTTP/1 and HTTP/2 close cleanly). Returns once every
-/// connection is closed.
+/// `listener` (TCP or Unix-domain: see [`Listener`]) until the shutdown's drain is over,
+/// then waits for the connections left (their responses finish; HTTP/1 and HTTP/2 close
+/// cleanly). Returns once every connection is closed.
 ///
 /// Each connection is spoken to in HTTP/2 when it opens with the HTTP/2 preface, else in
 /// HTTP/1 with upgrades. See the module's items for what each gets at the trigger.
@@ -72,8 +128,9 @@ const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// std::process::exit(coordinator.run().await.exit_code);
 /// # }
 /// ```
-pub async fn serve<S, B>(listener: TcpListener, shutdown: Shutdown, service: S)
+pub async fn serve<L, S, B>(listener: L, shutdown: Shutdown, service: S)
 where
+    L: Listener,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -86,10 +143,10 @@ where
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            (stream, _) = crate::accept(&listener) => {
+            stream = crate::accept::riding_out(|| listener.accept()) => {
                 shutdown.arrived(Arrival::Connection);
                 let service = TowerToHyperService::new(service.clone());
-                connections.spawn(connection(stream, service, shutdown.draining_token(), stopping.clone()));
+                connections.spawn(connection::<L, _, _>(stream, service, shutdown.draining_token(), stopping.clone()));
             }
             // Reap as they end, so a long-running server does not keep a handle per
             // connection it ever had.
@@ -102,12 +159,13 @@ where
 }
 
 /// Serves one connection in the protocol it opens with.
-async fn connection<S, B>(
-    stream: TcpStream,
+async fn connection<L, S, B>(
+    stream: L::Io,
     service: TowerToHyperService<S>,
     draining: CancellationToken,
     stopping: CancellationToken,
 ) where
+    L: Listener,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -115,7 +173,7 @@ async fn connection<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let first_bytes = tokio::time::timeout(FIRST_BYTES_TIMEOUT, opens_with_preface(&stream));
+    let first_bytes = tokio::time::timeout(FIRST_BYTES_TIMEOUT, opens_with_preface::<L>(&stream));
     let is_http2 = tokio::select! {
         read = first_bytes => match read {
             Ok(Ok(is_http2)) => is_http2,
@@ -228,10 +286,10 @@ async fn until_closed<C, E>(
 /// Whether the connection's first bytes are the HTTP/2 preface, without consuming them.
 /// Decided as soon as a byte differs (an HTTP/1 request line differs at its first); while
 /// what came so far is a prefix of the preface, it looks again shortly.
-async fn opens_with_preface(stream: &TcpStream) -> std::io::Result<bool> {
+async fn opens_with_preface<L: Listener>(stream: &L::Io) -> std::io::Result<bool> {
     let mut first = [0u8; PREFACE.len()];
     loop {
-        let read = stream.peek(&mut first).await?;
+        let read = L::peek(stream, &mut first).await?;
         if read == 0 || first[..read] != PREFACE[..read] {
             return Ok(false);
         }

@@ -23,6 +23,10 @@
 //! `/health/started` (for a `startupProbe`) and `/health/ready` answer 503 until it is done;
 //! with `--startup-timeout 10s` it ends the run (exit 1) instead.
 //!
+//! `--unix PATH` serves on a Unix-domain socket instead of the port; a socket handed over by
+//! socket activation (`systemd-socket-activate -l 127.0.0.1:8080 http-service`, or a systemd
+//! `.socket` unit) comes first. The shutdown is the same on each.
+//!
 //! Every shutdown setting has a flag and an environment variable; durations are written `30s`,
 //! `1500ms`. The defaults match `examples/k8s/deployment.yaml`. With
 //! `DEPUTY_SHUTDOWN_TOKEN_FILE` (or `DEPUTY_SHUTDOWN_TOKEN`) set, the health port also serves
@@ -49,6 +53,11 @@ struct Options {
     /// Port to serve on.
     #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
     port: u16,
+    /// Serve on this Unix-domain socket instead of the port (behind a local proxy). A
+    /// socket handed over by socket activation (LISTEN_FDS, as systemd or
+    /// `systemd-socket-activate` pass it) comes first.
+    #[arg(long, value_name = "PATH")]
+    unix: Option<std::path::PathBuf>,
     /// Start a vital task, `refresher`, that fails after this long: the service drains and
     /// exits 1, naming it (a demonstration of a background task the service needs).
     #[arg(long, value_parser = deputy_ipc::parse_duration, conflicts_with = "panic_after")]
@@ -133,6 +142,47 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
     Ok(response)
 }
 
+/// Where the service listens.
+enum Listening {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, std::path::PathBuf),
+}
+
+/// The socket handed over by socket activation, if any (TCP or Unix-domain); else
+/// `--unix`'s path (a stale socket file there is replaced); else the port.
+async fn listen(options: &Options) -> anyhow::Result<Listening> {
+    let mut activated = listenfd::ListenFd::from_env();
+    if activated.len() > 0 {
+        if let Ok(Some(listener)) = activated.take_tcp_listener(0) {
+            listener.set_nonblocking(true)?;
+            return Ok(Listening::Tcp(tokio::net::TcpListener::from_std(listener)?));
+        }
+        let listener = activated
+            .take_unix_listener(0)?
+            .context("LISTEN_FDS gives no listening socket")?;
+        listener.set_nonblocking(true)?;
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map(Into::into)
+            .unwrap_or_default();
+        return Ok(Listening::Unix(
+            tokio::net::UnixListener::from_std(listener)?,
+            path,
+        ));
+    }
+    if let Some(path) = &options.unix {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("unix socket {}", path.display()))?;
+        return Ok(Listening::Unix(listener, path.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.port))
+        .await
+        .with_context(|| format!("port {}", options.port))?;
+    Ok(Listening::Tcp(listener))
+}
+
 #[tokio::main]
 async fn main() {
     if let Err(error) = run().await {
@@ -147,19 +197,26 @@ async fn run() -> anyhow::Result<()> {
     deputy_ipc::init_logs("info");
     // The coordinator from the settings, the control socket for the preStop's `deputy
     // terminate`, the health endpoints for the probes: bound, not yet serving.
-    let running = deputy_ipc::Deputy::new("http-service", options.deputy)
+    let running = deputy_ipc::Deputy::new("http-service", options.deputy.clone())
         .start(deputy_tokio::TokioRuntime)?;
     let shutdown = running.shutdown();
     let signals = deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
 
-    // HTTP/1 and h2c on one port; accepts until the drain is over, then lets open
+    // HTTP/1 and h2c on one listener; accepts until the drain is over, then lets open
     // connections finish (HTTP/2 ones got GOAWAY at the trigger).
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.port))
-        .await
-        .with_context(|| format!("port {}", options.port))?;
-    let port = listener.local_addr()?.port(); // the one asked for, or the one `--port 0` got
     let service = DrainLayer::new(shutdown.clone()).layer(tower::service_fn(handle));
-    let server = tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), service));
+    let (server, address) = match listen(&options).await? {
+        Listening::Tcp(listener) => {
+            // The port bound: the one asked for, or the one `--port 0` got.
+            let address = format!("http://localhost:{}", listener.local_addr()?.port());
+            let server = deputy_tokio::serve(listener, shutdown.clone(), service);
+            (tokio::spawn(server), address)
+        }
+        Listening::Unix(listener, path) => {
+            let server = deputy_tokio::serve(listener, shutdown.clone(), service);
+            (tokio::spawn(server), format!("unix:{}", path.display()))
+        }
+    };
 
     if let Some(takes) = options.startup {
         let warm_up = shutdown.startup("warm-up", move |stop| async move {
@@ -181,9 +238,6 @@ async fn run() -> anyhow::Result<()> {
 
     // Ready; then to the end of the shutdown: the report, the termination message, the
     // exit code.
-    let report = running
-        .serving_on(format!("http://localhost:{port}"))
-        .run(server, signals)
-        .await;
+    let report = running.serving_on(address).run(server, signals).await;
     deputy_ipc::exit(&report)
 }
