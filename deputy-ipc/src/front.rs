@@ -88,6 +88,15 @@ pub struct Settings {
     /// run with exit code 1, naming it (default: no limit).
     #[cfg_attr(feature = "clap", arg(long, env = "DEPUTY_STARTUP_TIMEOUT", value_parser = crate::parse_duration))]
     pub startup_timeout: Option<Duration>,
+    /// Ask each connection to end once it is this old (±10 %), so that load spreads again
+    /// after a scale-out: HTTP/2 gets GOAWAY, HTTP/1 `Connection: close` on its next
+    /// response (for the server: deputy-tokio's `ServeOptions`).
+    #[cfg_attr(feature = "clap", arg(long, env = "DEPUTY_MAX_CONNECTION_AGE", value_parser = crate::parse_duration))]
+    pub max_connection_age: Option<Duration>,
+    /// With --max-connection-age: how long a connection asked to end may take to finish
+    /// what it has before it is closed.
+    #[cfg_attr(feature = "clap", arg(long, env = "DEPUTY_MAX_CONNECTION_AGE_GRACE", default_value = "10s", value_parser = crate::parse_duration))]
+    pub max_connection_age_grace: Duration,
 }
 
 impl Default for Settings {
@@ -107,6 +116,8 @@ impl Default for Settings {
             disconnect_window: None,
             ready_while_draining: false,
             startup_timeout: None,
+            max_connection_age: None,
+            max_connection_age_grace: duration("10s"),
         }
     }
 }
@@ -149,6 +160,10 @@ impl Settings {
             ("DEPUTY_QUIET_PERIOD", &mut settings.quiet_period),
             ("DEPUTY_DRAIN_TIMEOUT", &mut settings.drain_timeout),
             (crate::HEALTH_LINGER_ENV, &mut settings.health_linger),
+            (
+                "DEPUTY_MAX_CONNECTION_AGE_GRACE",
+                &mut settings.max_connection_age_grace,
+            ),
         ] {
             if let Some(value) = duration_from_env(name)? {
                 *slot = value;
@@ -157,6 +172,7 @@ impl Settings {
         settings.drain_delay_max = duration_from_env("DEPUTY_DRAIN_DELAY_MAX")?;
         settings.disconnect_window = duration_from_env("DEPUTY_DISCONNECT_WINDOW")?;
         settings.startup_timeout = duration_from_env("DEPUTY_STARTUP_TIMEOUT")?;
+        settings.max_connection_age = duration_from_env("DEPUTY_MAX_CONNECTION_AGE")?;
         settings.metrics = crate::metrics_from_env()?;
         settings.ready_while_draining =
             crate::bool_from_env("DEPUTY_READY_WHILE_DRAINING")?.unwrap_or(false);
@@ -210,15 +226,9 @@ impl std::fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StartError::Setting(_) => None,
-            StartError::Plan(error) => Some(error),
-            StartError::Bind(error) => Some(error),
-        }
-    }
-}
+/// The message says everything (the plan's or the binding's own message, with its cause),
+/// so no source is given: a chain printer (`{:#}`) would repeat it.
+impl std::error::Error for StartError {}
 
 /// A service about to start: its name (for logs and the lines it prints), its settings,
 /// and changes to its plan in code.
@@ -311,7 +321,7 @@ impl Deputy {
         let health_port = match settings.health_port {
             Some(0) => {
                 return Err(StartError::Setting(
-                    "health port 0 would serve on a port nobody knows: give the port the probes use"
+                    "health port 0 (--health-port 0) would serve on a port nobody knows: give the port the probes use"
                         .into(),
                 ));
             }

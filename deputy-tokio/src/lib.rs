@@ -54,7 +54,7 @@ pub mod websocket;
 
 pub use accept::accept;
 pub use layer::{Drain, DrainBody, DrainFuture, DrainLayer};
-pub use serve::{Listener, serve};
+pub use serve::{Listener, ServeOptions, serve, serve_with};
 
 pub use deputy_core::runtime::{Runtime, Sleep};
 

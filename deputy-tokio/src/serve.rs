@@ -138,15 +138,129 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    serve_with(listener, shutdown, service, ServeOptions::default()).await;
+}
+
+/// What [`serve_with`] does besides [`serve`]: connections recycled by age.
+///
+/// A connection that never ends pins its client to this pod: after a rollout or a
+/// scale-out the new pods get no share of it. With a maximum age, each connection is asked
+/// to end once it is that old (give or take the jitter, ±10 % by default, so that the
+/// connections opened together do not all end together): HTTP/2 gets GOAWAY (the streams it
+/// has finish; after the grace it is closed), HTTP/1 gets `Connection: close` on its next
+/// response (closed after the grace if it sends none). A request in flight is never cut
+/// before the grace is over. The client's next connection goes wherever the load balancer
+/// sends it.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let options = deputy_tokio::ServeOptions::default()
+///     .max_connection_age(Duration::from_secs(300))
+///     .max_connection_age_grace(Duration::from_secs(30));
+/// # drop(options);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    max_connection_age: Option<Duration>,
+    grace: Duration,
+    jitter: f64,
+}
+
+impl Default for ServeOptions {
+    /// No maximum age; when one is set, a grace of 10 s and a jitter of ±10 %.
+    fn default() -> Self {
+        ServeOptions {
+            max_connection_age: None,
+            grace: Duration::from_secs(10),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Asks each connection to end once it is this old (± the jitter).
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.max_connection_age = Some(age);
+        self
+    }
+
+    /// How long a connection asked to end by age may take to finish what it has; then it
+    /// is closed. Default 10 s.
+    pub fn max_connection_age_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How far each connection's age may differ from the maximum, as a fraction of it
+    /// (0.1: ±10 %, the default; clamped to 0..=0.5).
+    pub fn connection_age_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter.clamp(0.0, 0.5);
+        self
+    }
+
+    /// The age of the connection numbered `n`: the maximum, moved by up to ± the jitter.
+    fn age_of(&self, n: u64) -> Option<Duration> {
+        let age = self.max_connection_age?;
+        // SplitMix64 of the connection's number and the process's start: spread, not secret.
+        let mut x = n.wrapping_add(seed()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        let unit = (x >> 11) as f64 / (1u64 << 53) as f64; // 0..1
+        Some(age.mul_f64(1.0 + self.jitter * (2.0 * unit - 1.0)))
+    }
+}
+
+/// A number that differs between runs, for the ages' jitter.
+fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_nanos() as u64 ^ u64::from(std::process::id())
+    })
+}
+
+/// [`serve`], with [`ServeOptions`].
+///
+/// ```no_run
+/// # async fn example(listener: tokio::net::TcpListener, shutdown: deputy_core::Shutdown) {
+/// use std::time::Duration;
+///
+/// let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+/// let options = deputy_tokio::ServeOptions::default().max_connection_age(Duration::from_secs(300));
+/// deputy_tokio::serve_with(listener, shutdown, app, options).await;
+/// # }
+/// ```
+pub async fn serve_with<L, S, B>(listener: L, shutdown: Shutdown, service: S, options: ServeOptions)
+where
+    L: Listener,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
     let stopping = shutdown.stopping_token();
     shutdown.watch_arrivals();
     let mut connections = JoinSet::new();
+    let mut accepted = 0u64;
     loop {
         tokio::select! {
             stream = crate::accept::riding_out(|| listener.accept()) => {
                 shutdown.arrived(Arrival::Connection);
+                accepted += 1;
                 let service = TowerToHyperService::new(service.clone());
-                connections.spawn(connection::<L, _, _>(stream, service, shutdown.draining_token(), stopping.clone()));
+                let ends = Ends {
+                    draining: shutdown.draining_token(),
+                    stopping: stopping.clone(),
+                    age: options.age_of(accepted).map(|age| (age, options.grace)),
+                };
+                connections.spawn(connection::<L, _, _>(stream, service, ends));
             }
             // Reap as they end, so a long-running server does not keep a handle per
             // connection it ever had.
@@ -158,13 +272,32 @@ where
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection in the protocol it opens with.
-async fn connection<L, S, B>(
-    stream: L::Io,
-    service: TowerToHyperService<S>,
+/// What ends a connection: the drain (GOAWAY for HTTP/2), the drain's end, its age.
+struct Ends {
     draining: CancellationToken,
     stopping: CancellationToken,
-) where
+    /// Its age and the grace after it.
+    age: Option<(Duration, Duration)>,
+}
+
+impl Ends {
+    /// Resolves once the connection is as old as its age (never without one).
+    async fn aged(&self) {
+        match self.age {
+            Some((age, _)) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The grace after the age.
+    fn grace(&self) -> Duration {
+        self.age.map_or(Duration::ZERO, |(_, grace)| grace)
+    }
+}
+
+/// Serves one connection in the protocol it opens with.
+async fn connection<L, S, B>(stream: L::Io, service: TowerToHyperService<S>, ends: Ends)
+where
     L: Listener,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -180,19 +313,20 @@ async fn connection<L, S, B>(
             _ => return, // silent, or gone, before its first bytes
         },
         // Still silent when the server stops: nothing of it is in flight.
-        () = stopping.cancelled() => return,
+        () = ends.stopping.cancelled() => return,
     };
     let io = TokioIo::new(stream);
     if is_http2 {
         // A connection opened during the drain (a client that has not yet seen the
         // endpoint go) is served its first request before its GOAWAY: sent at once, the
         // GOAWAY would reach the client before its request left, and the request would fail.
-        let opened_draining = draining.is_cancelled();
+        let opened_draining = ends.draining.is_cancelled();
         let served = Arc::new(Notify::new());
         let service = FirstResponse {
             inner: service,
             served: served.clone(),
         };
+        let draining = ends.draining.clone();
         let goaway = async move {
             draining.cancelled().await;
             if opened_draining {
@@ -202,21 +336,96 @@ async fn connection<L, S, B>(
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(io, service);
-        let close = async move {
+        let close = async {
             tokio::select! {
                 () = goaway => {}
-                () = stopping.cancelled() => {}
+                () = ends.stopping.cancelled() => {}
+                () = ends.aged() => return Some(ends.grace()),
             }
+            None
         };
         until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
     } else {
+        // Past its age, the next response says `Connection: close`.
+        let aged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let service = CloseWhenAged {
+            inner: service,
+            aged: aged.clone(),
+        };
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(FIRST_BYTES_TIMEOUT)
             .serve_connection(io, service)
             .with_upgrades();
-        let close = async move { stopping.cancelled().await };
+        let close = async {
+            tokio::select! {
+                () = ends.stopping.cancelled() => None,
+                () = ends.aged() => {
+                    aged.store(true, std::sync::atomic::Ordering::Relaxed);
+                    // Its next response closes it; one that sends none is closed after
+                    // the grace.
+                    tokio::time::sleep(ends.grace()).await;
+                    Some(Duration::ZERO)
+                }
+            }
+        };
         until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
+    }
+}
+
+/// An HTTP/1 connection's service that adds `Connection: close` to its responses once the
+/// connection is past its age (hyper then closes it after the response).
+#[derive(Debug, Clone)]
+struct CloseWhenAged<S> {
+    inner: S,
+    aged: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S, R, B> hyper::service::Service<R> for CloseWhenAged<S>
+where
+    S: hyper::service::Service<R, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = MaybeClose<S::Future>;
+
+    fn call(&self, request: R) -> Self::Future {
+        MaybeClose {
+            future: self.inner.call(request),
+            aged: self.aged.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response's future that adds `Connection: close` if its connection is past its age
+    /// when the response is ready.
+    #[derive(Debug)]
+    struct MaybeClose<F> {
+        #[pin]
+        future: F,
+        aged: Arc<std::sync::atomic::AtomicBool>,
+    }
+}
+
+impl<F, B, E> Future for MaybeClose<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut output = std::task::ready!(this.future.poll(cx));
+        if let Ok(response) = &mut output {
+            if this.aged.load(std::sync::atomic::Ordering::Relaxed) {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+        }
+        Poll::Ready(output)
     }
 }
 
@@ -267,20 +476,29 @@ impl<F: Future> Future for Served<F> {
     }
 }
 
-/// Drives `connection` to its end, asking it to close gracefully once `close` resolves.
+/// Drives `connection` to its end, asking it to close gracefully once `close` resolves;
+/// if `close` gives a grace, the connection is dropped (closed) when it is over.
 async fn until_closed<C, E>(
     connection: C,
-    close: impl Future<Output = ()>,
+    close: impl Future<Output = Option<Duration>>,
     graceful_shutdown: impl FnOnce(&mut Pin<&mut C>),
 ) where
     C: Future<Output = Result<(), E>>,
 {
     let mut connection = std::pin::pin!(connection);
-    tokio::select! {
+    let grace = tokio::select! {
         _ = connection.as_mut() => return,
-        () = close => graceful_shutdown(&mut connection),
+        grace = close => grace,
+    };
+    graceful_shutdown(&mut connection);
+    match grace {
+        Some(grace) => {
+            let _ = tokio::time::timeout(grace, connection).await;
+        }
+        None => {
+            let _ = connection.await;
+        }
     }
-    let _ = connection.await;
 }
 
 /// Whether the connection's first bytes are the HTTP/2 preface, without consuming them.

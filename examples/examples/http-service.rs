@@ -195,6 +195,12 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     deputy_ipc::init_logs("info");
+    // Connections recycled by age, if asked (--max-connection-age).
+    let mut serve_options = deputy_tokio::ServeOptions::default()
+        .max_connection_age_grace(options.deputy.max_connection_age_grace);
+    if let Some(age) = options.deputy.max_connection_age {
+        serve_options = serve_options.max_connection_age(age);
+    }
     // The coordinator from the settings, the control socket for the preStop's `deputy
     // terminate`, the health endpoints for the probes: bound, not yet serving.
     let running = deputy_ipc::Deputy::new("http-service", options.deputy.clone())
@@ -209,11 +215,21 @@ async fn run() -> anyhow::Result<()> {
         Listening::Tcp(listener) => {
             // The port bound: the one asked for, or the one `--port 0` got.
             let address = format!("http://localhost:{}", listener.local_addr()?.port());
-            let server = deputy_tokio::serve(listener, shutdown.clone(), service);
+            let server = deputy_tokio::serve_with(
+                listener,
+                shutdown.clone(),
+                service,
+                serve_options.clone(),
+            );
             (tokio::spawn(server), address)
         }
         Listening::Unix(listener, path) => {
-            let server = deputy_tokio::serve(listener, shutdown.clone(), service);
+            let server = deputy_tokio::serve_with(
+                listener,
+                shutdown.clone(),
+                service,
+                serve_options.clone(),
+            );
             (tokio::spawn(server), format!("unix:{}", path.display()))
         }
     };

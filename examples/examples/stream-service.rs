@@ -186,6 +186,12 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     deputy_ipc::init_logs("info");
+    // Connections recycled by age, if asked (--max-connection-age).
+    let mut serve_options = deputy_tokio::ServeOptions::default()
+        .max_connection_age_grace(options.deputy.max_connection_age_grace);
+    if let Some(age) = options.deputy.max_connection_age {
+        serve_options = serve_options.max_connection_age(age);
+    }
     let running = deputy_ipc::Deputy::new("stream-service", options.deputy)
         .start(deputy_tokio::TokioRuntime)?;
     let shutdown = running.shutdown();
@@ -204,7 +210,12 @@ async fn run() -> anyhow::Result<()> {
             shutdown: Some(shutdown.clone()),
         })
         .layer(DrainLayer::new(shutdown.clone()));
-        tokio::spawn(deputy_tokio::serve(listener, shutdown.clone(), app))
+        tokio::spawn(deputy_tokio::serve_with(
+            listener,
+            shutdown.clone(),
+            app,
+            serve_options,
+        ))
     };
     let baseline = if options.baseline { " (baseline)" } else { "" };
     let report = running
