@@ -100,6 +100,12 @@ fn status(registry: &mut Registry, shutdown: &Shutdown) {
         "Work in flight (drain guards held)",
         status.in_flight as i64,
     );
+    timing(registry, shutdown, &status);
+}
+
+/// The shutdown's times: the oldest work in flight, the budget, the time since the
+/// trigger, and when the last new traffic came.
+fn timing(registry: &mut Registry, shutdown: &Shutdown, status: &deputy_core::Status) {
     let oldest = status
         .stragglers
         .iter()
@@ -210,6 +216,11 @@ fn report_metrics(registry: &mut Registry, report: &ShutdownReport) {
         "The exit code the shutdown maps to",
         i64::from(report.exit_code),
     );
+    phase_metrics(registry, report);
+}
+
+/// Each phase's and hook's duration and outcome.
+fn phase_metrics(registry: &mut Registry, report: &ShutdownReport) {
     let (phase_durations, phase_outcomes) = (
         Family::<Labels, Seconds>::default(),
         Family::<Labels, Gauge>::default(),

@@ -147,10 +147,10 @@ where
 /// scale-out the new pods get no share of it. With a maximum age, each connection is asked
 /// to end once it is that old (give or take the jitter, ±10 % by default, so that the
 /// connections opened together do not all end together): HTTP/2 gets GOAWAY (the streams it
-/// has finish; after the grace it is closed), HTTP/1 gets `Connection: close` on its next
-/// response (closed after the grace if it sends none). A request in flight is never cut
-/// before the grace is over. The client's next connection goes wherever the load balancer
-/// sends it.
+/// has finish; it is closed when the grace is over, as gRPC's `max_connection_age_grace`
+/// does), HTTP/1 gets `Connection: close` on its next response (one that sends no request
+/// within the grace is closed then; a request in flight on HTTP/1 is never cut). The
+/// client's next connection goes wherever the load balancer sends it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -317,60 +317,91 @@ where
     };
     let io = TokioIo::new(stream);
     if is_http2 {
-        // A connection opened during the drain (a client that has not yet seen the
-        // endpoint go) is served its first request before its GOAWAY: sent at once, the
-        // GOAWAY would reach the client before its request left, and the request would fail.
-        let opened_draining = ends.draining.is_cancelled();
-        let served = Arc::new(Notify::new());
-        let service = FirstResponse {
-            inner: service,
-            served: served.clone(),
-        };
-        let draining = ends.draining.clone();
-        let goaway = async move {
-            draining.cancelled().await;
-            if opened_draining {
-                served.notified().await;
-            }
-        };
-        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, service);
-        let close = async {
-            tokio::select! {
-                () = goaway => {}
-                () = ends.stopping.cancelled() => {}
-                () = ends.aged() => return Some(ends.grace()),
-            }
-            None
-        };
-        until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
+        http2(io, service, ends).await;
     } else {
-        // Past its age, the next response says `Connection: close`.
-        let aged = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let service = CloseWhenAged {
-            inner: service,
-            aged: aged.clone(),
-        };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(FIRST_BYTES_TIMEOUT)
-            .serve_connection(io, service)
-            .with_upgrades();
-        let close = async {
-            tokio::select! {
-                () = ends.stopping.cancelled() => None,
-                () = ends.aged() => {
-                    aged.store(true, std::sync::atomic::Ordering::Relaxed);
-                    // Its next response closes it; one that sends none is closed after
-                    // the grace.
-                    tokio::time::sleep(ends.grace()).await;
-                    Some(Duration::ZERO)
+        http1(io, service, ends).await;
+    }
+}
+
+/// Serves an HTTP/2 connection: GOAWAY at the trigger (after its first response, for one
+/// opened during the drain), or at its age (then closed after the grace).
+async fn http2<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: Ends)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    // A connection opened during the drain (a client that has not yet seen the endpoint
+    // go) is served its first request before its GOAWAY: sent at once, the GOAWAY would
+    // reach the client before its request left, and the request would fail.
+    let opened_draining = ends.draining.is_cancelled();
+    let served = Arc::new(Notify::new());
+    let service = FirstResponse {
+        inner: service,
+        served: served.clone(),
+    };
+    let draining = ends.draining.clone();
+    let goaway = async move {
+        draining.cancelled().await;
+        if opened_draining {
+            served.notified().await;
+        }
+    };
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(io, service);
+    let close = async {
+        tokio::select! {
+            () = goaway => {}
+            () = ends.stopping.cancelled() => {}
+            () = ends.aged() => return Some(ends.grace()),
+        }
+        None
+    };
+    until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
+}
+
+/// Serves an HTTP/1 connection (with upgrades): closed at the drain's end once its response
+/// is out; past its age, its next response says `Connection: close`, and one that sends no
+/// request within the grace is closed then (a request in flight is never cut).
+async fn http1<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: Ends)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let aged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let service = CloseWhenAged {
+        inner: service,
+        aged: aged.clone(),
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(FIRST_BYTES_TIMEOUT)
+        .serve_connection(io, service)
+        .with_upgrades();
+    let close = async {
+        tokio::select! {
+            () = ends.stopping.cancelled() => {}
+            () = ends.aged() => {
+                aged.store(true, std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    () = tokio::time::sleep(ends.grace()) => {}
+                    () = ends.stopping.cancelled() => {}
                 }
             }
-        };
-        until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
-    }
+        }
+        None
+    };
+    until_closed(connection, close, |c| c.as_mut().graceful_shutdown()).await;
 }
 
 /// An HTTP/1 connection's service that adds `Connection: close` to its responses once the
