@@ -10,8 +10,10 @@
 //! - [`stopping`]: the future to hand to hyper's or axum's graceful shutdown: it resolves when
 //!   the drain is over, so the server keeps accepting while endpoints propagate.
 //! - [`spawn_tracked`]: `tokio::spawn` for work the drain must wait for.
-//! - [`serve`]: HTTP/1 (with WebSocket upgrades) and h2c on one port, GOAWAY to HTTP/2
-//!   connections from the trigger on, the listener open until the drain is over.
+//! - [`serve`]: HTTP/1 (with WebSocket upgrades) and h2c on one [`Listener`] (TCP or
+//!   Unix-domain, bound or handed over by socket activation), GOAWAY to HTTP/2 connections
+//!   from the trigger on, the listener open until the drain is over; [`serve_with`] adds
+//!   [`ServeOptions`]: connections recycled by age.
 //! - [`websocket::going_away`]: a 1001 close frame and a bounded wait for the client's.
 //! - [`accept`]: an accept loop that pauses when the process is out of descriptors instead
 //!   of spinning.
