@@ -53,6 +53,9 @@ mod timeout;
 
 #[cfg(feature = "cli")]
 pub use args::{parse_args, parse_args_from};
+/// deputy-core, re-exported: a service on the front door ([`Deputy`]) needs no other
+/// dependency than this crate and its runtime's adapter (`deputy_ipc::deputy_core::Phase`).
+pub use deputy_core;
 pub use error::IpcError;
 pub use front::{
     DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_GRACE_PERIOD, Deputy, Running, Settings,

@@ -82,6 +82,9 @@ struct ReadmeQuickStart;
 
 pub use deputy_core::DEFAULT_SIGNALS;
 
+/// deputy-core, re-exported, for the types a server names (`Shutdown`, `Connection`).
+pub use deputy_core;
+
 /// Turns signals into shutdown triggers, with the escalation rule of
 /// [`Shutdown::on_signal`](deputy_core::Shutdown::on_signal): the first signal triggers, the
 /// second skips the drain, the third exits the process at once with `128 + signal` (tokio

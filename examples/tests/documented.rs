@@ -279,3 +279,21 @@ fn documented_variables_take_effect_under_deputy_run() {
         "{message}"
     );
 }
+
+/// The README's axum section shows `examples/examples/axum-service.rs` whole (its `//!`
+/// header aside): a change to one is a change to the other.
+#[test]
+fn the_readmes_axum_section_is_axum_service_rs_whole() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("../README.md")).unwrap();
+    let source = std::fs::read_to_string(root.join("examples/axum-service.rs")).unwrap();
+    let code: Vec<&str> = source
+        .lines()
+        .filter(|line| !line.starts_with("//!"))
+        .collect();
+    let code = code.join("\n");
+    assert!(
+        readme.contains(code.trim_matches('\n')),
+        "README.md's axum section is not examples/examples/axum-service.rs"
+    );
+}
