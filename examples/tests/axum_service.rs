@@ -65,8 +65,12 @@ async fn a_websocket_and_an_event_stream_are_told_to_move_and_the_service_exits_
         let dir = dir.path().to_owned();
         move || prestop(std::process::Command::new(deputy()), &dir)
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    // Readiness turns off at the trigger; a poll, bounded, for when it has.
+    let start = std::time::Instant::now();
+    while http_status(health, "GET", "/health/ready") != 503 {
+        assert!(start.elapsed() < BOUND, "/health/ready never answered 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(http_status(health, "GET", "/health/started"), 200);
 
     let code = loop {

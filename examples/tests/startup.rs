@@ -32,14 +32,19 @@ fn http_service(dir: &std::path::Path, options: &[&str]) -> (Proc, u16) {
     (service, health)
 }
 
-/// Polls `path` on `port` until it answers 200 (bounded); how long that took.
-fn until_ok(port: u16, path: &str) -> Duration {
+/// Polls `path` on `port` until it answers `status` (bounded); how long that took.
+fn until(port: u16, path: &str, status: u16) -> Duration {
     let start = Instant::now();
-    while http_status(port, "GET", path) != 200 {
-        assert!(start.elapsed() < BOUND, "{path} never answered 200");
+    while http_status(port, "GET", path) != status {
+        assert!(start.elapsed() < BOUND, "{path} never answered {status}");
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
+}
+
+/// [`until`] 200.
+fn until_ok(port: u16, path: &str) -> Duration {
+    until(port, path, 200)
 }
 
 #[test]
@@ -54,8 +59,7 @@ fn started_and_ready_answer_503_until_the_warm_up_is_done_then_started_stays() {
     assert_eq!(http_status(health, "GET", "/health/ready"), 200);
     // Shutting down: not ready any more, but started for good.
     service.signal(Sig::TERM);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(http_status(health, "GET", "/health/ready"), 503);
+    until(health, "/health/ready", 503);
     assert_eq!(http_status(health, "GET", "/health/started"), 200);
     let ended = service.finish();
     assert_eq!(ended.code, 0, "{}", ended.err());
