@@ -5,14 +5,14 @@
 //! ends are spread (no 100 ms slice holds more than a quarter of them). The same harness
 //! against the service's axum-alone baseline (`axum::serve`) sees no connection end.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Proc, example, free_port};
+use support::{Proc, example, free_port, keep_alive_get};
 
 const AGE: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(1);
@@ -31,33 +31,6 @@ struct Seen {
     failures: Vec<String>,
 }
 
-/// One HTTP/1.1 request on `stream`; whether the response says `Connection: close`.
-fn get(stream: &mut BufReader<TcpStream>) -> std::io::Result<bool> {
-    write!(stream.get_mut(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
-    let mut status = String::new();
-    stream.read_line(&mut status)?;
-    if !status.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("status {status:?}")));
-    }
-    let (mut length, mut close) = (0, false);
-    loop {
-        let mut header = String::new();
-        if stream.read_line(&mut header)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let header = header.trim_end().to_ascii_lowercase();
-        if header.is_empty() {
-            break;
-        }
-        if let Some(value) = header.strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
-        }
-        close |= header == "connection: close";
-    }
-    stream.read_exact(&mut vec![0; length])?;
-    Ok(close)
-}
-
 /// An HTTP/1 keep-alive client until `until`: a request every 20 ms on one connection,
 /// a new connection when the server says `Connection: close`.
 fn http1_client(addr: SocketAddr, start: Instant, until: Instant, seen: Arc<Mutex<Seen>>) {
@@ -69,7 +42,7 @@ fn http1_client(addr: SocketAddr, start: Instant, until: Instant, seen: Arc<Mute
             .unwrap();
         let mut stream = BufReader::new(stream);
         while Instant::now() < until {
-            let result = get(&mut stream);
+            let result = keep_alive_get(&mut stream, "/");
             let mut seen = seen.lock().unwrap();
             seen.requests += 1;
             match result {

@@ -7,7 +7,7 @@
 //! that exits at once must see failures, so the test can fail.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use support::proxy::{Proxy, prestop};
-use support::{Proc, deputy, example, free_port, is_root_with_unshare};
+use support::{Proc, deputy, example, free_port, is_root_with_unshare, keep_alive_get};
 
 const CLIENTS: usize = 8;
 
@@ -38,39 +38,6 @@ impl Tally {
             errors.push(why);
         }
     }
-}
-
-/// One request on `stream`; returns whether the server asked to close the connection.
-fn request(stream: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<bool> {
-    write!(
-        stream.get_mut(),
-        "GET {path} HTTP/1.1\r\nHost: proxy\r\n\r\n"
-    )?;
-    let mut status = String::new();
-    stream.read_line(&mut status)?;
-    if !status.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("status line {status:?}")));
-    }
-    let (mut length, mut close) = (0usize, false);
-    loop {
-        let mut header = String::new();
-        if stream.read_line(&mut header)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let header = header.trim_end().to_ascii_lowercase();
-        if header.is_empty() {
-            break;
-        }
-        if let Some(value) = header.strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap_or(0);
-        }
-        if header == "connection: close" {
-            close = true;
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body)?;
-    Ok(close)
 }
 
 /// Keep-alive clients through the proxy until `stop`; with `fresh`, half of them open a new
@@ -106,7 +73,7 @@ fn load(
                         },
                     };
                     tally.sent.fetch_add(1, Ordering::Relaxed);
-                    match request(stream, path) {
+                    match keep_alive_get(stream, path) {
                         Ok(close) => {
                             tally.ok.fetch_add(1, Ordering::Relaxed);
                             if slow {

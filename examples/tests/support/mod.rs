@@ -229,3 +229,40 @@ pub(crate) fn deputy_status(dir: &Path) -> String {
         .unwrap();
     text(&out.stdout)
 }
+
+/// One HTTP/1.1 `GET path` on a kept-alive `stream`; an error unless the answer is 200 with
+/// its whole body; whether the server asked to close the connection.
+pub(crate) fn keep_alive_get(
+    stream: &mut BufReader<TcpStream>,
+    path: &str,
+) -> std::io::Result<bool> {
+    write!(
+        stream.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: proxy\r\n\r\n"
+    )?;
+    let mut status = String::new();
+    stream.read_line(&mut status)?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("status line {status:?}")));
+    }
+    let (mut length, mut close) = (0usize, false);
+    loop {
+        let mut header = String::new();
+        if stream.read_line(&mut header)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let header = header.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(value) = header.strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        if header == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body)?;
+    Ok(close)
+}
