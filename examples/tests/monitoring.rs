@@ -12,7 +12,7 @@ mod support;
 
 use rustix::process::Signal as Sig;
 use support::run::deputy_run;
-use support::{BOUND, Proc, example, free_port, http_request, text};
+use support::{BOUND, free_port, http_request, http_service_with_health, text};
 
 /// A metric's name and the names of its labels, as served or as used.
 type Metrics = BTreeMap<String, BTreeSet<String>>;
@@ -190,18 +190,10 @@ fn assert_served(used: &Metrics, served: &Metrics, what: &str) {
 #[test]
 fn every_metric_the_dashboard_and_rules_use_is_served_by_http_service() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (service, health) = http_service_with_health(
+    let (service, port, health) = http_service_with_health(
         dir.path(),
-        &[
-            "--port",
-            &port.to_string(),
-            "--metrics",
-            "--drain-delay",
-            "1s",
-            "--health-linger",
-            "10s",
-        ],
+        &["--metrics", "--drain-delay", "1s", "--health-linger", "10s"],
+        &[],
     );
     let mut served = Metrics::new();
     scrape(health, &mut served);
@@ -268,31 +260,14 @@ fn every_metric_the_dashboard_and_rules_use_is_served_by_deputy_run() {
     assert_served(&used(), &served, "deputy run");
 }
 
-/// http-service with `options` and its control socket in `dir`, once it serves: it and its
-/// health port.
-fn http_service_with_health(dir: &Path, options: &[&str]) -> (Proc, u16) {
-    let health = free_port();
-    let mut command = Command::new(example("http-service"));
-    command
-        .args(["--health-port", &health.to_string()])
-        .arg("--ipc-dir")
-        .arg(dir)
-        .args(options);
-    let mut service = Proc::spawn(command);
-    service.expect_out("http-service: serving");
-    (service, health)
-}
-
 /// A linger longer than what is left of the grace period is cut to it: the process exits
 /// well before the kubelet's SIGKILL.
 #[test]
 fn the_linger_never_runs_past_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let (service, health) = http_service_with_health(
+    let (service, _, health) = http_service_with_health(
         dir.path(),
         &[
-            "--port",
-            "0",
             "--metrics",
             "--drain-delay",
             "0s",
@@ -303,6 +278,7 @@ fn the_linger_never_runs_past_the_grace_period() {
             "--health-linger",
             "60s",
         ],
+        &[],
     );
     let triggered = Instant::now();
     service.signal(Sig::TERM);

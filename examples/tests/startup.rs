@@ -3,32 +3,20 @@
 //! ends the run naming it, a SIGTERM during start-up exits cleanly; `deputy run` answers
 //! `/health/started` once its child is ready.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
 
 use rustix::process::Signal as Sig;
 use support::run::deputy_run;
-use support::{BOUND, Proc, example, free_port, http_status};
+use support::{BOUND, Proc, free_port, http_status};
 
-/// http-service with `options`, its health port known; once it serves.
+/// http-service with `options` and its termination log in `dir`, once it serves: it and
+/// its health port.
 fn http_service(dir: &std::path::Path, options: &[&str]) -> (Proc, u16) {
-    let health = free_port();
-    let mut command = Command::new(example("http-service"));
-    command
-        .args([
-            "--port",
-            "0",
-            "--health-port",
-            &health.to_string(),
-            "--ipc-dir",
-        ])
-        .arg(dir)
-        .args(options)
-        .env("DEPUTY_TERMINATION_LOG", dir.join("termination-log"));
-    let mut service = Proc::spawn(command);
-    service.expect_out("http-service: serving");
+    let log = dir.join("termination-log");
+    let env = [("DEPUTY_TERMINATION_LOG", log.as_os_str())];
+    let (service, _, health) = support::http_service_with_health(dir, options, &env);
     (service, health)
 }
 

@@ -117,18 +117,28 @@ pub(crate) fn http_service(
     options: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
 ) -> (Proc, u16) {
-    let port = free_port();
+    let (service, port, _) = http_service_with_health(dir, options, env);
+    (service, port)
+}
+
+/// [`http_service`], with its health port: it, its port and its health port.
+pub(crate) fn http_service_with_health(
+    dir: &Path,
+    options: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Proc, u16, u16) {
+    let (port, health) = (free_port(), free_port());
     let mut command = Command::new(example("http-service"));
     command
         .args(["--port", &port.to_string(), "--health-port"])
-        .arg(free_port().to_string())
+        .arg(health.to_string())
         .arg("--ipc-dir")
         .arg(dir)
         .args(options)
         .envs(env.iter().copied());
     let mut service = Proc::spawn(command);
     service.expect_out("http-service: serving");
-    (service, port)
+    (service, port, health)
 }
 
 /// A TCP port that was free on every address a moment ago, for a server under test to bind.
