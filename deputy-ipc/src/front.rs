@@ -97,6 +97,19 @@ pub struct Settings {
     /// what it has before it is closed.
     #[cfg_attr(feature = "clap", arg(long, env = "DEPUTY_MAX_CONNECTION_AGE_GRACE", default_value = "10s", value_parser = crate::parse_duration))]
     pub max_connection_age_grace: Duration,
+    /// Serve TLS with this certificate chain (PEM, leaf first), read again when it changes
+    /// (a Kubernetes Secret updated in place); needs --tls-key. ALPN: h2 and http/1.1.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, env = "DEPUTY_TLS_CERT", requires = "tls_key")
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, env = "DEPUTY_TLS_KEY", requires = "tls_cert")
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -118,11 +131,20 @@ impl Default for Settings {
             startup_timeout: None,
             max_connection_age: None,
             max_connection_age_grace: duration("10s"),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
 
 /// The duration variable `name`: `None` if unset or empty.
+/// A path from the environment; unset or empty is none.
+fn path_from_env(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
+
 fn duration_from_env(name: &str) -> Result<Option<Duration>, String> {
     match std::env::var(name) {
         Ok(text) if text.trim().is_empty() => Ok(None),
@@ -176,7 +198,45 @@ impl Settings {
         settings.metrics = crate::metrics_from_env()?;
         settings.ready_while_draining =
             crate::bool_from_env("DEPUTY_READY_WHILE_DRAINING")?.unwrap_or(false);
-        Ok(settings)
+        settings.tls_cert = path_from_env("DEPUTY_TLS_CERT");
+        settings.tls_key = path_from_env("DEPUTY_TLS_KEY");
+        match (&settings.tls_cert, &settings.tls_key) {
+            (Some(_), None) => Err("DEPUTY_TLS_CERT is set without DEPUTY_TLS_KEY".to_string()),
+            (None, Some(_)) => Err("DEPUTY_TLS_KEY is set without DEPUTY_TLS_CERT".to_string()),
+            _ => Ok(settings),
+        }
+    }
+
+    /// deputy-tokio's server options from these settings (the `tokio` feature): the
+    /// connections' maximum age and its grace, and TLS, whose files are read here (an
+    /// error names the file).
+    ///
+    /// ```no_run
+    /// # async fn example(shutdown: deputy_ipc::deputy_core::Shutdown) -> std::io::Result<()> {
+    /// let settings = deputy_ipc::Settings::from_env().map_err(std::io::Error::other)?;
+    /// let options = settings.serve_options()?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    /// deputy_tokio::serve_with(listener, shutdown, app, options).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn serve_options(&self) -> std::io::Result<deputy_tokio::ServeOptions> {
+        let mut options = deputy_tokio::ServeOptions::default()
+            .max_connection_age_grace(self.max_connection_age_grace);
+        if let Some(age) = self.max_connection_age {
+            options = options.max_connection_age(age);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            options = options.tls(deputy_tokio::Tls::from_pem_files(cert, key)?);
+        }
+        Ok(options)
+    }
+
+    /// Whether these settings serve TLS (`https://` rather than `http://`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert.is_some()
     }
 
     /// A coordinator's builder with these settings and the default phases

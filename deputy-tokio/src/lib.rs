@@ -52,11 +52,15 @@ use std::time::Instant;
 mod accept;
 mod layer;
 mod serve;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod websocket;
 
 pub use accept::accept;
 pub use layer::{Drain, DrainBody, DrainFuture, DrainLayer};
 pub use serve::{Listener, ServeOptions, serve, serve_with};
+#[cfg(feature = "tls")]
+pub use tls::Tls;
 
 pub use deputy_core::runtime::{Runtime, Sleep};
 

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 /// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long a connection may take to send its first request's headers (HTTP/1) or its
 /// preface (HTTP/2): a client that connects and says nothing holds no slot for long.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
@@ -160,12 +160,14 @@ where
 ///     .max_connection_age_grace(Duration::from_secs(30));
 /// # drop(options);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServeOptions {
     max_connection_age: Option<Duration>,
     grace: Duration,
     jitter: f64,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::Tls>,
 }
 
 impl Default for ServeOptions {
@@ -175,6 +177,8 @@ impl Default for ServeOptions {
             max_connection_age: None,
             grace: Duration::from_secs(10),
             jitter: 0.1,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -197,6 +201,24 @@ impl ServeOptions {
     /// (0.1: ±10 %, the default; clamped to 0..=0.5).
     pub fn connection_age_jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter.clamp(0.0, 0.5);
+        self
+    }
+
+    /// Serves TLS (the `tls` feature): each connection's handshake is made in its own task;
+    /// ALPN offers `h2` and `http/1.1`, and the connection's first bytes decide, as on
+    /// cleartext. The shutdown is the same as without TLS. A handshake still unfinished when
+    /// the drain ends is dropped (the connection closed), as is a connection that has not
+    /// finished it and sent its first bytes within 10 s.
+    ///
+    /// ```no_run
+    /// let tls = deputy_tokio::Tls::from_pem_files("tls.crt", "tls.key")?;
+    /// let options = deputy_tokio::ServeOptions::default().tls(tls);
+    /// # drop(options);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -260,6 +282,12 @@ where
                     stopping: stopping.clone(),
                     age: options.age_of(accepted).map(|age| (age, options.grace)),
                 };
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &options.tls {
+                    let tls = tls.acceptor().clone();
+                    connections.spawn(over_tls(stream, tls, service, ends));
+                    continue;
+                }
                 connections.spawn(connection::<L, _, _>(stream, service, ends));
             }
             // Reap as they end, so a long-running server does not keep a handle per
@@ -315,6 +343,46 @@ where
         // Still silent when the server stops: nothing of it is in flight.
         () = ends.stopping.cancelled() => return,
     };
+    let io = TokioIo::new(stream);
+    if is_http2 {
+        http2(io, service, ends).await;
+    } else {
+        http1(io, service, ends).await;
+    }
+}
+
+/// Serves one connection over TLS, in the protocol it opens with (as on cleartext: ALPN
+/// `h2` is how a client learns it may send the HTTP/2 preface).
+#[cfg(feature = "tls")]
+async fn over_tls<I, S, B>(
+    stream: I,
+    tls: tokio_rustls::TlsAcceptor,
+    service: TowerToHyperService<S>,
+    ends: Ends,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    // The handshake and the first bytes after it, as the first bytes on cleartext: a
+    // connection that is slow or silent, or still at it when the drain ends, is dropped.
+    let opening = async {
+        let mut stream = tls.accept(stream).await?;
+        let (first, is_http2) = crate::tls::first_bytes(&mut stream).await?;
+        std::io::Result::Ok((crate::tls::Prefixed::new(first, stream), is_http2))
+    };
+    let (stream, is_http2) = tokio::select! {
+        opened = tokio::time::timeout(FIRST_BYTES_TIMEOUT, opening) => match opened {
+            Ok(Ok(opened)) => opened,
+            _ => return, // too slow, failed (rustls sent the alert), or gone
+        },
+        () = ends.stopping.cancelled() => return,
+    };
+    // The first bytes decide, as on cleartext; ALPN `h2` is where clients send the preface.
     let io = TokioIo::new(stream);
     if is_http2 {
         http2(io, service, ends).await;

@@ -17,6 +17,9 @@
 //! `--disconnect-window` (`DEPUTY_DISCONNECT_WINDOW`). `--baseline` serves the same with
 //! tonic's own `serve_with_shutdown` at the drain's end, no health change, no notices, so
 //! the tests can show what goes wrong without deputy.
+//!
+//! `--tls-cert FILE --tls-key FILE` (`DEPUTY_TLS_CERT`, `DEPUTY_TLS_KEY`) serve gRPC over
+//! TLS (ALPN `h2`), with the certificate read again when the files change.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -41,14 +44,14 @@ use demo::{Tick, TicksRequest, WorkReply, WorkRequest};
 #[derive(Debug, Parser)]
 #[command(about = "a gRPC service whose clients move elsewhere before it goes")]
 struct Options {
-    /// Port to serve gRPC on (HTTP/2 cleartext; HTTP/1 too).
+    /// Port to serve gRPC on (HTTP/2, cleartext or with --tls-cert over TLS; HTTP/1 too).
     #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
     port: u16,
     #[command(flatten)]
     deputy: deputy_ipc::Settings,
     /// Serve as tonic does on its own: its graceful shutdown at the drain's end, health left
-    /// SERVING, no notices (for the tests' failing run).
-    #[arg(long)]
+    /// SERVING, no notices (for the tests' failing run). Cleartext only.
+    #[arg(long, conflicts_with = "tls_cert")]
     baseline: bool,
 }
 
@@ -105,13 +108,10 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     deputy_ipc::init_logs("info");
-    // Connections recycled by age, if asked (--max-connection-age).
-    let mut serve_options = deputy_tokio::ServeOptions::default()
-        .max_connection_age_grace(options.deputy.max_connection_age_grace);
-    if let Some(age) = options.deputy.max_connection_age {
-        serve_options = serve_options.max_connection_age(age);
-    }
-    let running = deputy_ipc::Deputy::new("grpc-service", options.deputy)
+    // Connections recycled by age (--max-connection-age) and TLS (--tls-cert, --tls-key),
+    // if asked: the files are read here, so a bad one stops the start.
+    let serve_options = options.deputy.serve_options()?;
+    let running = deputy_ipc::Deputy::new("grpc-service", options.deputy.clone())
         .start(deputy_tokio::TokioRuntime)?;
     let shutdown = running.shutdown();
     let signals = deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
@@ -155,8 +155,13 @@ async fn run() -> anyhow::Result<()> {
         ))
     };
     let baseline = if options.baseline { " (baseline)" } else { "" };
+    let tls = if options.deputy.serves_tls() {
+        " (TLS)"
+    } else {
+        ""
+    };
     let report = running
-        .serving_on(format!("localhost:{port}{baseline}"))
+        .serving_on(format!("localhost:{port}{tls}{baseline}"))
         .run(server, signals)
         .await;
     deputy_ipc::exit(&report)

@@ -27,6 +27,10 @@
 //! socket activation (`systemd-socket-activate -l 127.0.0.1:8080 http-service`, or a systemd
 //! `.socket` unit) comes first. The shutdown is the same on each.
 //!
+//! `--tls-cert FILE --tls-key FILE` (`DEPUTY_TLS_CERT`, `DEPUTY_TLS_KEY`) serve TLS on any
+//! of them, HTTP/2 or HTTP/1.1 as ALPN agrees; the certificate is read again when the files
+//! change (a Kubernetes Secret updated in place), for the connections that follow.
+//!
 //! Every shutdown setting has a flag and an environment variable; durations are written `30s`,
 //! `1500ms`. The defaults match `examples/k8s/deployment.yaml`. With
 //! `DEPUTY_SHUTDOWN_TOKEN_FILE` (or `DEPUTY_SHUTDOWN_TOKEN`) set, the health port also serves
@@ -195,12 +199,9 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     deputy_ipc::init_logs("info");
-    // Connections recycled by age, if asked (--max-connection-age).
-    let mut serve_options = deputy_tokio::ServeOptions::default()
-        .max_connection_age_grace(options.deputy.max_connection_age_grace);
-    if let Some(age) = options.deputy.max_connection_age {
-        serve_options = serve_options.max_connection_age(age);
-    }
+    // Connections recycled by age (--max-connection-age) and TLS (--tls-cert, --tls-key),
+    // if asked: the files are read here, so a bad one stops the start.
+    let serve_options = options.deputy.serve_options()?;
     // The coordinator from the settings, the control socket for the preStop's `deputy
     // terminate`, the health endpoints for the probes: bound, not yet serving.
     let running = deputy_ipc::Deputy::new("http-service", options.deputy.clone())
@@ -214,7 +215,12 @@ async fn run() -> anyhow::Result<()> {
     let (server, address) = match listen(&options).await? {
         Listening::Tcp(listener) => {
             // The port bound: the one asked for, or the one `--port 0` got.
-            let address = format!("http://localhost:{}", listener.local_addr()?.port());
+            let scheme = if options.deputy.serves_tls() {
+                "https"
+            } else {
+                "http"
+            };
+            let address = format!("{scheme}://localhost:{}", listener.local_addr()?.port());
             let server = deputy_tokio::serve_with(
                 listener,
                 shutdown.clone(),

@@ -186,12 +186,9 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let options: Options = deputy_ipc::parse_args();
     deputy_ipc::init_logs("info");
-    // Connections recycled by age, if asked (--max-connection-age).
-    let mut serve_options = deputy_tokio::ServeOptions::default()
-        .max_connection_age_grace(options.deputy.max_connection_age_grace);
-    if let Some(age) = options.deputy.max_connection_age {
-        serve_options = serve_options.max_connection_age(age);
-    }
+    // Connections recycled by age (--max-connection-age) and TLS (--tls-cert, --tls-key),
+    // if asked: the files are read here, so a bad one stops the start.
+    let serve_options = options.deputy.serve_options()?;
     let running = deputy_ipc::Deputy::new("stream-service", options.deputy)
         .start(deputy_tokio::TokioRuntime)?;
     let shutdown = running.shutdown();
