@@ -30,6 +30,8 @@
 //!    notice or its waker is woken.
 //! 4. Each connection told to move is counted once in the report: gone before the cut
 //!    (`moved`, which is `notified` less `cut_after_notice`) or still there at the cut.
+//!    One told to move by its [`Mover`] (`MOVE` with `AGED`, outside any shutdown) is not
+//!    counted as notified, nor as cut after a notice: only as cut, if it is still there.
 
 use std::fmt;
 use std::future::Future;
@@ -77,6 +79,9 @@ const MOVE: u8 = 0b0001;
 const CLOSE: u8 = 0b0010;
 const GONE: u8 = 0b0100;
 const WAKER: u8 = 0b1000;
+/// With `MOVE`: given by a [`Mover`] (the connection's transport reached its age), not by a
+/// shutdown, so no shutdown counts it.
+const AGED: u8 = 0b1_0000;
 
 #[cfg(not(loom))]
 const SHARDS: usize = 16;
@@ -94,6 +99,28 @@ impl Entry {
     fn notice(&self) -> Option<Notice> {
         // Acquire: what the notifier wrote before its notice is seen after it.
         notice_of(self.state.load(Ordering::Acquire))
+    }
+
+    /// `MOVE` (with `AGED`) if it has no notice and is not gone (invariant 1); wakes its
+    /// task. Whether it did.
+    fn move_early(&self) -> bool {
+        // AcqRel, as `Connections::tell`.
+        let told = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |state| {
+                let open = state & (GONE | MOVE | CLOSE) == 0;
+                open.then_some(state | MOVE | AGED)
+            });
+        let Ok(before) = told else {
+            return false;
+        };
+        if before & WAKER != 0 {
+            let waker = self.waker.lock().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+        true
     }
 
     fn gone(&self) -> bool {
@@ -291,7 +318,7 @@ impl Connections {
         };
         if notice == CLOSE {
             self.cut.fetch_add(1, Ordering::Relaxed);
-            if before & MOVE != 0 {
+            if before & (MOVE | AGED) == MOVE {
                 self.cut_after_notice.fetch_add(1, Ordering::Relaxed);
             }
         } else {
@@ -523,6 +550,26 @@ impl Connection {
         }
     }
 
+    /// A handle that can tell this connection to move before any shutdown: for a server
+    /// that recycles its transport (an HTTP connection past its maximum age), so that the
+    /// streams on it move with it. See [`Mover`].
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Notice, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let shutdown = coordinator.handle();
+    /// let connection = shutdown.connection();
+    /// let mover = connection.mover(); // kept by the server, beside the transport
+    /// assert!(mover.move_now());
+    /// assert_eq!(connection.notice_now(), Some(Notice::Move));
+    /// ```
+    pub fn mover(&self) -> Mover {
+        Mover {
+            entry: self.entry.clone(),
+        }
+    }
+
     fn poll_notice(&self, at_least: Notice, cx: &mut Context<'_>) -> Poll<Notice> {
         let ready = |state: u8| notice_of(state).filter(|notice| *notice >= at_least);
         let entry = &*self.entry;
@@ -541,6 +588,63 @@ impl Connection {
             Some(notice) => Poll::Ready(notice),
             None => Poll::Pending,
         }
+    }
+}
+
+/// Tells one [`Connection`] to move now, ahead of any shutdown; from
+/// [`Connection::mover`]. Kept by whoever holds the connection's transport: deputy-tokio's
+/// server tells the long-lived streams on an HTTP connection to move when that connection
+/// reaches its maximum age.
+///
+/// The connection gets [`Notice::Move`] as at a shutdown (its handler says goodbye the same
+/// way); a later shutdown's `Close` still reaches it. A shutdown's report does not count
+/// these moves, which were not its own.
+///
+/// ```
+/// use deputy_core::{ManualClock, Notice, ShutdownCoordinator};
+///
+/// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+/// let shutdown = coordinator.handle();
+/// let connection = shutdown.connection();
+/// let mover = connection.mover();
+/// drop(connection);
+/// assert!(!mover.move_now(), "gone: nothing to tell");
+/// ```
+#[derive(Clone)]
+pub struct Mover {
+    entry: Arc<Entry>,
+}
+
+impl Mover {
+    /// Gives the connection its `Move` notice now, and wakes its task; whether it did (not
+    /// if it had a notice already or is gone).
+    pub fn move_now(&self) -> bool {
+        self.entry.move_early()
+    }
+
+    /// Whether the connection is gone (its registration dropped): nothing to tell.
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let connection = coordinator.handle().connection();
+    /// let mover = connection.mover();
+    /// assert!(!mover.is_gone());
+    /// drop(connection);
+    /// assert!(mover.is_gone());
+    /// ```
+    pub fn is_gone(&self) -> bool {
+        self.entry.gone()
+    }
+}
+
+impl fmt::Debug for Mover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mover")
+            .field("notice", &self.entry.notice())
+            .field("gone", &self.is_gone())
+            .finish()
     }
 }
 
@@ -751,6 +855,30 @@ mod loom_models {
             let report = connections.report();
             assert_eq!(report.notified, 1);
             assert_eq!(report.moved + report.cut, 1, "{report:?}");
+        });
+    }
+
+    /// By invariants 1, 3 and 4: a mover racing the shutdown's notice and its cut wakes the
+    /// connection once with `Move`, and the report counts the move only if the shutdown
+    /// gave it; the cut is counted once, never as cut after the shutdown's notice if the
+    /// mover came first.
+    #[test]
+    fn a_mover_racing_the_shutdown_is_counted_consistently() {
+        loom::model(|| {
+            let connections = Arc::new(Connections::new());
+            let connection = connection(&connections);
+            let mover = connection.mover();
+            let aging = thread::spawn(move || mover.move_now());
+            let waiting = connections.open_window();
+            let told = waiting.iter().any(|entry| connections.tell(entry, MOVE));
+            assert_eq!(block_on(connection.notice()), Notice::Move);
+            let moved_by_age = aging.join().unwrap();
+            assert!(told != moved_by_age, "exactly one gave the notice");
+            connections.close_all();
+            let report = connections.report();
+            assert_eq!(report.cut, 1);
+            assert_eq!(report.notified, u64::from(told));
+            assert_eq!(report.moved, 0, "{report:?}");
         });
     }
 }

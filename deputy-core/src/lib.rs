@@ -78,7 +78,9 @@ mod token;
 mod wait;
 pub mod websocket;
 
-pub use connections::{Closing, Connection, ConnectionsReport, Notice, NoticeFuture, UntilNotice};
+pub use connections::{
+    Closing, Connection, ConnectionsReport, Mover, Notice, NoticeFuture, UntilNotice,
+};
 pub use coordinator::{
     Arrival, Builder, DEFAULT_PHASE_TIMEOUT, Done, DrainReport, Escalation, ExitCodes, HookContext,
     HookOutcome, HookOutput, HookReport, MAX_DURATION, Outcome, Phase, PhaseReport, Propagation,

@@ -237,3 +237,48 @@ fn the_default_window_is_half_the_drain_timeout() {
         "last notice at {last:?}"
     );
 }
+
+#[test]
+fn a_mover_tells_a_connection_to_move_before_any_shutdown_and_the_report_does_not_count_it() {
+    let (clock, mut pool) = (ManualClock::new(), LocalPool::new());
+    let shutdown = coordinator(&clock, &pool);
+    // A stream whose transport reaches its age: told to move by the server, now, while
+    // the service is running; its task wakes and sees Move.
+    let aged = shutdown.connection();
+    let mover = aged.mover();
+    let woke = Rc::new(RefCell::new(None));
+    {
+        let woke = woke.clone();
+        pool.spawner()
+            .spawn_local(async move {
+                *woke.borrow_mut() = Some(aged.notice().await);
+                // It ignores the notice, and stays until told to close.
+                aged.closing().await;
+            })
+            .unwrap();
+    }
+    pool.run_until_stalled();
+    assert_eq!(*woke.borrow(), None);
+    assert!(mover.move_now());
+    assert!(!mover.move_now(), "once");
+    pool.run_until_stalled();
+    assert_eq!(*woke.borrow(), Some(Notice::Move));
+    assert_eq!(shutdown.state(), State::Running);
+
+    // One that moves at its age and is gone before the shutdown; one told by the shutdown.
+    let gone = shutdown.connection();
+    assert!(gone.mover().move_now());
+    drop(gone);
+    let moves = connections_that_move(&shutdown, &pool, &clock, 1);
+    shutdown.trigger("deploy");
+    run_to_done(&clock, &mut pool, &shutdown);
+    assert_eq!(moves.borrow().len(), 1);
+    assert!(mover.is_gone());
+    // The shutdown told one to move (it did); the aged one still there at the drain's end
+    // was cut; the one gone before the shutdown is not in it.
+    let connections = shutdown.report().unwrap().drain.connections;
+    assert_eq!(
+        (connections.notified, connections.moved, connections.cut),
+        (1, 1, 1)
+    );
+}

@@ -50,6 +50,7 @@
 use std::time::Instant;
 
 mod accept;
+mod age;
 mod layer;
 mod serve;
 #[cfg(feature = "tls")]
@@ -57,6 +58,7 @@ mod tls;
 pub mod websocket;
 
 pub use accept::accept;
+pub use age::ConnectionAge;
 pub use layer::{Drain, DrainBody, DrainFuture, DrainLayer};
 pub use serve::{Listener, ServeOptions, serve, serve_with};
 #[cfg(feature = "tls")]

@@ -276,11 +276,18 @@ where
             stream = crate::accept::riding_out(|| listener.accept()) => {
                 shutdown.arrived(Arrival::Connection);
                 accepted += 1;
-                let service = TowerToHyperService::new(service.clone());
+                let age = options.age_of(accepted).map(|age| {
+                    crate::ConnectionAge::new(tokio::time::Instant::now() + age)
+                });
+                let service = TowerToHyperService::new(crate::age::WithAge {
+                    inner: service.clone(),
+                    age: age.clone(),
+                });
                 let ends = Ends {
                     draining: shutdown.draining_token(),
                     stopping: stopping.clone(),
-                    age: options.age_of(accepted).map(|age| (age, options.grace)),
+                    age,
+                    grace: options.grace,
                 };
                 #[cfg(feature = "tls")]
                 if let Some(tls) = &options.tls {
@@ -304,23 +311,55 @@ where
 struct Ends {
     draining: CancellationToken,
     stopping: CancellationToken,
-    /// Its age and the grace after it.
-    age: Option<(Duration, Duration)>,
+    /// Its age, if connections have a maximum one: in its requests' extensions.
+    age: Option<crate::ConnectionAge>,
+    /// The grace after the age.
+    grace: Duration,
 }
 
 impl Ends {
-    /// Resolves once the connection is as old as its age (never without one).
+    /// Resolves once the connection is as old as its age (never without one), having told
+    /// the streams that watch its age to move.
     async fn aged(&self) {
-        match self.age {
-            Some((age, _)) => tokio::time::sleep(age).await,
+        match &self.age {
+            Some(age) => {
+                tokio::time::sleep_until(age.deadline()).await;
+                age.reached();
+            }
             None => std::future::pending().await,
         }
     }
 
-    /// The grace after the age.
-    fn grace(&self) -> Duration {
-        self.age.map_or(Duration::ZERO, |(_, grace)| grace)
+    /// Once the connection is served: if streams on it still watch its age (a WebSocket
+    /// that took it over), waits for the age to tell them, or for the drain's end.
+    async fn outlive(&self) {
+        if self.age.as_ref().is_some_and(|age| age.still_watched()) {
+            tokio::select! {
+                () = self.aged() => {}
+                () = self.stopping.cancelled() => {}
+            }
+        }
     }
+}
+
+/// Serves `io` in HTTP/2 or HTTP/1, then outlives it for the streams that watch its age.
+async fn speak<I, S, B>(io: I, is_http2: bool, service: TowerToHyperService<S>, ends: Ends)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let io = TokioIo::new(io);
+    if is_http2 {
+        http2(io, service, &ends).await;
+    } else {
+        http1(io, service, &ends).await;
+    }
+    ends.outlive().await;
 }
 
 /// Serves one connection in the protocol it opens with.
@@ -343,12 +382,7 @@ where
         // Still silent when the server stops: nothing of it is in flight.
         () = ends.stopping.cancelled() => return,
     };
-    let io = TokioIo::new(stream);
-    if is_http2 {
-        http2(io, service, ends).await;
-    } else {
-        http1(io, service, ends).await;
-    }
+    speak(stream, is_http2, service, ends).await;
 }
 
 /// Serves one connection over TLS, in the protocol it opens with (as on cleartext: ALPN
@@ -383,17 +417,12 @@ async fn over_tls<I, S, B>(
         () = ends.stopping.cancelled() => return,
     };
     // The first bytes decide, as on cleartext; ALPN `h2` is where clients send the preface.
-    let io = TokioIo::new(stream);
-    if is_http2 {
-        http2(io, service, ends).await;
-    } else {
-        http1(io, service, ends).await;
-    }
+    speak(stream, is_http2, service, ends).await;
 }
 
 /// Serves an HTTP/2 connection: GOAWAY at the trigger (after its first response, for one
 /// opened during the drain), or at its age (then closed after the grace).
-async fn http2<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: Ends)
+async fn http2<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: &Ends)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -426,7 +455,7 @@ where
         tokio::select! {
             () = goaway => {}
             () = ends.stopping.cancelled() => {}
-            () = ends.aged() => return Some(ends.grace()),
+            () = ends.aged() => return Some(ends.grace),
         }
         None
     };
@@ -436,7 +465,7 @@ where
 /// Serves an HTTP/1 connection (with upgrades): closed at the drain's end once its response
 /// is out; past its age, its next response says `Connection: close`, and one that sends no
 /// request within the grace is closed then (a request in flight is never cut).
-async fn http1<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: Ends)
+async fn http1<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: &Ends)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -462,7 +491,7 @@ where
             () = ends.aged() => {
                 aged.store(true, std::sync::atomic::Ordering::Relaxed);
                 tokio::select! {
-                    () = tokio::time::sleep(ends.grace()) => {}
+                    () = tokio::time::sleep(ends.grace) => {}
                     () = ends.stopping.cancelled() => {}
                 }
             }

@@ -258,7 +258,9 @@ async fn a_handshake_unfinished_or_a_silent_connection_when_the_drain_ends_does_
         .await
         .unwrap();
     // One that finishes its handshake (agreeing on h2), then says nothing.
-    let silent = connect(port, std::slice::from_ref(&der), &[b"h2"]).await.unwrap();
+    let silent = connect(port, std::slice::from_ref(&der), &[b"h2"])
+        .await
+        .unwrap();
     // And one served normally, to show the server works.
     let answer = http1_get(connect(port, &[der], &[]).await.unwrap()).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

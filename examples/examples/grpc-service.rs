@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use deputy_core::Shutdown;
 use deputy_examples::http_service as defaults;
-use deputy_tokio::{DrainLayer, stopping};
+use deputy_tokio::{ConnectionAge, DrainLayer, stopping};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -75,6 +75,8 @@ impl Demo for Service {
     type TicksStream = Ticks;
 
     async fn ticks(&self, request: Request<TicksRequest>) -> Result<Response<Ticks>, Status> {
+        // The age of the HTTP/2 connection the call came on (with --max-connection-age).
+        let age = request.extensions().get::<ConnectionAge>().cloned();
         let every = Duration::from_millis(request.into_inner().every_ms.max(1));
         let ticks = futures::stream::unfold(0, move |number| async move {
             tokio::time::sleep(every).await;
@@ -82,15 +84,18 @@ impl Demo for Service {
         });
         let ticks: Ticks = match &self.shutdown {
             // On its notice the call ends with UNAVAILABLE, which clients retry elsewhere.
-            Some(shutdown) => Box::pin(
-                shutdown
-                    .connection_named("gRPC /deputy.demo.v1.Demo/Ticks")
-                    .until_notice(ticks, |_notice| {
-                        Err(Status::unavailable(
-                            "server restarting; retry on another backend",
-                        ))
-                    }),
-            ),
+            Some(shutdown) => {
+                let connection = shutdown.connection_named("gRPC /deputy.demo.v1.Demo/Ticks");
+                // Told to move when its connection reaches its age, too.
+                if let Some(age) = age {
+                    age.watch(&connection);
+                }
+                Box::pin(connection.until_notice(ticks, |_notice| {
+                    Err(Status::unavailable(
+                        "server restarting; retry on another backend",
+                    ))
+                }))
+            }
             None => Box::pin(ticks),
         };
         Ok(Response::new(ticks))

@@ -31,7 +31,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -39,11 +38,12 @@ use axum::http::Uri;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use clap::Parser;
 use deputy_core::{Connection, Shutdown};
 use deputy_examples::http_service as defaults;
 use deputy_tokio::websocket::{CLOSE_WAIT, GOING_AWAY, going_away};
-use deputy_tokio::{DrainLayer, stopping};
+use deputy_tokio::{ConnectionAge, DrainLayer, stopping};
 use futures::{Stream, StreamExt};
 
 #[derive(Debug, Parser)]
@@ -67,11 +67,18 @@ struct App {
     shutdown: Option<Shutdown>,
 }
 
+/// The age of the HTTP connection a request came on (with --max-connection-age).
+type Age = Option<Extension<ConnectionAge>>;
+
 impl App {
-    /// A long-lived connection, listed as `name` among what holds the drain open.
-    fn connection(&self, name: &str) -> Option<Connection> {
-        let shutdown = self.shutdown.as_ref()?;
-        Some(shutdown.connection_named(name))
+    /// A long-lived connection, listed as `name` among what holds the drain open, and told
+    /// to move when its HTTP connection reaches its age, if it has one.
+    fn connection(&self, name: &str, age: Age) -> Option<Connection> {
+        let connection = self.shutdown.as_ref()?.connection_named(name);
+        if let Some(Extension(age)) = age {
+            age.watch(&connection);
+        }
+        Some(connection)
     }
 }
 
@@ -117,7 +124,7 @@ fn every_100_ms() -> impl Stream<Item = u64> {
 
 /// Server-sent events; on the notice, a `reconnect` event with a one-second `retry:` hint,
 /// then the stream's clean end.
-async fn events(State(app): State<App>) -> impl IntoResponse {
+async fn events(State(app): State<App>, age: Age) -> impl IntoResponse {
     let ticks = every_100_ms().map(|n| Ok::<_, Infallible>(Event::default().data(n.to_string())));
     let farewell = |_notice| {
         Ok(Event::default()
@@ -125,7 +132,7 @@ async fn events(State(app): State<App>) -> impl IntoResponse {
             .retry(Duration::from_secs(1))
             .data("server restarting; reconnect"))
     };
-    let events = match app.connection("SSE /events") {
+    let events = match app.connection("SSE /events", age) {
         Some(connection) => connection.until_notice(ticks, farewell).left_stream(),
         None => ticks.right_stream(),
     };
@@ -133,9 +140,9 @@ async fn events(State(app): State<App>) -> impl IntoResponse {
 }
 
 /// A WebSocket pushing a numbered text message every 100 ms; on the notice, a 1001 close.
-async fn websocket(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(State(app): State<App>, age: Age, upgrade: WebSocketUpgrade) -> Response {
     // Registered before the upgrade: in flight from the handshake on.
-    let connection = app.connection("WS /ws");
+    let connection = app.connection("WS /ws", age);
     upgrade.on_upgrade(move |socket| push_numbers(socket, connection))
 }
 

@@ -4,6 +4,11 @@
 //! Every connection ends near its age (within age ± 10 % + grace), no request fails, and the
 //! ends are spread (no 100 ms slice holds more than a quarter of them). The same harness
 //! against the service's axum-alone baseline (`axum::serve`) sees no connection end.
+//!
+//! Long-lived streams move with their connection: WebSockets and event streams (over
+//! HTTP/1.1 and HTTP/2) on a service with `--max-connection-age 2s` are told to move near
+//! their connection's age (a 1001 close, a `reconnect` event), none is cut, and the service
+//! keeps running; without a maximum age they stay.
 
 use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
@@ -214,5 +219,185 @@ fn axum_alone_never_ends_a_connection_by_age() {
         seen.ended.len(),
         0,
         "axum::serve has no maximum connection age"
+    );
+}
+
+/// How a long-lived stream ended, and when (from its start).
+#[derive(Debug)]
+enum StreamEnd {
+    /// A WebSocket's close frame, with its code.
+    WebSocket(u16, Duration),
+    /// An event stream's `reconnect` event.
+    Reconnect(Duration),
+    /// Still open when the test stopped waiting.
+    Open,
+    /// Anything else: cut, refused (what happened, shown when the test fails).
+    Failed(#[allow(dead_code)] String),
+}
+
+async fn websocket_until_close(addr: SocketAddr, wait: Duration) -> StreamEnd {
+    use futures::StreamExt;
+    let start = Instant::now();
+    let url = format!("ws://{addr}/ws");
+    let (mut socket, _) = match tokio_tungstenite::connect_async(url).await {
+        Ok(connected) => connected,
+        Err(error) => return StreamEnd::Failed(error.to_string()),
+    };
+    loop {
+        match tokio::time::timeout_at((start + wait).into(), socket.next()).await {
+            Err(_) => return StreamEnd::Open,
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                let code = frame.map_or(0, |frame| u16::from(frame.code));
+                return StreamEnd::WebSocket(code, start.elapsed());
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => return StreamEnd::Failed(format!("{other:?}")),
+        }
+    }
+}
+
+/// GET /events on HTTP/1.1, read until its `reconnect` event.
+async fn events_http1(addr: SocketAddr, wait: Duration) -> StreamEnd {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /events HTTP/1.1\r\nHost: pod\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + wait).into(), tcp.read(&mut buf)).await {
+            Err(_) => return StreamEnd::Open,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return StreamEnd::Failed(format!(
+                    "ended without a reconnect event: {}",
+                    String::from_utf8_lossy(&seen)
+                ));
+            }
+            Ok(Ok(read)) => {
+                seen.extend_from_slice(&buf[..read]);
+                if String::from_utf8_lossy(&seen).contains("event: reconnect") {
+                    return StreamEnd::Reconnect(start.elapsed());
+                }
+            }
+        }
+    }
+}
+
+/// `count` GET /events on one HTTP/2 connection, each read until its `reconnect` event.
+async fn events_http2(addr: SocketAddr, count: usize, wait: Duration) -> Vec<StreamEnd> {
+    let start = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let streams = (0..count).map(|_| {
+        let client = client.clone();
+        async move {
+            let mut ready = client.ready().await.unwrap();
+            let request = http::Request::get(format!("http://{addr}/events"))
+                .body(())
+                .unwrap();
+            let (response, _) = ready.send_request(request, true).unwrap();
+            let mut body = response.await.unwrap().into_body();
+            let mut seen = Vec::new();
+            loop {
+                match tokio::time::timeout_at((start + wait).into(), body.data()).await {
+                    Err(_) => return StreamEnd::Open,
+                    Ok(Some(Ok(data))) => {
+                        let _ = body.flow_control().release_capacity(data.len());
+                        seen.extend_from_slice(&data);
+                        if String::from_utf8_lossy(&seen).contains("event: reconnect") {
+                            return StreamEnd::Reconnect(start.elapsed());
+                        }
+                    }
+                    Ok(other) => return StreamEnd::Failed(format!("{other:?}")),
+                }
+            }
+        }
+    });
+    futures::future::join_all(streams).await
+}
+
+/// stream-service with `extra`; WebSockets and event streams opened on it, each followed
+/// until it ends or `wait` is over. How each ended, and whether the service still runs.
+fn long_lived_on(extra: &[&str], wait: Duration) -> (Vec<StreamEnd>, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut args = vec![
+        "--port".to_owned(),
+        port.to_string(),
+        "--health-port".to_owned(),
+        free_port().to_string(),
+        "--ipc-dir".to_owned(),
+        dir.path().display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut service = Proc::start(example("stream-service"), &args);
+    service.expect_out("stream-service: serving");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ends = runtime.block_on(async {
+        let websockets = (0..12).map(|_| tokio::spawn(websocket_until_close(addr, wait)));
+        let events = (0..3).map(|_| tokio::spawn(events_http1(addr, wait)));
+        let tasks: Vec<_> = websockets.chain(events).collect();
+        let mut ends = events_http2(addr, 2, wait).await;
+        for task in tasks {
+            ends.push(task.await.unwrap());
+        }
+        ends
+    });
+    let running = service.try_wait().is_none();
+    drop(service);
+    (ends, running)
+}
+
+#[test]
+fn long_lived_streams_are_told_to_move_at_their_connections_age_and_none_is_cut() {
+    let (ends, running) = long_lived_on(
+        &[
+            "--max-connection-age",
+            "2s",
+            "--max-connection-age-grace",
+            "3s",
+        ],
+        Duration::from_secs(8),
+    );
+    println!("{ends:?}");
+    assert!(running, "no shutdown: the service still runs");
+    let (shortest, longest) = (AGE.mul_f64(0.9), AGE.mul_f64(1.1));
+    let slack = Duration::from_millis(300);
+    let mut websocket_ends = Vec::new();
+    for end in &ends {
+        let after = match end {
+            StreamEnd::WebSocket(1001, after) => {
+                websocket_ends.push(*after);
+                *after
+            }
+            StreamEnd::Reconnect(after) => *after,
+            other => panic!("a stream was not told to move at its age: {other:?}\n{ends:?}"),
+        };
+        assert!(
+            after + slack >= shortest && after <= longest + slack,
+            "a stream was told to move {after:?} after it opened: its connection's age is \
+             {AGE:?} ±10 %"
+        );
+    }
+    // Spread like their connections' ages: not all at once.
+    websocket_ends.sort();
+    let spread = websocket_ends[websocket_ends.len() - 1] - websocket_ends[0];
+    assert!(
+        spread >= Duration::from_millis(100),
+        "12 WebSockets told within {spread:?}"
+    );
+}
+
+#[test]
+fn without_a_maximum_age_long_lived_streams_stay() {
+    let (ends, running) = long_lived_on(&[], Duration::from_secs(4));
+    assert!(running);
+    assert!(
+        ends.iter().all(|end| matches!(end, StreamEnd::Open)),
+        "{ends:?}"
     );
 }

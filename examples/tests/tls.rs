@@ -256,8 +256,14 @@ fn a_termination_under_load_over_tls_fails_no_request() {
     let (http1_ok, http1_other) = hey_outcome(http1);
     eprintln!("HTTP/2: {http2_ok} ok, {http2_other:?}; HTTP/1.1: {http1_ok} ok, {http1_other:?}");
     assert!(http2_other.is_empty(), "HTTP/2 over TLS: {http2_other:#?}");
-    assert!(http1_other.is_empty(), "HTTP/1.1 over TLS: {http1_other:#?}");
-    assert!(http2_ok > 100 && http1_ok > 100, "{http2_ok} and {http1_ok}");
+    assert!(
+        http1_other.is_empty(),
+        "HTTP/1.1 over TLS: {http1_other:#?}"
+    );
+    assert!(
+        http2_ok > 100 && http1_ok > 100,
+        "{http2_ok} and {http1_ok}"
+    );
     let ended = service.finish();
     assert_eq!(ended.code, 0, "{}\n{}", ended.out(), ended.err());
     assert!(ended.out().contains("shutdown clean"), "{}", ended.out());
@@ -324,7 +330,11 @@ async fn a_certificate_replaced_on_disk_is_served_to_the_next_connection() {
         .await
         .unwrap();
     assert_eq!(ended.code, 0, "{}\n{}", ended.out(), ended.err());
-    assert!(ended.err().contains("TLS certificate read again"), "{}", ended.err());
+    assert!(
+        ended.err().contains("TLS certificate read again"),
+        "{}",
+        ended.err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
