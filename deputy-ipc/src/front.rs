@@ -88,9 +88,41 @@ pub struct Settings {
     /// run with exit code 1, naming it (default: no limit).
     #[cfg_attr(feature = "clap", arg(long, env = "DEPUTY_STARTUP_TIMEOUT", value_parser = crate::parse_duration))]
     pub startup_timeout: Option<Duration>,
+}
+
+impl Default for Settings {
+    /// Every setting's default, as if no variable were set.
+    fn default() -> Self {
+        let duration = |text| crate::parse_duration(text).expect("a default parses");
+        Settings {
+            health_port: None,
+            grace_period: duration(DEFAULT_GRACE_PERIOD),
+            drain_delay: duration(DEFAULT_DRAIN_DELAY),
+            drain_delay_max: None,
+            quiet_period: duration("1s"),
+            drain_timeout: duration(DEFAULT_DRAIN_TIMEOUT),
+            ipc_dir: None,
+            metrics: false,
+            health_linger: crate::DEFAULT_HEALTH_LINGER,
+            disconnect_window: None,
+            ready_while_draining: false,
+            startup_timeout: None,
+        }
+    }
+}
+
+/// The duration variable `name`: `None` if unset or empty.
+/// A server's settings, beside [`Settings`]: connections recycled by age, and TLS. Each
+/// has its flag (the `clap` feature: `#[command(flatten)]` it next to `Settings`) and its
+/// `DEPUTY_` variable; [`serve_options`](Self::serve_options) (the `tokio` feature) makes
+/// deputy-tokio's `ServeOptions` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[non_exhaustive]
+pub struct ServeSettings {
     /// Ask each connection to end once it is this old (±10 %), so that load spreads again
     /// after a scale-out: HTTP/2 gets GOAWAY, HTTP/1 `Connection: close` on its next
-    /// response (for the server: deputy-tokio's `ServeOptions`).
+    /// response, long-lived streams that watch its age a move notice.
     #[cfg_attr(feature = "clap", arg(long, env = "DEPUTY_MAX_CONNECTION_AGE", value_parser = crate::parse_duration))]
     pub max_connection_age: Option<Duration>,
     /// With --max-connection-age: how long a connection asked to end may take to finish
@@ -112,32 +144,83 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
 }
 
-impl Default for Settings {
-    /// Every setting's default, as if no variable were set.
+impl Default for ServeSettings {
+    /// No maximum age (a grace of 10 s once there is one), no TLS.
     fn default() -> Self {
-        let duration = |text| crate::parse_duration(text).expect("a default parses");
-        Settings {
-            health_port: None,
-            grace_period: duration(DEFAULT_GRACE_PERIOD),
-            drain_delay: duration(DEFAULT_DRAIN_DELAY),
-            drain_delay_max: None,
-            quiet_period: duration("1s"),
-            drain_timeout: duration(DEFAULT_DRAIN_TIMEOUT),
-            ipc_dir: None,
-            metrics: false,
-            health_linger: crate::DEFAULT_HEALTH_LINGER,
-            disconnect_window: None,
-            ready_while_draining: false,
-            startup_timeout: None,
+        ServeSettings {
             max_connection_age: None,
-            max_connection_age_grace: duration("10s"),
+            max_connection_age_grace: Duration::from_secs(10),
             tls_cert: None,
             tls_key: None,
         }
     }
 }
 
-/// The duration variable `name`: `None` if unset or empty.
+impl ServeSettings {
+    /// The settings from the `DEPUTY_` variables alone (for a service without clap): an
+    /// error names the variable.
+    ///
+    /// ```
+    /// let serve = deputy_ipc::ServeSettings::from_env()?;
+    /// assert_eq!(serve.max_connection_age, None); // DEPUTY_MAX_CONNECTION_AGE unset
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn from_env() -> Result<ServeSettings, String> {
+        let mut serve = ServeSettings {
+            max_connection_age: duration_from_env("DEPUTY_MAX_CONNECTION_AGE")?,
+            tls_cert: path_from_env("DEPUTY_TLS_CERT"),
+            tls_key: path_from_env("DEPUTY_TLS_KEY"),
+            ..ServeSettings::default()
+        };
+        if let Some(grace) = duration_from_env("DEPUTY_MAX_CONNECTION_AGE_GRACE")? {
+            serve.max_connection_age_grace = grace;
+        }
+        match (&serve.tls_cert, &serve.tls_key) {
+            (Some(_), None) => Err("DEPUTY_TLS_CERT is set without DEPUTY_TLS_KEY".to_string()),
+            (None, Some(_)) => Err("DEPUTY_TLS_KEY is set without DEPUTY_TLS_CERT".to_string()),
+            _ => Ok(serve),
+        }
+    }
+
+    /// deputy-tokio's server options from these settings (the `tokio` feature). The TLS
+    /// files are read here: an error names the file.
+    ///
+    /// ```no_run
+    /// # async fn example(shutdown: deputy_ipc::deputy_core::Shutdown) -> std::io::Result<()> {
+    /// let serve = deputy_ipc::ServeSettings::from_env().map_err(std::io::Error::other)?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    /// deputy_tokio::serve_with(listener, shutdown, app, serve.serve_options()?).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn serve_options(&self) -> std::io::Result<deputy_tokio::ServeOptions> {
+        let mut options = deputy_tokio::ServeOptions::default()
+            .max_connection_age_grace(self.max_connection_age_grace);
+        if let Some(age) = self.max_connection_age {
+            options = options.max_connection_age(age);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            options = options.tls(deputy_tokio::Tls::from_pem_files(cert, key)?);
+        }
+        Ok(options)
+    }
+
+    /// The URL scheme these settings serve: `https` with TLS, else `http`.
+    ///
+    /// ```
+    /// assert_eq!(deputy_ipc::ServeSettings::default().scheme(), "http");
+    /// ```
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// A path from the environment; unset or empty is none.
 fn path_from_env(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
@@ -182,10 +265,6 @@ impl Settings {
             ("DEPUTY_QUIET_PERIOD", &mut settings.quiet_period),
             ("DEPUTY_DRAIN_TIMEOUT", &mut settings.drain_timeout),
             (crate::HEALTH_LINGER_ENV, &mut settings.health_linger),
-            (
-                "DEPUTY_MAX_CONNECTION_AGE_GRACE",
-                &mut settings.max_connection_age_grace,
-            ),
         ] {
             if let Some(value) = duration_from_env(name)? {
                 *slot = value;
@@ -194,49 +273,10 @@ impl Settings {
         settings.drain_delay_max = duration_from_env("DEPUTY_DRAIN_DELAY_MAX")?;
         settings.disconnect_window = duration_from_env("DEPUTY_DISCONNECT_WINDOW")?;
         settings.startup_timeout = duration_from_env("DEPUTY_STARTUP_TIMEOUT")?;
-        settings.max_connection_age = duration_from_env("DEPUTY_MAX_CONNECTION_AGE")?;
         settings.metrics = crate::metrics_from_env()?;
         settings.ready_while_draining =
             crate::bool_from_env("DEPUTY_READY_WHILE_DRAINING")?.unwrap_or(false);
-        settings.tls_cert = path_from_env("DEPUTY_TLS_CERT");
-        settings.tls_key = path_from_env("DEPUTY_TLS_KEY");
-        match (&settings.tls_cert, &settings.tls_key) {
-            (Some(_), None) => Err("DEPUTY_TLS_CERT is set without DEPUTY_TLS_KEY".to_string()),
-            (None, Some(_)) => Err("DEPUTY_TLS_KEY is set without DEPUTY_TLS_CERT".to_string()),
-            _ => Ok(settings),
-        }
-    }
-
-    /// deputy-tokio's server options from these settings (the `tokio` feature): the
-    /// connections' maximum age and its grace, and TLS, whose files are read here (an
-    /// error names the file).
-    ///
-    /// ```no_run
-    /// # async fn example(shutdown: deputy_ipc::deputy_core::Shutdown) -> std::io::Result<()> {
-    /// let settings = deputy_ipc::Settings::from_env().map_err(std::io::Error::other)?;
-    /// let options = settings.serve_options()?;
-    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-    /// let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-    /// deputy_tokio::serve_with(listener, shutdown, app, options).await;
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[cfg(feature = "tokio")]
-    pub fn serve_options(&self) -> std::io::Result<deputy_tokio::ServeOptions> {
-        let mut options = deputy_tokio::ServeOptions::default()
-            .max_connection_age_grace(self.max_connection_age_grace);
-        if let Some(age) = self.max_connection_age {
-            options = options.max_connection_age(age);
-        }
-        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            options = options.tls(deputy_tokio::Tls::from_pem_files(cert, key)?);
-        }
-        Ok(options)
-    }
-
-    /// Whether these settings serve TLS (`https://` rather than `http://`).
-    pub fn serves_tls(&self) -> bool {
-        self.tls_cert.is_some()
+        Ok(settings)
     }
 
     /// A coordinator's builder with these settings and the default phases

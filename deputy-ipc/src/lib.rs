@@ -58,8 +58,8 @@ pub use args::{parse_args, parse_args_from};
 pub use deputy_core;
 pub use error::IpcError;
 pub use front::{
-    DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_GRACE_PERIOD, Deputy, Running, Settings,
-    StartError, exit,
+    DEFAULT_DRAIN_DELAY, DEFAULT_DRAIN_TIMEOUT, DEFAULT_GRACE_PERIOD, Deputy, Running,
+    ServeSettings, Settings, StartError, exit,
 };
 pub use health::{
     DEFAULT_HEALTH_LINGER, HealthServer, MIN_SHUTDOWN_TOKEN, SHUTDOWN_TOKEN_ENV,

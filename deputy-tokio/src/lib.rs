@@ -13,7 +13,9 @@
 //! - [`serve`]: HTTP/1 (with WebSocket upgrades) and h2c on one [`Listener`] (TCP or
 //!   Unix-domain, bound or handed over by socket activation), GOAWAY to HTTP/2 connections
 //!   from the trigger on, the listener open until the drain is over; [`serve_with`] adds
-//!   [`ServeOptions`]: connections recycled by age.
+//!   [`ServeOptions`]: connections recycled by age (the long-lived streams on them told to
+//!   move at that age through [`ConnectionAge`]), and TLS with ALPN (`Tls`, the `tls`
+//!   feature: rustls, certificates read again when their files change).
 //! - [`websocket::going_away`]: a 1001 close frame and a bounded wait for the client's.
 //! - [`accept`]: an accept loop that pauses when the process is out of descriptors instead
 //!   of spinning.

@@ -211,7 +211,7 @@ impl ResolvesServerCert for PemFiles {
 fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> io::Result<CertifiedKey> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| named(cert, io::Error::other(error)))?;
+        .map_err(|error| named(cert, pem_error(error)))?;
     if chain.is_empty() {
         return Err(named(cert, io::Error::other("no PEM certificate in it")));
     }
@@ -225,6 +225,18 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> io::Result<C
             cert.display()
         ))
     })
+}
+
+/// A PEM reader's error as an I/O error: the file's own (not found, no permission) as it is.
+fn pem_error(error: rustls::pki_types::pem::Error) -> io::Error {
+    match error {
+        rustls::pki_types::pem::Error::Io(error) => error,
+        rustls::pki_types::pem::Error::NoItemsFound => io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no PEM section of the kind wanted in it",
+        ),
+        other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
 }
 
 fn named(path: &Path, error: io::Error) -> io::Error {

@@ -3,7 +3,9 @@
 //! kubelet's probes (`/health/live`, `/health/ready`, `/health/started`), signals, the
 //! report and the termination message, the exit code. Requests in flight finish; a
 //! WebSocket gets a 1001 close and an event stream a last `reconnect` event before the pod
-//! goes; HTTP/2 connections get GOAWAY at the trigger.
+//! goes; HTTP/2 connections get GOAWAY at the trigger. With `--max-connection-age` the
+//! connections are recycled by age, the streams on them told to move then too; with
+//! `--tls-cert` and `--tls-key` it serves TLS.
 //!
 //! ```text
 //! cargo run --release --example axum-service
@@ -16,28 +18,30 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::Uri;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use clap::Parser;
 use deputy_ipc::Deputy;
 use deputy_ipc::deputy_core::{Connection, Shutdown};
 use deputy_tokio::websocket::{CLOSE_WAIT, GOING_AWAY, going_away};
-use deputy_tokio::{DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals};
+use deputy_tokio::{ConnectionAge, DEFAULT_SIGNALS, DrainLayer, TokioRuntime, handle_signals};
 use futures::{Stream, StreamExt};
 
 #[derive(Debug, Parser)]
 #[command(about = "an axum service, Kubernetes-ready")]
 struct Options {
-    /// Port to serve on (HTTP/1 and h2c).
+    /// Port to serve on (HTTP/1 and HTTP/2; with --tls-cert, over TLS).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
     #[command(flatten)]
     deputy: deputy_ipc::Settings,
+    #[command(flatten)]
+    serve: deputy_ipc::ServeSettings,
 }
 
 #[tokio::main]
@@ -55,8 +59,13 @@ async fn main() -> anyhow::Result<()> {
         .with_state(shutdown.clone())
         .layer(DrainLayer::new(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", options.port)).await?;
-    let address = format!("http://localhost:{}", listener.local_addr()?.port());
-    let server = tokio::spawn(deputy_tokio::serve(listener, shutdown, app));
+    let address = format!(
+        "{}://localhost:{}",
+        options.serve.scheme(),
+        listener.local_addr()?.port()
+    );
+    let serving = options.serve.serve_options()?; // TLS, connections' maximum age
+    let server = tokio::spawn(deputy_tokio::serve_with(listener, shutdown, app, serving));
     let report = running.serving_on(address).run(server, signals).await;
     deputy_ipc::exit(&report)
 }
@@ -72,6 +81,19 @@ async fn work(uri: Uri) -> String {
     format!("worked {ms} ms\n")
 }
 
+/// The age of the HTTP connection a request came on (with --max-connection-age).
+type Age = Option<Extension<ConnectionAge>>;
+
+/// A long-lived connection, listed as `name` while it lasts: told to move at the shutdown,
+/// and when its HTTP connection reaches its age.
+fn long_lived(shutdown: &Shutdown, name: &str, age: Age) -> Connection {
+    let connection = shutdown.connection_named(name);
+    if let Some(Extension(age)) = age {
+        age.watch(&connection);
+    }
+    connection
+}
+
 /// 0, 1, 2... one every 100 ms.
 fn every_100_ms() -> impl Stream<Item = u64> {
     futures::stream::unfold(0, |n| async move {
@@ -82,7 +104,7 @@ fn every_100_ms() -> impl Stream<Item = u64> {
 
 /// Server-sent events until the connection's notice; then a `reconnect` event with a
 /// one-second `retry:` hint, and the stream's clean end.
-async fn events(State(shutdown): State<Shutdown>) -> impl IntoResponse {
+async fn events(State(shutdown): State<Shutdown>, age: Age) -> impl IntoResponse {
     let ticks = every_100_ms()
         .map(|n| Ok::<_, std::convert::Infallible>(Event::default().data(n.to_string())));
     let farewell = |_notice| {
@@ -91,16 +113,16 @@ async fn events(State(shutdown): State<Shutdown>) -> impl IntoResponse {
             .retry(Duration::from_secs(1))
             .data("server restarting; reconnect"))
     };
-    let connection = shutdown.connection_named("SSE /events");
+    let connection = long_lived(&shutdown, "SSE /events", age);
     Sse::new(connection.until_notice(ticks, farewell))
 }
 
 /// A WebSocket pushing a number every 100 ms until the connection's notice; then a 1001
 /// close ("going away": clients reconnect elsewhere).
-async fn websocket(State(shutdown): State<Shutdown>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(State(shutdown): State<Shutdown>, age: Age, ws: WebSocketUpgrade) -> Response {
     // Registered before the upgrade: in flight from the handshake on.
-    let connection = shutdown.connection_named("WS /ws");
-    upgrade.on_upgrade(move |socket| push_numbers(socket, connection))
+    let connection = long_lived(&shutdown, "WS /ws", age);
+    ws.on_upgrade(move |socket| push_numbers(socket, connection))
 }
 
 async fn push_numbers(mut socket: WebSocket, connection: Connection) {

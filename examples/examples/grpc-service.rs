@@ -49,6 +49,8 @@ struct Options {
     port: u16,
     #[command(flatten)]
     deputy: deputy_ipc::Settings,
+    #[command(flatten)]
+    serve: deputy_ipc::ServeSettings,
     /// Serve as tonic does on its own: its graceful shutdown at the drain's end, health left
     /// SERVING, no notices (for the tests' failing run). Cleartext only.
     #[arg(long, conflicts_with = "tls_cert")]
@@ -115,8 +117,8 @@ async fn run() -> anyhow::Result<()> {
     deputy_ipc::init_logs("info");
     // Connections recycled by age (--max-connection-age) and TLS (--tls-cert, --tls-key),
     // if asked: the files are read here, so a bad one stops the start.
-    let serve_options = options.deputy.serve_options()?;
-    let running = deputy_ipc::Deputy::new("grpc-service", options.deputy.clone())
+    let serve_options = options.serve.serve_options()?;
+    let running = deputy_ipc::Deputy::new("grpc-service", options.deputy)
         .start(deputy_tokio::TokioRuntime)?;
     let shutdown = running.shutdown();
     let signals = deputy_tokio::handle_signals(shutdown.clone(), deputy_tokio::DEFAULT_SIGNALS)?;
@@ -160,7 +162,7 @@ async fn run() -> anyhow::Result<()> {
         ))
     };
     let baseline = if options.baseline { " (baseline)" } else { "" };
-    let tls = if options.deputy.serves_tls() {
+    let tls = if options.serve.tls_cert.is_some() {
         " (TLS)"
     } else {
         ""

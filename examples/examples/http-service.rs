@@ -75,6 +75,8 @@ struct Options {
     startup: Option<Duration>,
     #[command(flatten)]
     deputy: deputy_ipc::Settings,
+    #[command(flatten)]
+    serve: deputy_ipc::ServeSettings,
 }
 
 /// A cache refresher that refreshes every second until it is told to stop, and fails (or,
@@ -201,7 +203,7 @@ async fn run() -> anyhow::Result<()> {
     deputy_ipc::init_logs("info");
     // Connections recycled by age (--max-connection-age) and TLS (--tls-cert, --tls-key),
     // if asked: the files are read here, so a bad one stops the start.
-    let serve_options = options.deputy.serve_options()?;
+    let serve_options = options.serve.serve_options()?;
     // The coordinator from the settings, the control socket for the preStop's `deputy
     // terminate`, the health endpoints for the probes: bound, not yet serving.
     let running = deputy_ipc::Deputy::new("http-service", options.deputy.clone())
@@ -215,12 +217,11 @@ async fn run() -> anyhow::Result<()> {
     let (server, address) = match listen(&options).await? {
         Listening::Tcp(listener) => {
             // The port bound: the one asked for, or the one `--port 0` got.
-            let scheme = if options.deputy.serves_tls() {
-                "https"
-            } else {
-                "http"
-            };
-            let address = format!("{scheme}://localhost:{}", listener.local_addr()?.port());
+            let address = format!(
+                "{}://localhost:{}",
+                options.serve.scheme(),
+                listener.local_addr()?.port()
+            );
             let server = deputy_tokio::serve_with(
                 listener,
                 shutdown.clone(),

@@ -54,6 +54,8 @@ struct Options {
     port: u16,
     #[command(flatten)]
     deputy: deputy_ipc::Settings,
+    #[command(flatten)]
+    serve: deputy_ipc::ServeSettings,
     /// Serve as axum does on its own: its graceful shutdown at the drain's end, no drain
     /// layer, no notices (for the tests' failing run).
     #[arg(long)]
@@ -195,7 +197,7 @@ async fn run() -> anyhow::Result<()> {
     deputy_ipc::init_logs("info");
     // Connections recycled by age (--max-connection-age) and TLS (--tls-cert, --tls-key),
     // if asked: the files are read here, so a bad one stops the start.
-    let serve_options = options.deputy.serve_options()?;
+    let serve_options = options.serve.serve_options()?;
     let running = deputy_ipc::Deputy::new("stream-service", options.deputy)
         .start(deputy_tokio::TokioRuntime)?;
     let shutdown = running.shutdown();

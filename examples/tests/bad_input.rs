@@ -262,6 +262,26 @@ fn the_examples_refuse_bad_input_and_answer_help() {
             "for DEPUTY_DRAIN_DELAY (--drain-delay)",
         )
         .env("DEPUTY_DRAIN_DELAY", "xyz"),
+        // TLS: a file that is not there is named; half a pair is refused.
+        case(
+            example("http-service"),
+            &[
+                "--tls-cert",
+                "/nonexistent/tls.crt",
+                "--tls-key",
+                "/nonexistent/tls.key",
+            ],
+            1,
+            "http-service: TLS file /nonexistent/tls.crt: No such file or directory",
+        ),
+        case(
+            example("grpc-service"),
+            &["--tls-cert", "/nonexistent/tls.crt"],
+            2,
+            "--tls-key <TLS_KEY>",
+        ),
+        case(example("axum-service"), &[], 2, "--tls-cert <TLS_CERT>")
+            .env("DEPUTY_TLS_KEY", "/etc/tls/tls.key"),
         case(
             example("plain-server"),
             &["--help"],

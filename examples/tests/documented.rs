@@ -74,7 +74,26 @@ fn sample(flag: &str, dir: &Path) -> String {
         "--ipc-dir" => dir.display().to_string(),
         "--stop-command" => "true".into(),
         "--hook-ms" => "10".into(),
+        // Written by `tls_files`.
+        "--tls-cert" => dir.join("tls.crt").display().to_string(),
+        "--tls-key" => dir.join("tls.key").display().to_string(),
         _ => "3s".into(), // every other value these binaries take is a duration
+    }
+}
+
+/// A certificate and its key in `dir`, where `sample` points `--tls-cert` and `--tls-key`.
+fn tls_files(dir: &Path) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("tls.crt"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), made.signing_key.serialize_pem()).unwrap();
+}
+
+/// What a service's flag needs beside it: the other half of the TLS pair.
+fn service_companions(flag: &str, dir: &Path) -> Vec<String> {
+    match flag {
+        "--tls-cert" => vec!["--tls-key".into(), sample("--tls-key", dir)],
+        "--tls-key" => vec!["--tls-cert".into(), sample("--tls-cert", dir)],
+        _ => Vec::new(),
     }
 }
 
@@ -142,9 +161,11 @@ fn every_flag_each_binary_documents_is_accepted_as_written() {
             deputy_run_accepts(&args, &[], &format!("deputy run {args:?}"));
         }
     }
+    tls_files(dir.path());
     for (name, ready) in SERVICES {
         for (flag, takes_value) in flags(&help(&example(name), None)) {
-            let mut args = vec![flag.clone()];
+            let mut args = service_companions(&flag, dir.path());
+            args.push(flag.clone());
             if takes_value {
                 args.push(sample(&flag, dir.path()));
             }
@@ -213,6 +234,7 @@ fn every_variable_the_docs_name_is_accepted_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "sixteen-bytes-or-more\n").unwrap();
+    tls_files(dir.path());
     let for_deputy_run: BTreeSet<String> = variables(&readme)
         .union(&variables(&run_help))
         .filter(|name| !set_by_deputy.contains(&name.as_str()))
@@ -227,7 +249,16 @@ fn every_variable_the_docs_name_is_accepted_as_written() {
     for (service, ready) in SERVICES {
         for name in variables(&help(&example(service), None)) {
             let value = value_of(&name, dir.path(), &token_file);
-            let env = [(name.clone(), value)];
+            let mut env = vec![(name.clone(), value)];
+            // The other half of the TLS pair.
+            for (half, other) in [
+                ("DEPUTY_TLS_CERT", "DEPUTY_TLS_KEY"),
+                ("DEPUTY_TLS_KEY", "DEPUTY_TLS_CERT"),
+            ] {
+                if name == half {
+                    env.push((other.into(), value_of(other, dir.path(), &token_file)));
+                }
+            }
             service_accepts(
                 service,
                 ready,
