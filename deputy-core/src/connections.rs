@@ -618,6 +618,17 @@ pub struct Mover {
 impl Mover {
     /// Gives the connection its `Move` notice now, and wakes its task; whether it did (not
     /// if it had a notice already or is gone).
+    ///
+    /// ```
+    /// use deputy_core::{ManualClock, Notice, ShutdownCoordinator};
+    ///
+    /// let coordinator = ShutdownCoordinator::builder().build(ManualClock::new()).unwrap();
+    /// let connection = coordinator.handle().connection();
+    /// let mover = connection.mover();
+    /// assert!(mover.move_now());
+    /// assert!(!mover.move_now(), "it has its notice already");
+    /// assert_eq!(connection.notice_now(), Some(Notice::Move));
+    /// ```
     pub fn move_now(&self) -> bool {
         self.entry.move_early()
     }

@@ -720,3 +720,42 @@ fn the_native_sidecar_pod_stops_its_sidecar_last_and_quickly() {
     let ended = proxy.finish();
     assert_eq!(ended.code, 0, "{}", ended.err());
 }
+
+#[test]
+fn the_grpc_tls_deployment_mounts_its_secret_where_the_service_reads_it_and_probes_over_http() {
+    let docs = documents("grpc-tls.yaml");
+    let (pod, container) = pod_and_container(&docs);
+    assert_long_lived_plan_fits(pod, container);
+    // The certificate and key where the Secret's volume is mounted, whole (files under a
+    // subPath are never updated, so a renewal would not reach the service).
+    let mount = find(get(container, &["volumeMounts"]), |mount| {
+        get(mount, &["name"]).as_str() == Some("tls")
+    })
+    .expect("the tls volume is mounted");
+    assert!(mount.get("subPath").is_none(), "{mount:?}");
+    let at = get(mount, &["mountPath"]).as_str().unwrap();
+    for (variable, file) in [
+        ("DEPUTY_TLS_CERT", "tls.crt"),
+        ("DEPUTY_TLS_KEY", "tls.key"),
+    ] {
+        assert_eq!(env_of(container, variable), Some(&*format!("{at}/{file}")));
+    }
+    let volume = find(get(pod, &["volumes"]), |volume| {
+        get(volume, &["name"]).as_str() == Some("tls")
+    })
+    .unwrap();
+    assert!(get(volume, &["secret", "secretName"]).as_str().is_some());
+    // The kubelet's gRPC probe speaks no TLS: readiness and liveness on deputy's endpoints.
+    let health_port = env_port(container, "DEPUTY_HEALTH_CHECK_PORT");
+    assert!(container["readinessProbe"].get("grpc").is_none());
+    assert_probes_and_prestop(container, health_port);
+    assert_run_is_writable(pod, container);
+    assert_termination_message(container);
+    assert_eq!(
+        service_target_port(&docs),
+        u64::from(env_port(container, "PORT"))
+    );
+    // grpc-service takes these settings as written.
+    let age = duration(env_of(container, "DEPUTY_MAX_CONNECTION_AGE").unwrap());
+    assert_eq!(age, Duration::from_secs(300));
+}
