@@ -206,6 +206,21 @@ async fn requests<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, count: usiz
     }
 }
 
+/// `CONNECTIONS` connections made by `connect`.
+async fn connections<S, F: std::future::Future<Output = S>>(connect: impl Fn() -> F) -> Vec<S> {
+    let mut streams = Vec::new();
+    for _ in 0..CONNECTIONS {
+        streams.push(connect().await);
+    }
+    streams
+}
+
+/// `REQUESTS` keep-alive `GET /`, spread over `streams`, all at once.
+async fn batch<S: AsyncRead + AsyncWrite + Unpin>(streams: &mut [S]) {
+    let each = REQUESTS / streams.len();
+    futures::future::join_all(streams.iter_mut().map(|stream| requests(stream, each))).await;
+}
+
 /// The CPU time this process has used (every thread: the client's and the servers').
 fn cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -276,22 +291,12 @@ fn tls(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(8));
     for (name, addr) in servers {
-        let mut streams = client.block_on(async {
-            let mut streams = Vec::new();
-            for _ in 0..CONNECTIONS {
-                streams.push(tls_connect(&connector, addr).await);
-            }
-            streams
-        });
+        let mut streams = client.block_on(connections(|| tls_connect(&connector, addr)));
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = cpu_time();
                 for _ in 0..iters {
-                    client.block_on(async {
-                        let each = REQUESTS / CONNECTIONS;
-                        let sends = streams.iter_mut().map(|stream| requests(stream, each));
-                        futures::future::join_all(sends).await;
-                    });
+                    client.block_on(batch(&mut streams));
                 }
                 cpu_time() - start
             })
@@ -346,22 +351,14 @@ fn age_tracking(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(8));
     for (name, addr) in servers {
-        let mut streams = client.block_on(async {
-            let mut streams = Vec::new();
-            for _ in 0..CONNECTIONS {
-                streams.push(TcpStream::connect(addr).await.unwrap());
-            }
-            streams
-        });
+        let mut streams = client.block_on(connections(|| async {
+            TcpStream::connect(addr).await.unwrap()
+        }));
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = cpu_time();
                 for _ in 0..iters {
-                    client.block_on(async {
-                        let each = REQUESTS / CONNECTIONS;
-                        let sends = streams.iter_mut().map(|stream| requests(stream, each));
-                        futures::future::join_all(sends).await;
-                    });
+                    client.block_on(batch(&mut streams));
                 }
                 cpu_time() - start
             })
@@ -402,21 +399,11 @@ fn once(which: &str) {
                 get_and_close(TcpStream::connect(addr).await.unwrap()).await;
             }
         }
-        let each = REQUESTS / CONNECTIONS;
         if tls {
-            let mut streams = Vec::new();
-            for _ in 0..CONNECTIONS {
-                streams.push(tls_connect(&connector, addr).await);
-            }
-            let sends = streams.iter_mut().map(|stream| requests(stream, each));
-            futures::future::join_all(sends).await;
+            batch(&mut connections(|| tls_connect(&connector, addr)).await).await;
         } else {
-            let mut streams = Vec::new();
-            for _ in 0..CONNECTIONS {
-                streams.push(TcpStream::connect(addr).await.unwrap());
-            }
-            let sends = streams.iter_mut().map(|stream| requests(stream, each));
-            futures::future::join_all(sends).await;
+            let connect = || async { TcpStream::connect(addr).await.unwrap() };
+            batch(&mut connections(connect).await).await;
         }
     });
 }

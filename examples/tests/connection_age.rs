@@ -122,9 +122,8 @@ async fn http2_client(addr: SocketAddr, start: Instant, until: Instant, seen: Ar
     }
 }
 
-/// stream-service with `extra`, under the clients' load for `load`; what they saw.
-fn under_load(extra: &[&str], load: Duration) -> Seen {
-    let dir = tempfile::tempdir().unwrap();
+/// stream-service with `extra`, its control socket in `dir`, once it serves; its address.
+fn stream_service(dir: &std::path::Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let port = free_port();
     let mut args = vec![
         "--port".to_owned(),
@@ -132,12 +131,18 @@ fn under_load(extra: &[&str], load: Duration) -> Seen {
         "--health-port".to_owned(),
         free_port().to_string(),
         "--ipc-dir".to_owned(),
-        dir.path().display().to_string(),
+        dir.display().to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     let mut service = Proc::start(example("stream-service"), &args);
     service.expect_out("stream-service: serving");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    (service, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// stream-service with `extra`, under the clients' load for `load`; what they saw.
+fn under_load(extra: &[&str], load: Duration) -> Seen {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, addr) = stream_service(dir.path(), extra);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let start = Instant::now();
     let until = start + load;
@@ -323,19 +328,7 @@ async fn events_http2(addr: SocketAddr, count: usize, wait: Duration) -> Vec<Str
 /// until it ends or `wait` is over. How each ended, and whether the service still runs.
 fn long_lived_on(extra: &[&str], wait: Duration) -> (Vec<StreamEnd>, bool) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut args = vec![
-        "--port".to_owned(),
-        port.to_string(),
-        "--health-port".to_owned(),
-        free_port().to_string(),
-        "--ipc-dir".to_owned(),
-        dir.path().display().to_string(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let mut service = Proc::start(example("stream-service"), &args);
-    service.expect_out("stream-service: serving");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut service, addr) = stream_service(dir.path(), extra);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ends = runtime.block_on(async {
         let websockets = (0..12).map(|_| tokio::spawn(websocket_until_close(addr, wait)));
