@@ -307,6 +307,45 @@ where
     while connections.join_next().await.is_some() {}
 }
 
+/// An error as hyper takes it.
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The services `serve` runs, as one bound for its inner functions (the public ones spell
+/// theirs out, for their docs).
+trait App<B>:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> App<B> for S where
+    S: tower_service::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The response bodies it sends.
+trait Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> Body for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+/// Its connections' streams.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<I> Io for I where I: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
 /// What ends a connection: the drain (GOAWAY for HTTP/2), the drain's end, its age.
 struct Ends {
     draining: CancellationToken,
@@ -343,16 +382,12 @@ impl Ends {
 }
 
 /// Serves `io` in HTTP/2 or HTTP/1, then outlives it for the streams that watch its age.
-async fn speak<I, S, B>(io: I, is_http2: bool, service: TowerToHyperService<S>, ends: Ends)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+async fn speak<I: Io, S: App<B>, B: Body>(
+    io: I,
+    is_http2: bool,
+    service: TowerToHyperService<S>,
+    ends: Ends,
+) {
     let io = TokioIo::new(io);
     if is_http2 {
         http2(io, service, &ends).await;
@@ -363,16 +398,11 @@ where
 }
 
 /// Serves one connection in the protocol it opens with.
-async fn connection<L, S, B>(stream: L::Io, service: TowerToHyperService<S>, ends: Ends)
-where
-    L: Listener,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+async fn connection<L: Listener, S: App<B>, B: Body>(
+    stream: L::Io,
+    service: TowerToHyperService<S>,
+    ends: Ends,
+) {
     let first_bytes = tokio::time::timeout(FIRST_BYTES_TIMEOUT, opens_with_preface::<L>(&stream));
     let is_http2 = tokio::select! {
         read = first_bytes => match read {
@@ -388,20 +418,12 @@ where
 /// Serves one connection over TLS, in the protocol it opens with (as on cleartext: ALPN
 /// `h2` is how a client learns it may send the HTTP/2 preface).
 #[cfg(feature = "tls")]
-async fn over_tls<I, S, B>(
+async fn over_tls<I: Io, S: App<B>, B: Body>(
     stream: I,
     tls: tokio_rustls::TlsAcceptor,
     service: TowerToHyperService<S>,
     ends: Ends,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+) {
     // The handshake and the first bytes after it, as the first bytes on cleartext: a
     // connection that is slow or silent, or still at it when the drain ends, is dropped.
     let opening = async {
@@ -422,16 +444,11 @@ async fn over_tls<I, S, B>(
 
 /// Serves an HTTP/2 connection: GOAWAY at the trigger (after its first response, for one
 /// opened during the drain), or at its age (then closed after the grace).
-async fn http2<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: &Ends)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+async fn http2<I: Io, S: App<B>, B: Body>(
+    io: TokioIo<I>,
+    service: TowerToHyperService<S>,
+    ends: &Ends,
+) {
     // A connection opened during the drain (a client that has not yet seen the endpoint
     // go) is served its first request before its GOAWAY: sent at once, the GOAWAY would
     // reach the client before its request left, and the request would fail.
@@ -465,16 +482,11 @@ where
 /// Serves an HTTP/1 connection (with upgrades): closed at the drain's end once its response
 /// is out; past its age, its next response says `Connection: close`, and one that sends no
 /// request within the grace is closed then (a request in flight is never cut).
-async fn http1<I, S, B>(io: TokioIo<I>, service: TowerToHyperService<S>, ends: &Ends)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+async fn http1<I: Io, S: App<B>, B: Body>(
+    io: TokioIo<I>,
+    service: TowerToHyperService<S>,
+    ends: &Ends,
+) {
     let aged = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let service = CloseWhenAged {
         inner: service,
