@@ -28,7 +28,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group};
 use deputy_core::{Shutdown, ShutdownCoordinator};
 use deputy_tokio::{DrainLayer, ServeOptions, Tls, TokioRuntime};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -221,6 +222,33 @@ async fn batch<S: AsyncRead + AsyncWrite + Unpin>(streams: &mut [S]) {
     futures::future::join_all(streams.iter_mut().map(|stream| requests(stream, each))).await;
 }
 
+/// A group of benchmarks titled `title`: 20 samples, 8 s of measurement.
+fn group_of(c: &mut Criterion, title: String) -> BenchmarkGroup<'_, WallTime> {
+    let mut group = c.benchmark_group(title);
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
+    group
+}
+
+/// Benchmarks `name`: keep-alive batches ([`batch`]) on `streams`, in CPU time.
+fn bench_batches<S: AsyncRead + AsyncWrite + Unpin>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    client: &tokio::runtime::Runtime,
+    mut streams: Vec<S>,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = cpu_time();
+            for _ in 0..iters {
+                client.block_on(batch(&mut streams));
+            }
+            cpu_time() - start
+        })
+    });
+}
+
 /// The CPU time this process has used (every thread: the client's and the servers').
 fn cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -265,12 +293,10 @@ fn tls(c: &mut Criterion) {
     let client = client_runtime();
     let connector = connector(&cert);
 
-    let mut group = c.benchmark_group(format!(
-        "TLS handshakes: {HANDSHAKES} connections, each a full handshake and one GET /"
-    ));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(8));
+    let mut group = group_of(
+        c,
+        format!("TLS handshakes: {HANDSHAKES} connections, each a full handshake and one GET /"),
+    );
     for (name, addr) in servers {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -284,23 +310,13 @@ fn tls(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group(format!(
-        "TLS requests: {REQUESTS} keep-alive GET / over {CONNECTIONS} connections"
-    ));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(8));
+    let mut group = group_of(
+        c,
+        format!("TLS requests: {REQUESTS} keep-alive GET / over {CONNECTIONS} connections"),
+    );
     for (name, addr) in servers {
-        let mut streams = client.block_on(connections(|| tls_connect(&connector, addr)));
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let start = cpu_time();
-                for _ in 0..iters {
-                    client.block_on(batch(&mut streams));
-                }
-                cpu_time() - start
-            })
-        });
+        let streams = client.block_on(connections(|| tls_connect(&connector, addr)));
+        bench_batches(&mut group, name, &client, streams);
     }
     group.finish();
 }
@@ -322,12 +338,10 @@ fn age_tracking(c: &mut Criterion) {
         ),
     ];
     let client = client_runtime();
-    let mut group = c.benchmark_group(format!(
-        "age tracking: {CHURN} cleartext connections, each one GET /"
-    ));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(8));
+    let mut group = group_of(
+        c,
+        format!("age tracking: {CHURN} cleartext connections, each one GET /"),
+    );
     for (name, addr) in servers {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -344,25 +358,16 @@ fn age_tracking(c: &mut Criterion) {
     group.finish();
 
     // Per request: the age put in each request's extensions.
-    let mut group = c.benchmark_group(format!(
-        "age tracking: {REQUESTS} keep-alive GET / over {CONNECTIONS} cleartext connections"
-    ));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(8));
+    let mut group = group_of(
+        c,
+        format!(
+            "age tracking: {REQUESTS} keep-alive GET / over {CONNECTIONS} cleartext connections"
+        ),
+    );
     for (name, addr) in servers {
-        let mut streams = client.block_on(connections(|| async {
-            TcpStream::connect(addr).await.unwrap()
-        }));
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let start = cpu_time();
-                for _ in 0..iters {
-                    client.block_on(batch(&mut streams));
-                }
-                cpu_time() - start
-            })
-        });
+        let connect = || async { TcpStream::connect(addr).await.unwrap() };
+        let streams = client.block_on(connections(connect));
+        bench_batches(&mut group, name, &client, streams);
     }
     group.finish();
 }
